@@ -1,0 +1,3 @@
+from rluf.cli import main
+
+main()

@@ -1,0 +1,135 @@
+"""A chat policy: a Hugging Face causal LM plus its tokenizer, with batched sampling and sequence log-probs.
+
+Used by the simulator (deployment), the optimizer (best-of-K generation, log pi and log pi_ref), the
+evaluator and the gateway's local backend. Contexts are lists of chat messages
+``[{"role": "user", "content": "..."}, ...]``; responses are plain strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rluf.utils import select_device
+
+Chat = list[dict[str, str]]
+
+
+@dataclass
+class Sampling:
+    """Sampling parameters for generation."""
+
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
+class Policy:
+    def __init__(self, model, tokenizer, device: str = "auto", max_context_tokens: int = 384):
+        self.device = select_device(device)
+        self.model = model.to(self.device)
+        self.tokenizer = tokenizer
+        self.max_context_tokens = max_context_tokens
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "auto", **kw) -> Policy:
+        from rluf.models import load_causal_lm, load_tokenizer
+
+        tok = load_tokenizer(path)
+        model = load_causal_lm(path)
+        return cls(model, tok, device=device, **kw)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        self.model.save_pretrained(str(path), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(path))
+
+    # -- encoding -------------------------------------------------------------------------------------
+    def encode_context(self, context: Chat) -> list[int]:
+        """Chat-template the context with the generation prompt; keep the most recent tokens (left-truncate)."""
+        text = self.tokenizer.apply_chat_template(context, add_generation_prompt=True, tokenize=False)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.max_context_tokens:
+            ids = [self.tokenizer.bos_token_id] + ids[-(self.max_context_tokens - 1) :]
+        return ids
+
+    def encode_response(self, response: str) -> list[int]:
+        return self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        T = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(seqs), T), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), T), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, T - len(s) :] = torch.tensor(s)
+            mask[i, T - len(s) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # -- generation -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
+        generator_seed: int | None = None,
+    ) -> list[list[str]]:
+        """Sample `n` responses per context (batched HF generate with KV cache). Returns [len(contexts)][n]."""
+        sampling = sampling or Sampling()
+        if generator_seed is not None:
+            torch.manual_seed(generator_seed)
+        was_training = self.model.training
+        self.model.eval()
+        flat = [self.encode_context(c) for c in contexts for _ in range(n)]
+        out: list[str] = []
+        for start in range(0, len(flat), batch_size):
+            ids, mask = self._left_pad(flat[start : start + batch_size])  # (B, T)
+            do_sample = sampling.temperature > 0
+            gen = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=sampling.max_new_tokens,
+                do_sample=do_sample,
+                temperature=sampling.temperature if do_sample else None,
+                top_p=sampling.top_p if do_sample else None,
+                top_k=sampling.top_k if do_sample else None,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+                use_cache=True,
+            )
+            new = gen[:, ids.shape[1] :]  # (B, new_tokens)
+            out.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
+        if was_training:
+            self.model.train()
+        texts = [t.strip() for t in out]
+        return [texts[i * n : (i + 1) * n] for i in range(len(contexts))]
+
+    # -- log-probabilities ----------------------------------------------------------------------------
+    def sequence_logprobs(
+        self, contexts: list[Chat], responses: list[str], batch_size: int = 32, grad: bool = False, model=None
+    ) -> torch.Tensor:
+        """log pi(y | x) summed over the response tokens (incl. the closing eos). Shape (N,).
+
+        `model` lets the reference policy reuse this policy's tokenizer and encoding.
+        """
+        model = model if model is not None else self.model
+        results = []
+        for start in range(0, len(contexts), batch_size):
+            b_ctx = [self.encode_context(c) for c in contexts[start : start + batch_size]]
+            b_rsp = [self.encode_response(r) for r in responses[start : start + batch_size]]
+            results.append(self._batch_logprobs(model, b_ctx, b_rsp, grad))
+        return torch.cat(results) if results else torch.zeros(0)
+
+    def _batch_logprobs(self, model, ctx: list[list[int]], rsp: list[list[int]], grad: bool) -> torch.Tensor:
+        seqs = [c + r for c, r in zip(ctx, rsp, strict=True)]
+        ids, mask = self._left_pad(seqs)  # (B, T)
+        T = ids.shape[1]
+        resp_mask = torch.zeros_like(mask)
+        for i, r in enumerate(rsp):
+            resp_mask[i, T - len(r) :] = 1
+        with torch.set_grad_enabled(grad):
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits  # (B, T, V)
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V): predicts token t+1
+            tok_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+            return (tok_logp * resp_mask[:, 1:]).sum(-1)  # (B,)
