@@ -1,0 +1,72 @@
+"""`rluf run` config: one section per stage, each validated by that stage's own config model.
+
+A section holds only what differs from the stage's defaults; the run fills in the paths that chain the
+stages (logs -> curated data -> reward models -> policies). Every section is validated before any stage
+starts, so a typo fails in a second, not after ten minutes of simulation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from rluf.config import StrictModel, load_config, validate_config
+from rluf.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class SignalsSection(StrictModel):
+    outcome_days: float = Field(7.0, gt=0, description="the long-term outcome: the user returns within N days")
+
+
+class SweepSection(StrictModel):
+    runs: dict[str, dict[str, float]] | None = Field(
+        None, description="run name -> objective weights; None = the paper's sweep (love 0.0 / 0.1 / 0.3, love-only)"
+    )
+    candidate: str = Field("love_0.1", description="the sweep run promoted to the A/B test (the paper's love 0.1)")
+
+
+class RunConfig(StrictModel):
+    """`rluf run`: simulate, signals, curate, three reward models, CRRAFT sweep, evaluate, simulated A/B test."""
+
+    seed: int = 0
+    quick: bool = Field(False, description="the small world and short training (a few minutes)")
+    simulate: dict[str, Any] = Field(default_factory=dict, description="WorldConfig overrides (configs/sim.yaml)")
+    signals: SignalsSection = Field(default_factory=SignalsSection)
+    curate: dict[str, Any] = Field(default_factory=dict, description="CurateConfig overrides (configs/curate.yaml)")
+    reward_love: dict[str, Any] = Field(default_factory=dict, description="RewardConfig overrides for P[Love]")
+    reward_helpfulness: dict[str, Any] = Field(default_factory=dict)
+    reward_safety: dict[str, Any] = Field(default_factory=dict)
+    optimize: dict[str, Any] = Field(default_factory=dict, description="OptimizeConfig overrides (every sweep run)")
+    sweep: SweepSection = Field(default_factory=SweepSection)
+    evaluate: dict[str, Any] = Field(default_factory=dict, description="EvaluateConfig overrides")
+    abtest: dict[str, Any] = Field(default_factory=dict, description="simulated A/B test: WorldConfig overrides")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def stage_config(cls, packaged: str | None, overrides: dict[str, Any], section: str):
+    """The stage's packaged YAML (if any) with the run's overrides on top, validated by the stage's model."""
+    from rluf.config import load_yaml
+
+    base = load_yaml(CONFIG_DIR / packaged) if packaged and (CONFIG_DIR / packaged).is_file() else {}
+    try:
+        return validate_config(cls, _merge(base, overrides), source=f"run config section '{section}'")
+    except ConfigError:
+        raise
+
+
+def load_run_config(path: str | Path | None, quick: bool = False, seed: int | None = None) -> RunConfig:
+    default = CONFIG_DIR / ("run_quick.yaml" if quick else "run.yaml")
+    cfg = load_config(RunConfig, path or default, {"seed": seed})
+    if quick and not cfg.quick:
+        cfg = cfg.model_copy(update={"quick": True})
+    return cfg

@@ -1,0 +1,151 @@
+"""`rluf run`: the whole loop in one run directory, read top to bottom.
+
+    simulate -> signals -> curate -> reward_love, reward_helpfulness, reward_safety -> sweep (CRRAFT)
+             -> evaluate (offline, offline-online agreement) -> abtest (simulated) -> report.html
+
+Every stage writes into `<run>/<stage>/` and is skipped when it already finished with the same config
+fingerprint (rluf.run.stages), so a killed run resumes at the stage in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rluf.run.config import RunConfig, stage_config
+from rluf.run.stages import run_stage
+from rluf.utils import write_json
+
+log = logging.getLogger(__name__)
+Event = Callable[[str, str], None]
+
+
+def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Validate every stage's config (packaged YAML + the run's overrides + the chaining paths) up front."""
+    from rluf.evaluate import EvaluateConfig
+    from rluf.optimize import OptimizeConfig
+    from rluf.rewards import RewardConfig
+    from rluf.signals.config import CurateConfig
+    from rluf.sim import WorldConfig, quick_config
+
+    sim_dir = run_dir / "simulate"
+    world = stage_config(WorldConfig, "sim_quick.yaml" if cfg.quick else "sim.yaml",
+                         {"seed": cfg.seed, **cfg.simulate}, "simulate")
+    if cfg.quick:
+        world = quick_config(world)
+    tokenizer = {"model": {"tokenizer": str(sim_dir / "policy")}}
+    rewards = {
+        name: stage_config(RewardConfig, f"reward_{name}.yaml",
+                           _deep({"train": {"seed": cfg.seed}, **tokenizer}, getattr(cfg, f"reward_{name}")), f"reward_{name}")
+        for name in ("love", "helpfulness", "safety")
+    }
+    optimize = stage_config(OptimizeConfig, "optimize_quick.yaml" if cfg.quick else "optimize.yaml", _deep({
+        "seed": cfg.seed,
+        "policy": str(sim_dir / "policy"),
+        "objectives": {k: str(run_dir / f"reward_{k}") for k in ("love", "helpfulness", "safety")},
+        "prompts": {"source": "sim", "path": str(sim_dir)},
+    }, cfg.optimize), "optimize")
+    return dict(
+        world=world,
+        curate=stage_config(CurateConfig, "curate.yaml", _deep({"sample": {"seed": cfg.seed}}, cfg.curate), "curate"),
+        rewards=rewards,
+        optimize=optimize,
+        evaluate=stage_config(EvaluateConfig, "evaluate.yaml", cfg.evaluate, "evaluate"),
+        abtest_world=stage_config(WorldConfig, None, _deep(world.model_dump(), {"seed": cfg.seed + 1000, **cfg.abtest}),
+                                  "abtest"),
+    )
+
+
+def _deep(base: dict, over: dict) -> dict:
+    from rluf.run.config import _merge
+
+    return _merge(base, over)
+
+
+def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
+    """Run (or resume) the loop in `run_dir`; returns the summaries of every stage and writes report.html."""
+    from rluf.abtest import simulate as abtest_simulate
+    from rluf.evaluate import evaluate, offline_online
+    from rluf.optimize import sweep
+    from rluf.rewards import train_reward
+    from rluf.signals import curate, signals
+    from rluf.sim import World, simulate
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sc = resolve_stage_configs(cfg, run_dir)
+    write_json(run_dir / "run_config.json", cfg.model_dump(mode="json"))
+    fps: dict[str, str] = {}
+    S: dict[str, Any] = {}
+    sim, logs, truth = run_dir / "simulate", run_dir / "simulate" / "logs", run_dir / "simulate" / "truth"
+
+    def stage(name, config, inputs, fn):
+        S[name] = run_stage(run_dir, name, _dump(config), inputs, fn, fps, on_event)
+
+    # 1. The simulated deployment of the baseline policy: logs, ground truth, expert pairs, baseline.
+    stage("simulate", sc["world"], [], lambda d: simulate(sc["world"], d))
+    # 2. Signal selection: which reaction is available and tied to users coming back.
+    stage("signals", cfg.signals, ["simulate"],
+          lambda d: _top(signals(logs, outcome_days=cfg.signals.outcome_days, out_dir=d)))
+    # 3. Curation: contexts, labels, adversarial filters, time splits, resampling to 10% Love.
+    stage("curate", sc["curate"], ["simulate"], lambda d: curate(logs, d, sc["curate"], truth_dir=truth))
+    # 4. Reward models: P[Love] (BCE) on the curated data; helpfulness and safety (Bradley-Terry) on pairs.
+    stage("reward_love", sc["rewards"]["love"], ["curate"],
+          lambda d: train_reward("love", run_dir / "curate", d, sc["rewards"]["love"], truth=truth))
+    for name in ("helpfulness", "safety"):
+        stage(f"reward_{name}", sc["rewards"][name], ["simulate"],
+              lambda d, n=name: train_reward(n, sim / "pairs" / f"{n}.parquet", d, sc["rewards"][n]))
+    # 5. CRRAFT with the Mixture of Judges, over the paper's weight sweep.
+    stage("sweep", [sc["optimize"], cfg.sweep], ["simulate", "reward_love", "reward_helpfulness", "reward_safety"],
+          lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.runs))
+    policies = candidate_policies(run_dir)
+    rewards = {k: run_dir / f"reward_{k}" for k in ("love", "helpfulness", "safety")}
+    # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator.
+    stage("evaluate", sc["evaluate"], ["sweep"], lambda d: _evaluate(
+        evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"]))
+    # 7. The simulated A/B test: baseline (control) against the promoted sweep run (treatment).
+    treatment = run_dir / "sweep" / cfg.sweep.candidate / "policy"
+    stage("abtest", [sc["abtest_world"], cfg.sweep.candidate], ["sweep"],
+          lambda d: abtest_simulate(sim / "policy", treatment, d, config=sc["abtest_world"]))
+
+    from rluf.run.report import build_report
+
+    report = build_report(run_dir)
+    S["report"] = str(report)
+    write_json(run_dir / "run.json", S)
+    return S
+
+
+def candidate_policies(run_dir: Path) -> dict[str, Path]:
+    """The baseline and every sweep run's final policy (and saved intermediate policies, when present)."""
+    out = {"baseline": run_dir / "simulate" / "policy"}
+    sweep_dir = run_dir / "sweep"
+    if sweep_dir.is_dir():
+        for d in sorted(p for p in sweep_dir.iterdir() if (p / "policy" / "config.json").is_file()):
+            out[d.name] = d / "policy"
+    return out
+
+
+def _evaluate(evaluate, offline_online, policies, d: Path, rewards, world, config) -> dict[str, Any]:
+    ev = evaluate({k: str(v) for k, v in policies.items()}, d, love_model=str(rewards["love"]),
+                  help_model=str(rewards["helpfulness"]), safety_model=str(rewards["safety"]), world=world,
+                  config=config)
+    agree = offline_online(evaluation=d / "evaluate.json", out_dir=d / "agreement", world=world)
+    return {"evaluate": _top(ev), "agreement": _top(agree)}
+
+
+def _top(summary: Any) -> dict[str, Any]:
+    """The scalar part of a summary (what the stage marker keeps)."""
+    if not isinstance(summary, dict):
+        return {}
+    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def _dump(config: Any) -> Any:
+    if hasattr(config, "model_dump"):
+        return config.model_dump(mode="json")
+    if isinstance(config, list):
+        return [_dump(c) for c in config]
+    return config

@@ -1,0 +1,214 @@
+"""report.html for a run directory: one self-contained file, every figure embedded.
+
+Reads only what the stages wrote, so it can be rebuilt at any time (`rluf report RUN_DIR`); a stage that
+has not run shows as missing instead of failing the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from rluf.run.html import Report
+
+log = logging.getLogger(__name__)
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _scalars(d: dict[str, Any] | None, keys: list[str] | None = None) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {}
+    keys = keys or list(d)
+    return {k: d[k] for k in keys if k in d and (d[k] is None or isinstance(d[k], (int, float, str, bool)))}
+
+
+def _metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a kill
+    return rows
+
+
+def plot_iterations(run_dirs: dict[str, Path], out: Path) -> list[tuple[Path, str]]:
+    """Per-iteration curves of every sweep run: combined reward, judge pass rates, KL and the sign-off hack rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {name: _metrics(d / "metrics.jsonl") for name, d in run_dirs.items()}
+    series = {k: [r for r in v if "iteration" in r] for k, v in series.items()}
+    if not any(series.values()):
+        return []
+    panels = [
+        ("reward", lambda r: r.get("reward/combined"), "combined calibrated reward"),
+        ("judges", lambda r: _mean([v for k, v in r.items() if k.startswith("judge/") and k.endswith("_pass")]),
+         "mean judge pass rate"),
+        ("kl", lambda r: r.get("kl/mean"), "sequence KL to the reference"),
+        ("hack", lambda r: r.get("hack/signoff_rate"), "sign-off hack rate (monitor)"),
+    ]
+    figures = []
+    for key, get, title in panels:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for name, rows in series.items():
+            xs = [r["iteration"] for r in rows if get(r) is not None]
+            ys = [get(r) for r in rows if get(r) is not None]
+            if xs:
+                ax.plot(xs, ys, marker=".", label=name)
+        ax.set_xlabel("iteration")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"iter_{key}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        figures.append((path, title))
+    return figures
+
+
+def _mean(xs: list[Any]) -> float | None:
+    xs = [x for x in xs if isinstance(x, (int, float))]
+    return sum(xs) / len(xs) if xs else None
+
+
+def plot_ab(ab: dict[str, Any], out: Path) -> Path | None:
+    """The relative Love lift with its confidence intervals (delta method and user bootstrap)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for label, key in (("delta method (user-clustered)", "delta"), ("user-level bootstrap", "bootstrap")):
+        block = ab.get(key) if isinstance(ab.get(key), dict) else None
+        if block and block.get("lift") is not None and block.get("ci"):
+            rows.append((label, block["lift"], block["ci"]))
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 1.2 + 0.5 * len(rows)))
+    for i, (label, lift, (lo, hi)) in enumerate(rows):
+        ax.errorbar([lift * 100], [i], xerr=[[(lift - lo) * 100], [(hi - lift) * 100]], fmt="o", capsize=4)
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.axvline(0, color="grey", lw=1)
+    ax.axvline(28, color="#c33", lw=1, ls="--", label="RLUF paper: +28%")
+    ax.set_xlabel("relative lift in Love rate (%)")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = out / "ab_lift.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def build_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    r = Report(f"rluf run report: {run_dir.name}")
+    sim = _load(run_dir / "simulate" / "simulate.json") or {}
+    sweep = _load(run_dir / "sweep" / "sweep.json") or {}
+    ab = _load(run_dir / "abtest" / "abtest.json") or {}
+    agree = _load(run_dir / "evaluate" / "agreement" / "offline_online.json") or {}
+    ev = _load(run_dir / "evaluate" / "evaluate.json") or {}
+
+    r.heading("Headline", "headline")
+    r.key_values(headline(sim, sweep, ab, agree), table_id="headline-table")
+
+    r.heading("1. Signal selection", "signals")
+    sig = _load(run_dir / "signals" / "signals.json") or {}
+    if sig:
+        r.paragraph(f"Outcome: {sig.get('outcome')}. Trade-off: {sig.get('tradeoff')}", "note")
+    r.table([_flatten(s) for s in sig.get("signals", [])], table_id="signals-table")
+
+    r.heading("2. Curation", "curation")
+    manifest = _load(run_dir / "curate" / "manifest.json") or {}
+    r.key_values(_scalars(manifest), table_id="curation-table")
+
+    r.heading("3. Reward models", "rewards")
+    love = _load(run_dir / "reward_love" / "eval.json") or {}
+    r.key_values(_scalars(_flatten(love)), table_id="reward-love-table")
+    r.image(run_dir / "reward_love" / "roc.png", "P[Love] ROC (held-out, later in time)")
+    r.image(run_dir / "reward_love" / "reliability.png", "P[Love] reliability at the natural rate")
+    pair_rows = []
+    for name in ("helpfulness", "safety"):
+        e = _load(run_dir / f"reward_{name}" / "eval.json") or {}
+        pair_rows.append({"objective": name, **_scalars(_flatten(e))})
+    r.table(pair_rows, table_id="reward-pairs-table")
+
+    r.heading("4. Policy optimization (CRRAFT + Mixture of Judges)", "optimize")
+    runs = {p.name: p for p in sorted((run_dir / "sweep").glob("*")) if (p / "metrics.jsonl").is_file()}
+    for path, title in plot_iterations(runs, fig_dir):
+        r.image(path, title)
+    r.heading("5. The paper's weight sweep", "sweep")
+    r.table(sweep_rows(sweep), table_id="sweep-table")
+    for claim, ok in (sweep.get("claims") or {}).items():
+        r.paragraph(f"{claim}: {ok}", "ok" if ok is True else ("warn" if ok is False else "note"))
+
+    r.heading("6. Offline evaluation", "evaluate")
+    r.table([_flatten(x) for x in ev.get("ranking", [])], table_id="ranking-table")
+    r.key_values(_scalars(_flatten(ev.get("correlations", {}))), table_id="correlations-table")
+    r.heading("7. Offline-online agreement", "agreement")
+    r.key_values(_scalars(agree), table_id="agreement-table")
+    r.image(run_dir / "evaluate" / "agreement" / "offline_online.png", "Predicted vs true Love rate")
+
+    r.heading("8. Simulated A/B test", "abtest")
+    r.key_values(_scalars(_flatten(ab)), table_id="abtest-table")
+    ab_plot = plot_ab(ab, fig_dir) if ab else None
+    if ab_plot:
+        r.image(ab_plot, "Love lift with 95% confidence intervals")
+    return r.write(run_dir / "report.html")
+
+
+def headline(sim: dict, sweep: dict, ab: dict, agree: dict) -> dict[str, Any]:
+    delta = ab.get("delta") if isinstance(ab.get("delta"), dict) else {}
+    ci = delta.get("ci") or [None, None]
+    cand = (sweep.get("runs") or {}).get("love_0.1", {})
+    return {
+        "natural Love rate (logs)": sim.get("natural_love_rate"),
+        "A/B Love lift (treatment vs control)": delta.get("lift"),
+        "A/B 95% CI low": ci[0],
+        "A/B 95% CI high": ci[1],
+        "A/B p-value": delta.get("p_value"),
+        "helpfulness delta (true, love 0.1)": cand.get("helpfulness_delta"),
+        "safety violation delta (true, love 0.1)": cand.get("safety_violation_delta"),
+        "sign-off hack rate (love 0.1)": cand.get("signoff_rate"),
+        "offline-online Spearman": agree.get("spearman"),
+    }
+
+
+def sweep_rows(sweep: dict) -> list[dict[str, Any]]:
+    rows = []
+    if sweep.get("baseline"):
+        rows.append({"run": "baseline", **_scalars(sweep["baseline"])})
+    for name, res in (sweep.get("runs") or {}).items():
+        rows.append({"run": name, **_scalars(_flatten(res))})
+    return rows
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(d, dict):
+        return out
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+            out[key] = f"[{v[0]:.3g}, {v[1]:.3g}]"
+        elif v is None or isinstance(v, (int, float, str, bool)):
+            out[key] = v
+    return out

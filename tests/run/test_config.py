@@ -1,0 +1,29 @@
+from pathlib import Path
+
+import pytest
+
+from rluf.errors import ConfigError
+from rluf.run.config import CONFIG_DIR, RunConfig, load_run_config
+
+
+@pytest.mark.parametrize("name", ["run.yaml", "run_quick.yaml"])
+def test_shipped_run_configs_load(name):
+    cfg = load_run_config(CONFIG_DIR / name)
+    assert isinstance(cfg, RunConfig)
+    assert cfg.quick == (name == "run_quick.yaml")
+
+
+def test_unknown_section_is_an_error(tmp_path: Path):
+    p = tmp_path / "run.yaml"
+    p.write_text("seed: 1\noptimise: {}\n")  # British spelling of a section
+    with pytest.raises(ConfigError, match="unknown key 'optimise'"):
+        load_run_config(p)
+
+
+def test_bad_stage_section_fails_before_anything_runs(tmp_path: Path):
+    from rluf.run.pipeline import resolve_stage_configs
+
+    cfg = RunConfig(quick=True, optimize={"crraft": {"k": 0}})
+    with pytest.raises(ConfigError, match="optimize"):
+        resolve_stage_configs(cfg, tmp_path)
+    assert not any(tmp_path.iterdir())
