@@ -4,9 +4,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from rluf.run.html import Report  # noqa: E402
-
 from helpers.browser import inspect_page, require_chromium  # noqa: E402
+from rluf.run.html import Report  # noqa: E402
 
 
 @pytest.mark.browser

@@ -100,7 +100,7 @@ def plot_ab(ab: dict[str, Any], out: Path) -> Path | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 1.2 + 0.5 * len(rows)))
-    for i, (label, lift, (lo, hi)) in enumerate(rows):
+    for i, (_label, lift, (lo, hi)) in enumerate(rows):
         ax.errorbar([lift * 100], [i], xerr=[[(lift - lo) * 100], [(hi - lift) * 100]], fmt="o", capsize=4)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows])
     ax.axvline(0, color="grey", lw=1)
