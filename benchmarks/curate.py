@@ -1,0 +1,189 @@
+"""Benchmark `rluf curate` end to end on 10M synthetic log events, against the same pipeline in plain pandas.
+
+    .venv/bin/python benchmarks/curate.py [--events 10000000] [--pandas-events 1000000] [--workdir /tmp/rluf-bench]
+
+Events = messages + reactions (rluf.signals.synth: ~47% assistant messages, love 0.1%, like 8%, dislike 3%,
+50 reaction spammers, a 40-account burst). Each measured run is a fresh child process, so its peak RSS is its
+own. pandas runs on `--pandas-events` (it would need far more than 24 GiB for 10M with contexts in Python
+objects); its rate is extrapolated linearly, and that is said in the output. PII scrubbing is off in the main
+run; its cost is a second run with it on (pii_events_per_s). Writes benchmarks/results/curate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "curate.json"
+EVENTS_PER_CONV = 7.4  # mean messages + reactions per synthetic conversation (measured: 9.98M / 1.35M)
+
+CHILD_RLUF = """
+import json, sys, time
+from rluf.signals import curate
+from rluf.utils import peak_rss_mb
+t = time.perf_counter()
+m = curate(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb(),
+                  "train_rows": m["counts"]["output"]["train"]["rows"], "filters": m["counts"]["filters"]}))
+"""
+
+CHILD_PANDAS = """
+import json, sys, time
+sys.path.insert(0, sys.argv[3])
+from curate import curate_pandas
+from rluf.utils import peak_rss_mb
+t = time.perf_counter()
+n = curate_pandas(sys.argv[1], sys.argv[2])
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb(), "train_rows": n}))
+"""
+
+
+def curate_pandas(logs_dir: str, out_dir: str, k: int = 10, target: float = 0.1, seed: int = 0) -> int:
+    """The same pipeline written plainly in pandas (filters, label, dedup, time split, resample, contexts)."""
+    import numpy as np
+    import pandas as pd
+
+    logs, out = Path(logs_dir) / "logs", Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    m = pd.read_parquet(logs / "messages.parquet")
+    r = pd.read_parquet(logs / "reactions.parquet")
+    u = pd.read_parquet(logs / "users.parquet")
+    a = m[(m.role == "assistant") & (m.turn_index >= 1)]
+    # filters: too fast, robust z-score of reaction rates, bursts of new accounts, spam
+    r = r.merge(m[["message_id", "created_at"]].rename(columns={"created_at": "msg_at"}), on="message_id")
+    fast = (r.created_at - r.msg_at).dt.total_seconds() < 1.0
+    n_u = a.groupby("user_id").size()
+    c = r.groupby(["user_id", "type"]).size().unstack(fill_value=0).reindex(n_u.index, fill_value=0)
+    x = c.div(n_u, axis=0)
+    med = x.median()
+    ad = (x - med).abs()
+    scale = np.where(ad.median() > 0, 1.4826 * ad.median(), 1.2533 * ad.mean())
+    bad = set(x.index[(((x - med) / scale > 3.5) & (c >= 5)).any(axis=1)])
+    rr = r.merge(u.rename(columns={"created_at": "acct_at"}), on="user_id")
+    new = rr[(rr.created_at - rr.acct_at).dt.total_seconds() <= 48 * 3600]
+    win = new.created_at.astype("int64") // (3600 * 10**9)
+    n_w = new.groupby(win).user_id.nunique()
+    mad = max(1.4826 * (n_w - n_w.median()).abs().median(), 1.0)
+    burst_w = n_w.index[(n_w >= 10) & ((n_w - n_w.median()) / mad > 5.0)]
+    bad |= set(new.user_id[win.isin(burst_w)])
+    um = m[m.role == "user"]
+    rep = um.groupby(["user_id", "text"]).size()
+    bad |= set(rep[rep >= 10].index.get_level_values(0))
+    r = r[~fast & ~r.user_id.isin(bad)]
+    a = a[~a.user_id.isin(bad)].copy()
+    a["label"] = a.message_id.isin(set(r.message_id[r.type == "love"]))
+    # dedup on (last-k context, completion): hashed context by shifted sums within each conversation
+    ms = m.sort_values(["conversation_id", "turn_index"])
+    h = pd.util.hash_pandas_object(ms.role + ":" + ms.text, index=False).astype("int64") % 2_147_483_647
+    g = h.groupby(ms.conversation_id.values)
+    ctx = sum(g.shift(i).fillna(0) * (i + 1) for i in range(1, k + 1))
+    keys = pd.DataFrame({"message_id": ms.message_id.values, "ctx": ctx.values, "comp": h.values})
+    a = a.merge(keys, on="message_id").sort_values("created_at")
+    lab = a.groupby(["ctx", "comp"]).label.transform("any")
+    a = a.assign(label=lab).drop_duplicates(["ctx", "comp"])
+    # time split by conversation span
+    span = a.groupby("conversation_id").created_at.agg(["min", "max"])
+    t1, t2 = span["min"].quantile(0.8), span["min"].quantile(0.9)
+    a = a.join(span, on="conversation_id")
+    a["split"] = np.select([a["max"] < t1, (a["min"] >= t1) & (a["max"] < t2), a["min"] >= t2],
+                           ["train", "validation", "test"], "straddle")
+    # resample train to the target rate with weights
+    tr = a[a.split == "train"]
+    p, n = tr.label.sum(), (~tr.label).sum()
+    q = p * (1 - target) / (target * n)
+    rng = np.random.default_rng(seed)
+    tr = tr[tr.label | (rng.random(len(tr)) < q)].copy()
+    tr["weight"] = np.where(tr.label, 1.0, n / (~tr.label).sum())
+    # contexts for the kept rows
+    for name, part in (("train", tr), ("validation", a[a.split == "validation"]), ("test", a[a.split == "test"])):
+        part = part.assign(weight=part.get("weight", 1.0))
+        j = part[["message_id", "conversation_id", "turn_index"]].merge(
+            ms[["conversation_id", "turn_index", "role", "text"]], on="conversation_id", suffixes=("", "_m"))
+        j = j[(j.turn_index_m < j.turn_index) & (j.turn_index_m >= j.turn_index - k)].sort_values("turn_index_m")
+        prompts = j.groupby("message_id").apply(
+            lambda d: [{"role": ro, "content": te} for ro, te in zip(d.role, d.text, strict=True)],
+            include_groups=False).rename("prompt")
+        texts = m.set_index("message_id").text
+        part = part.join(prompts, on="message_id")
+        part["completion"] = [[{"role": "assistant", "content": texts[i]}] for i in part.message_id]
+        part[["prompt", "completion", "label", "message_id", "conversation_id", "user_id", "created_at", "weight",
+              "model_id"]].to_parquet(out / f"{name}.parquet")
+    return len(tr)
+
+
+def _child(code: str, *args: str) -> dict:
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _logs(workdir: Path, events: int, seed: int) -> tuple[Path, int]:
+    from rluf.signals.synth import synth_logs
+
+    root = workdir / f"logs_{events}"
+    stats = root / "stats.json"
+    if stats.is_file():
+        return root, json.loads(stats.read_text())["events"]
+    n_conv = int(events / EVENTS_PER_CONV)
+    s = synth_logs(root, n_conversations=n_conv, n_users=max(1000, n_conv // 13), days=90,
+                   rates={"love": 0.001, "like": 0.08, "dislike": 0.03}, n_spammers=50, n_burst=40,
+                   pii_share=0.02, seed=seed)
+    stats.write_text(json.dumps(s))
+    return root, s["events"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--pandas-events", type=int, default=1_000_000)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/rluf-bench-curate"))
+    ap.add_argument("--memory-limit", default="1GB")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    cfg = {"engine": {"memory_limit": args.memory_limit}}
+
+    big, n_big = _logs(args.workdir, args.events, 0)
+    small, n_small = _logs(args.workdir, args.pandas_events, 1)
+    rluf = _child(CHILD_RLUF, str(big), str(args.workdir / "out"), json.dumps(cfg))
+    rluf_small = _child(CHILD_RLUF, str(small), str(args.workdir / "out_small"), json.dumps(cfg))
+    pii = _child(CHILD_RLUF, str(big), str(args.workdir / "out_pii"), json.dumps({**cfg, "pii": {"enabled": True}}))
+    pandas = _child(CHILD_PANDAS, str(small), str(args.workdir / "out_pandas"), str(Path(__file__).parent))
+
+    eps = n_big / rluf["seconds"]
+    pandas_eps = n_small / pandas["seconds"]
+    res = {
+        "events": n_big,
+        "seconds": round(rluf["seconds"], 2),
+        "events_per_s": round(eps),
+        "peak_rss_mb": round(rluf["peak_rss_mb"]),
+        "memory_limit": args.memory_limit,
+        "events_1m_rluf_per_s": round(n_small / rluf_small["seconds"]),
+        "pandas_events": n_small,
+        "pandas_seconds": round(pandas["seconds"], 2),
+        "pandas_events_per_s": round(pandas_eps),
+        "pandas_peak_rss_mb": round(pandas["peak_rss_mb"]),
+        "pandas_note": f"pandas measured on {n_small} events and extrapolated linearly to {n_big}",
+        "speedup_vs_pandas": round(eps / pandas_eps, 2),
+        "speedup_vs_pandas_same_input": round(pandas["seconds"] / rluf_small["seconds"], 2),
+        "pii_seconds": round(pii["seconds"], 2),
+        "pii_events_per_s": round(n_big / pii["seconds"]),
+        "train_rows": rluf["train_rows"],
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+        "note": "measured on a shared 2-core machine while other jobs ran (see load_avg_at_end)",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    for k, v in res.items():
+        print(f"{k:>30}: {v}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Benchmark for stage 2 (issue 4, section 7): reward models on the default simulated world and on real data.
+
+    .venv/bin/python benchmarks/reward.py [--work DIR] [--quick] [--skip kto,oasst,hh]
+
+Steps (each writes its figures as soon as it finishes, so a partial run still reports):
+  1. `rluf simulate` (default world, seed 0) and `rluf curate --truth`, unless already in --work;
+  2. P[Love] with the shipped reward_love.yaml, against the simulator's true p_love (Bayes-optimal);
+  3. baselines on the same curated files: TF-IDF + logistic regression, and TRL KTOTrainer's implicit
+     reward beta * (log pi(y|x) - log pi_ref(y|x)) starting from the simulator's policy;
+  4. scoring throughput of rluf.rewards.Scorer;
+  5. real data: P[+1] on the OpenAssistant sample with grouped cross-validation vs TF-IDF + LR;
+     Bradley-Terry on HH-RLHF helpful-base and harmless-base (held-out pairwise accuracy).
+Writes benchmarks/results/reward.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "reward.json"
+SHARED = ROOT.parent / "shared" / "data"
+RLUF = str(ROOT / ".venv" / "bin" / "rluf")
+log = logging.getLogger("bench.reward")
+
+
+def save(results: dict) -> None:
+    """Merge into the results file (two partial runs, e.g. --skip oasst,hh and --skip love,..., can share it)."""
+    from rluf.utils import write_json
+
+    merged = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    write_json(RESULTS, merged | results)
+
+
+# -- 1. data ------------------------------------------------------------------------------------------
+def ensure_world(work: Path, quick: bool, sim: Path | None = None) -> tuple[Path, Path]:
+    """Simulate (unless `sim` already holds a simulation) and curate with the truth, into `work`."""
+    sim, cur = sim or work / "sim", work / "curated"
+    if not (sim / "simulate.json").is_file():
+        subprocess.run([RLUF, "simulate", "--out", str(sim), "--seed", "0", *(["--quick"] if quick else [])],
+                       check=True)
+    if not (cur / "manifest.json").is_file():
+        subprocess.run([RLUF, "curate", str(sim), "--out", str(cur), "--truth", str(sim / "truth")], check=True)
+    return sim, cur
+
+
+# -- 2. P[Love] ---------------------------------------------------------------------------------------
+def bench_love(sim: Path, cur: Path, work: Path, quick: bool) -> dict:
+    from rluf.config import load_config
+    from rluf.rewards import RewardConfig, train_reward
+    from rluf.rewards.cli import shipped_config
+
+    cfg = load_config(RewardConfig, shipped_config("love"))
+    if quick:
+        cfg.model.backbone = "tiny"
+    t0 = time.perf_counter()
+    rep = train_reward("love", cur, work / "love", cfg, truth=sim / "truth")
+    wall = time.perf_counter() - t0
+    t = rep["test"]
+    return {
+        "auroc": t["auroc"], "auprc": t["auprc"], "log_loss": t["log_loss"], "brier": t["brier"],
+        "bayes_auroc": rep["bayes"]["auroc"], "bayes_auprc": rep["bayes"]["auprc"], "auroc_gap": rep["auroc_gap"],
+        "ece_natural": t["ece"], "ece_relative": t["ece_relative"],
+        "bayes_ece_relative": rep["bayes"]["ece_relative"],
+        "mean_pred_over_observed": t["mean_pred_over_observed"],
+        "prior_shift_only_mean_pred_over_observed": rep["test_prior_shift_only"]["mean_pred_over_observed"],
+        "prior_shift_only_ece_relative": rep["test_prior_shift_only"]["ece_relative"],
+        "length_r": rep["length_r"], "true_length_r": rep["true_length_r"],
+        "pearson_with_true_p": rep["pearson_with_true_p"],
+        "natural_rate": rep["natural_rate"], "train_rate": rep["train_rate"],
+        "test_rows": t["n"], "test_positives": t["positives"], "train_rows": rep["train"]["examples"],
+        "train_examples_per_s": rep["train"]["examples_per_s"], "love_wall_s": wall,
+        "love_backbone": cfg.model.backbone,
+    }
+
+
+# -- 3. baselines -------------------------------------------------------------------------------------
+def _flat(contexts, responses) -> list[str]:
+    return [" ".join(m["content"] for m in c[-4:]) + " ||| " + r for c, r in zip(contexts, responses, strict=True)]
+
+
+def tfidf_auroc(train_texts, y_train, test_texts, y_test, w_test=None) -> float:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(vec.fit_transform(train_texts), y_train)
+    return float(roc_auc_score(y_test, clf.predict_proba(vec.transform(test_texts))[:, 1], sample_weight=w_test))
+
+
+def bench_tfidf(cur: Path) -> dict:
+    from rluf.rewards.data import read_curated
+
+    splits, _ = read_curated(cur)
+    tr, te = splits["train"], splits["test"]
+    return {"tfidf_auroc": tfidf_auroc(_flat(tr.contexts, tr.responses), tr.labels,
+                                       _flat(te.contexts, te.responses), te.labels, te.weights)}
+
+
+def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool) -> dict:
+    """TRL KTOTrainer from the simulator's policy; AUROC of the implicit reward on the test split."""
+    from sklearn.metrics import roc_auc_score
+    from transformers import TrainerCallback
+    from trl import KTOConfig, KTOTrainer
+
+    from rluf.policy import Policy
+    from rluf.rewards.data import read_curated
+
+    splits, _ = read_curated(cur)
+    tr, te = splits["train"], splits["test"]
+    policy = Policy.from_pretrained(sim / "policy", device="cpu")
+    ref = Policy.from_pretrained(sim / "policy", device="cpu")
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"prompt": tr.contexts, "completion": [[{"role": "assistant", "content": r}]
+                                                                  for r in tr.responses],
+                            "label": tr.labels.astype(bool).tolist()})
+    deadline = time.perf_counter() + 60 * minutes
+
+    class Deadline(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if time.perf_counter() > deadline:
+                control.should_training_stop = True
+
+    beta = 0.1
+    args = KTOConfig(output_dir=str(work / "kto"), per_device_train_batch_size=16, num_train_epochs=1,
+                     learning_rate=5e-5, beta=beta, max_length=256, logging_steps=10, report_to="none",
+                     save_strategy="no", use_cpu=True, max_steps=20 if quick else -1)
+    trainer = KTOTrainer(model=policy.model, ref_model=ref.model, args=args, train_dataset=ds,
+                         processing_class=policy.tokenizer, callbacks=[Deadline()])
+    t0 = time.perf_counter()
+    trainer.train()
+    secs = time.perf_counter() - t0
+    policy.model = trainer.model.eval()
+    lp = policy.sequence_logprobs(te.contexts, te.responses).numpy()
+    lp_ref = ref.sequence_logprobs(te.contexts, te.responses).numpy()
+    implicit = beta * (lp - lp_ref)
+    steps, total = trainer.state.global_step, trainer.state.max_steps
+    return {"kto_auroc": float(roc_auc_score(te.labels, implicit, sample_weight=te.weights)),
+            "kto_steps": steps, "kto_planned_steps": total, "kto_train_s": secs,
+            "kto_finished": bool(steps >= total)}
+
+
+# -- 4. scoring throughput ----------------------------------------------------------------------------
+def bench_scoring(cur: Path, work: Path) -> dict:
+    from rluf.rewards import Scorer
+    from rluf.rewards.data import read_curated
+
+    splits, _ = read_curated(cur)
+    te = splits["test"]
+    scorer = Scorer.from_pretrained(work / "love", device="auto")
+    t0 = time.perf_counter()
+    scorer.score(te.contexts, te.responses, batch_size=64)
+    secs = time.perf_counter() - t0
+    return {"score_pairs_per_s": len(te) / secs, "score_rows": len(te)}
+
+
+# -- 5. real data -------------------------------------------------------------------------------------
+def oasst_rows(path: Path) -> pd.DataFrame:
+    """Assistant messages of the OASST trees with their context path and a +1 label."""
+    rows = []
+
+    def walk(node, context, tree_id):
+        role = "user" if node["role"] == "prompter" else "assistant"
+        if role == "assistant" and not node.get("deleted"):
+            emojis = node.get("emojis") or {}
+            rows.append({"tree": tree_id, "prompt": list(context), "response": node["text"],
+                         "label": int(emojis.get("+1", 0) > 0), "message_id": node["message_id"]})
+        for child in node.get("replies", []):
+            walk(child, [*context, {"role": role, "content": node["text"]}], tree_id)
+
+    for line in path.read_text(encoding="utf-8").splitlines():
+        tree = json.loads(line)
+        walk(tree["prompt"], [], tree["message_tree_id"])
+    return pd.DataFrame(rows)
+
+
+def _write_fold(df: pd.DataFrame, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, part in (("train", df[df.split == "train"]), ("validation", df[df.split == "validation"]),
+                       ("test", df[df.split == "test"])):
+        pd.DataFrame({"prompt": part["prompt"], "completion": [[{"role": "assistant", "content": r}]
+                                                               for r in part["response"]],
+                      "label": part["label"].astype(bool), "weight": 1.0,
+                      "message_id": part["message_id"]}).to_parquet(folder / f"{name}.parquet", index=False)
+    rate = float(df[df.split == "train"]["label"].mean())
+    (folder / "manifest.json").write_text(json.dumps({"natural_rate": rate, "target_rate": rate}))
+
+
+def bench_oasst(work: Path, folds: int, quick: bool) -> dict:
+    from sklearn.model_selection import GroupKFold
+
+    from rluf.rewards import RewardConfig, train_reward
+
+    df = oasst_rows(SHARED / "oasst" / "en_100_tree.jsonl")
+    cfg = RewardConfig.model_validate({
+        "model": {"backbone": "tiny" if quick else "minilm", "max_length": 192},
+        "train": {"epochs": 1 if quick else 2, "learning_rate": 5e-5, "batch_size": 16},
+        "calibration": {"method": "none"}})
+    model_auc, tfidf = [], []
+    rng = np.random.default_rng(0)
+    for k, (tr_idx, te_idx) in enumerate(GroupKFold(n_splits=folds).split(df, groups=df["tree"])):
+        d = df.copy()
+        d["split"] = "train"
+        d.loc[d.index[te_idx], "split"] = "test"
+        trees = d.loc[d.index[tr_idx], "tree"].unique()
+        val_trees = set(rng.choice(trees, max(1, len(trees) // 8), replace=False))
+        d.loc[(d.split == "train") & d.tree.isin(val_trees), "split"] = "validation"
+        _write_fold(d, work / "oasst" / f"fold{k}")
+        rep = train_reward("love", work / "oasst" / f"fold{k}", work / "oasst" / f"model{k}", cfg)
+        model_auc.append(rep["test"]["auroc"])
+        tr, te = d[d.split != "test"], d[d.split == "test"]
+        tfidf.append(tfidf_auroc(_flat(tr.prompt, tr.response), tr.label, _flat(te.prompt, te.response), te.label))
+        log.info("oasst fold %d: model %.3f tfidf %.3f", k, model_auc[-1], tfidf[-1])
+    return {"oasst_rows": len(df), "oasst_positive_rate": float(df.label.mean()), "oasst_folds": folds,
+            "oasst_backbone": cfg.model.backbone,
+            "oasst_auroc": float(np.mean(model_auc)), "oasst_auroc_sd": float(np.std(model_auc)),
+            "oasst_tfidf_auroc": float(np.mean(tfidf)), "oasst_tfidf_auroc_sd": float(np.std(tfidf))}
+
+
+def bench_hh(work: Path, quick: bool) -> dict:
+    from rluf.rewards import RewardConfig, train_reward
+
+    out = {}
+    for objective, name in (("helpfulness", "helpful-base"), ("safety", "harmless-base")):
+        cfg = RewardConfig.model_validate({
+            "objective": objective,
+            "model": {"backbone": "tiny" if quick else "minilm", "max_length": 128},
+            "train": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 16,
+                      "max_train_examples": 200 if quick else 1000},
+            "pairs": {"test_fraction": 0.2}})
+        rep = train_reward(objective, SHARED / "hh-rlhf" / f"{name}-test.jsonl.gz", work / f"hh_{objective}", cfg)
+        key = "hh_helpful" if objective == "helpfulness" else "hh_harmless"
+        out |= {f"{key}_accuracy": rep["test"]["accuracy"], f"{key}_train_accuracy": rep["train_accuracy"],
+                f"{key}_test_pairs": rep["test_pairs"], f"{key}_train_pairs": rep["train_pairs"],
+                f"{key}_train_pairs_per_s": rep["train"]["examples_per_s"]}
+    out["hh_backbone"] = "tiny" if quick else "minilm"
+    return out
+
+
+def bench_sim_pairs(sim: Path, work: Path, quick: bool) -> dict:
+    from rluf.config import load_config
+    from rluf.rewards import RewardConfig, train_reward
+    from rluf.rewards.cli import shipped_config
+
+    out = {}
+    for objective in ("helpfulness", "safety"):
+        cfg = load_config(RewardConfig, shipped_config(objective))
+        if quick:
+            cfg.model.backbone = "tiny"
+        t0 = time.perf_counter()
+        rep = train_reward(objective, sim / "pairs" / f"{objective}.parquet", work / f"sim_{objective}", cfg)
+        out |= {f"sim_{objective}_accuracy": rep["test"]["accuracy"],
+                f"sim_{objective}_spearman_true": rep["test"].get("spearman_true"),
+                f"sim_{objective}_wall_s": time.perf_counter() - t0}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "reward")
+    ap.add_argument("--quick", action="store_true", help="quick world, tiny models (a smoke run)")
+    ap.add_argument("--sim", type=Path, default=None, help="reuse this `rluf simulate` folder")
+    ap.add_argument("--skip", default="", help="comma list of: love, tfidf, kto, scoring, pairs, oasst, hh")
+    ap.add_argument("--kto-minutes", type=float, default=15.0)
+    ap.add_argument("--oasst-folds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on busy cores)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    skip = set(filter(None, args.skip.split(",")))
+    results: dict = {}  # save() merges into the file, so partial runs only replace their own keys
+    results["measured_under_load"] = "2 CPU cores shared with other jobs; timings are pessimistic"
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        results["torch_threads"] = args.threads
+    sim_steps = {"love", "tfidf", "scoring", "pairs", "kto"}
+    sim = cur = None
+    if sim_steps - skip:
+        sim, cur = ensure_world(args.work, args.quick, args.sim)
+        results["world"] = "quick" if args.quick else "default (seed 0)"
+    steps = [("love", lambda: bench_love(sim, cur, args.work, args.quick)),
+             ("tfidf", lambda: bench_tfidf(cur)),
+             ("scoring", lambda: bench_scoring(cur, args.work)),
+             ("pairs", lambda: bench_sim_pairs(sim, args.work, args.quick)),
+             ("kto", lambda: bench_kto(sim, cur, args.work, args.kto_minutes, args.quick)),
+             ("oasst", lambda: bench_oasst(args.work, args.oasst_folds, args.quick)),
+             ("hh", lambda: bench_hh(args.work, args.quick))]
+    for name, step in steps:
+        if name in skip:
+            continue
+        t0 = time.perf_counter()
+        try:
+            results |= step()
+        except Exception as e:  # a failing baseline must not lose the other figures
+            log.exception("step %s failed", name)
+            results[f"{name}_error"] = f"{type(e).__name__}: {e}"
+        results[f"{name}_bench_s"] = time.perf_counter() - t0
+        save(results)
+        print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}, indent=1, default=str))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Load and fault benchmark of `rluf serve` on loopback (issue 7, section 5).
+
+    python benchmarks/serve.py [--seconds 60] [--clients 16] [--reaction-share 0.2] [--kill-at 0.5]
+
+The gateway runs as a real `rluf serve` subprocess with SQLite (WAL, synchronous=NORMAL) in front of a fake
+OpenAI-compatible upstream that answers at once; the stub and the N closed-loop clients run in this process
+on one asyncio loop. Each client is its own user (its own API key), continues its conversation for up to
+4 turns, then starts a new one, and reacts ("love") to a share of its answers. At `--kill-at` of the run
+the gateway is SIGKILLed and restarted on the same database; requests in flight fail on the client side.
+
+Reported (benchmarks/results/serve.json):
+  rps           answers received per second of serving time (the restart gap excluded)
+  p50_ms/p99_ms the gateway's own added latency: its handler time minus the upstream call (Server-Timing)
+  client_p50_ms/client_p99_ms  end-to-end latency seen by the clients (includes queueing under load)
+  errors_5xx    5xx answers from the gateway; conn_errors: requests cut by the SIGKILL
+  answered/logged       answers received by clients / assistant rows in the database
+  lost_after_kill       answers a client received whose row is missing from the database (must be 0)
+  logged_not_delivered  rows committed whose answer the SIGKILL cut before it reached the client
+  reactions_sent/reactions_logged/reactions_lost  acknowledged reactions / rows / acknowledged but missing
+  gateway_cpu_ms_per_request  the gateway process's CPU time per request (chat or reaction) while serving:
+                the figure that does not depend on what else runs on the machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import uvicorn
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from rluf.serve.stub import make_stub_app  # noqa: E402
+from rluf.utils import write_json  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(folder: Path, db: Path, stub_port: int, port: int) -> Path:
+    cfg = f"""
+server: {{host: 127.0.0.1, port: {port}, access_log: false}}
+database: {{url: "sqlite:///{db}", sqlite_synchronous: NORMAL}}
+backends:
+  stub: {{kind: openai, base_url: "http://127.0.0.1:{stub_port}/v1", timeout_s: 10, retries: 1}}
+experiment:
+  name: bench
+  arms: [{{name: control, backend: stub, share: 0.5}}, {{name: treatment, backend: stub, share: 0.5}}]
+auth: {{api_keys_env: RLUF_API_KEYS, web_sessions: false}}
+limits: {{rate_per_minute: 1000000, rate_burst: 100000}}
+"""
+    path = folder / "serve.yaml"
+    path.write_text(cfg)
+    return path
+
+
+class Gateway:
+    """`rluf serve` as a subprocess that can be SIGKILLed and restarted."""
+
+    def __init__(self, config: Path, port: int, env: dict, log_path: Path):
+        self.config, self.port, self.env, self.log_path = config, port, env, log_path
+        self.proc: subprocess.Popen | None = None
+
+    async def start(self, timeout: float = 180.0) -> float:
+        t0 = time.perf_counter()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "rluf", "serve", "--config", str(self.config)],
+                                     env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        async with httpx.AsyncClient() as c:
+            while time.perf_counter() - t0 < timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the gateway exited with {self.proc.returncode}; see {self.log_path}")
+                try:
+                    if (await c.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)).status_code == 200:
+                        return time.perf_counter() - t0
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"the gateway did not start in {timeout} s; see {self.log_path}")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the gateway process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Stats:
+    def __init__(self):
+        self.answered: list[str] = []
+        self.reacted: list[str] = []
+        self.gateway_ms: list[float] = []
+        self.client_ms: list[float] = []
+        self.errors_5xx = 0
+        self.errors_4xx = 0
+        self.conn_errors = 0
+        self.reaction_errors = 0
+
+
+async def client_loop(i: int, key: str, url: str, stop: asyncio.Event, paused: asyncio.Event, stats: Stats,
+                      share: float, rng: random.Random) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    history: list[dict] = []
+    conv = None
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as c:
+        while not stop.is_set():
+            await paused.wait()
+            if len(history) >= 8:
+                history, conv = [], None
+            msgs = history + [{"role": "user", "content": f"client {i} says {rng.random():.6f}"}]
+            body = {"messages": msgs, **({"conversation_id": conv} if conv else {})}
+            t0 = time.perf_counter()
+            try:
+                r = await c.post("/v1/chat/completions", json=body)
+            except httpx.TransportError:
+                stats.conn_errors += 1
+                history, conv = [], None
+                await asyncio.sleep(0.25)  # the gateway is down (SIGKILL): back off until it is back
+                continue
+            if r.status_code >= 500:
+                stats.errors_5xx += 1
+                continue
+            if r.status_code != 200:
+                stats.errors_4xx += 1
+                history, conv = [], None
+                continue
+            stats.client_ms.append((time.perf_counter() - t0) * 1e3)
+            timing = dict(p.strip().split(";dur=") for p in r.headers["server-timing"].split(","))
+            stats.gateway_ms.append(float(timing["gateway"]))
+            j = r.json()
+            stats.answered.append(j["id"])
+            history, conv = msgs + [{"role": "assistant", "content": j["choices"][0]["message"]["content"]}], \
+                j["conversation_id"]
+            if rng.random() < share:
+                try:
+                    rr = await c.post("/v1/reactions", json={"message_id": j["id"], "type": "love"})
+                except httpx.TransportError:
+                    stats.reaction_errors += 1
+                    continue
+                if rr.status_code == 201:
+                    stats.reacted.append(j["id"])
+                else:
+                    stats.reaction_errors += 1
+
+
+def db_ids(db: Path) -> tuple[set[str], set[str]]:
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        answers = {r[0] for r in conn.execute(text("SELECT message_id FROM messages WHERE role='assistant'"))}
+        reactions = {r[0] for r in conn.execute(text("SELECT message_id FROM reactions"))}
+    engine.dispose()
+    return answers, reactions
+
+
+async def run(args) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="rluf-bench-serve-"))
+    db = tmp / "gw.db"
+    stub_port, port = free_port(), free_port()
+    stub = uvicorn.Server(uvicorn.Config(make_stub_app(), host="127.0.0.1", port=stub_port, log_level="critical",
+                                         access_log=False))
+    stub_task = asyncio.create_task(stub.serve())
+    keys = {f"user{i:03d}": f"bench-key-{i:03d}-{os.urandom(8).hex()}" for i in range(args.clients)}
+    env = {**os.environ, "RLUF_API_KEYS": ",".join(f"{u}:{k}" for u, k in keys.items()),
+           "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    gw = Gateway(write_config(tmp, db, stub_port, port), port, env, tmp / "gateway.log")
+    startup_s = await gw.start()
+    print(f"gateway up in {startup_s:.1f} s (db {db})", flush=True)
+
+    stats, stop, paused = Stats(), asyncio.Event(), asyncio.Event()
+    paused.set()
+    rng = random.Random(0)
+    url = f"http://127.0.0.1:{port}"
+    tasks = [asyncio.create_task(client_loop(i, k, url, stop, paused, stats, args.reaction_share,
+                                             random.Random(rng.random()))) for i, k in enumerate(keys.values())]
+    t_start = time.perf_counter()
+    cpu0 = gw.cpu_s()
+    await asyncio.sleep(args.seconds * args.kill_at)
+    cpu = gw.cpu_s() - cpu0
+    gw.kill()  # SIGKILL mid-run: in-flight requests are cut
+    t_kill = time.perf_counter()
+    restart_s = await gw.start()
+    cpu0 = gw.cpu_s()
+    downtime = time.perf_counter() - t_kill
+    print(f"SIGKILL at {t_kill - t_start:.1f} s; restarted in {restart_s:.1f} s", flush=True)
+    await asyncio.sleep(max(0.0, args.seconds - (time.perf_counter() - t_start - downtime)))
+    stop.set()
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t_start
+    cpu += gw.cpu_s() - cpu0
+    gw.stop()
+    stub.should_exit = True
+    await stub_task
+
+    logged, reactions_logged = db_ids(db)
+    answered = set(stats.answered)
+    g, c = np.array(stats.gateway_ms), np.array(stats.client_ms)
+    serving_s = wall - downtime
+    return {
+        "seconds": round(serving_s, 2), "clients": args.clients, "database": "sqlite (WAL, synchronous=NORMAL)",
+        "rps": round(len(stats.answered) / serving_s, 1),
+        "p50_ms": round(float(np.percentile(g, 50)), 3), "p99_ms": round(float(np.percentile(g, 99)), 3),
+        "client_p50_ms": round(float(np.percentile(c, 50)), 2), "client_p99_ms": round(float(np.percentile(c, 99)), 2),
+        "errors_5xx": stats.errors_5xx, "errors_4xx": stats.errors_4xx, "conn_errors": stats.conn_errors,
+        "answered": len(answered), "logged": len(logged),
+        "lost_after_kill": len(answered - logged), "logged_not_delivered": len(logged - answered),
+        "reactions_sent": len(stats.reacted), "reactions_logged": len(reactions_logged),
+        "reactions_lost": len(set(stats.reacted) - reactions_logged), "reaction_errors": stats.reaction_errors,
+        "gateway_cpu_ms_per_request": round(cpu * 1e3 / max(1, len(stats.answered) + len(stats.reacted)), 3),
+        "kill_at_s": round(args.seconds * args.kill_at, 1), "restart_s": round(restart_s, 2),
+        "startup_s": round(startup_s, 2), "cpu_count": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=60.0, help="serving time to measure (restart gap excluded)")
+    ap.add_argument("--clients", type=int, default=16, help="concurrent closed-loop clients, one user each")
+    ap.add_argument("--reaction-share", type=float, default=0.2, help="share of answers that get a reaction")
+    ap.add_argument("--kill-at", type=float, default=0.5, help="SIGKILL the gateway at this fraction of the run")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
+    args = ap.parse_args()
+    result = asyncio.run(run(args))
+    print(json.dumps(result, indent=2))
+    write_json(args.out, result)
+
+
+if __name__ == "__main__":
+    main()

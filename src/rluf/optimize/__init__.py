@@ -1,0 +1,21 @@
+"""Stage 3: CRRAFT with a Mixture of Judges over weighted, calibrated objectives (`rluf optimize`, `rluf sweep`)."""
+
+from rluf.optimize.config import DEFAULT_WEIGHTS, OptimizeConfig
+from rluf.optimize.crraft import (
+    CRRAFT,
+    FALLBACK,
+    SKIP,
+    Selection,
+    reward_weighted_sft_loss,
+    select_responses,
+    sequence_kl,
+)
+from rluf.optimize.objectives import Objective, calibrated_reward, combined_reward
+from rluf.optimize.runner import optimize
+from rluf.optimize.sweep import PAPER_RUNS, sweep
+
+__all__ = [
+    "DEFAULT_WEIGHTS", "OptimizeConfig", "CRRAFT", "FALLBACK", "SKIP", "Selection", "reward_weighted_sft_loss",
+    "select_responses", "sequence_kl", "Objective", "calibrated_reward", "combined_reward", "optimize",
+    "PAPER_RUNS", "sweep",
+]

@@ -1,0 +1,150 @@
+"""`rluf optimize` / `rluf sweep` config: one pydantic model, grouped by section, mirrored by the YAML.
+
+Every field is described once, here; docs/crraft.md maps the CGPO symbols to these fields. The whole
+config is validated before any model or data is loaded (`OptimizeConfig.check`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from rluf.config import StrictModel
+from rluf.errors import ConfigError
+from rluf.judges.config import JudgeConfig
+
+# The paper's weights (RLUF, Han et al., 2025): helpfulness 0.7, safety 0.3, love 0.1.
+DEFAULT_WEIGHTS = {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}
+
+
+class SamplingConfig(StrictModel):
+    """How the K candidates per prompt are sampled (HF generate with KV cache)."""
+
+    max_new_tokens: int = Field(40, ge=1)
+    temperature: float = Field(1.0, ge=0.0)
+    """0 means greedy, which makes the K samples identical: keep it > 0 for best-of-K."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+
+
+class LoraSettings(StrictModel):
+    """Optional LoRA (peft). The reference policy is then the base model with adapters disabled."""
+
+    enabled: bool = False
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class PromptsConfig(StrictModel):
+    """Where the B prompts per iteration come from, and what y_base is."""
+
+    source: Literal["file", "sim"] = "sim"
+    """`file`: a Parquet/JSONL file with a `prompt` column (list of chat messages), optional `completion`
+    (logged response) and metadata columns; `sim`: the simulated world's prompt distribution."""
+    path: str | None = None
+    """The prompt file (source=file) or the simulator run/config (source=sim; None = the default world)."""
+    max_prompts: int = Field(512, ge=1)
+    """Size of the prompt pool drawn at the start (fixed for the run, so resume sees the same pool)."""
+    y_base: Literal["reference", "logged"] = "reference"
+    """Baseline response in R_k = sigmoid(r_k(x,y) - r_k(x,y_base)): one sample from the reference policy
+    drawn before training, or the logged response (needs `completion` in the file / logged answers in sim)."""
+
+
+class CrraftConfig(StrictModel):
+    """CRRAFT hyper-parameters (CGPO, Xu et al., 2024, Sec. 4.3; symbols in docs/crraft.md)."""
+
+    iterations: int = Field(24, ge=1)
+    batch_prompts: int = Field(16, ge=1)
+    """B: prompts per iteration."""
+    k: int = 4
+    """K: responses sampled per prompt (RLUF used best-of-4)."""
+    kl_max: float = Field(8.0, gt=0)
+    """KL_max: drop candidates whose sequence KL to the reference, sum(log pi - log pi_ref), exceeds it."""
+    fallback: Literal["y_base", "skip"] = "y_base"
+    """When no candidate survives: train on y_base if it passes the judges (CGPO), or always skip."""
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    micro_batch_size: int = Field(8, ge=1)
+    """Selected responses per forward/backward; gradients accumulate over the whole batch of n."""
+    epochs: int = Field(1, ge=1)
+    """Optimizer steps per iteration on the same selected batch."""
+    length_normalize: bool = False
+    """Divide log pi(y*|x) by the response length: a per-token SFT loss instead of CGPO's sequence sum."""
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    bf16: Literal["auto", "yes", "no"] = "auto"
+    """Mixed precision through accelerate; 'auto' uses bf16 only on a GPU that supports it."""
+
+    @model_validator(mode="after")
+    def _check_k(self) -> CrraftConfig:
+        if self.k < 1:
+            raise ValueError(f"crraft.k = {self.k}: K (samples per prompt) must be >= 1; RLUF used k: 4")
+        return self
+
+
+class MonitorConfig(StrictModel):
+    """The reward-hacking monitor (rluf.evaluate.monitor), computed on every iteration's K*B samples."""
+
+    ngram: int = Field(3, ge=1)
+    top_k: int = Field(5, ge=1)
+    signoff_pattern: str | None = None
+    """Regex for the sign-off hack; None = rluf.evaluate.monitor.DEFAULT_SIGNOFF_PATTERN."""
+
+
+class EvalConfig(StrictModel):
+    """True metrics of the policy in the simulated world on a fixed evaluation sample."""
+
+    every: int = Field(0, ge=0)
+    """Evaluate every N iterations (0: only before and after training)."""
+    n_prompts: int = Field(256, ge=1)
+    enabled: bool = True
+    """Needs the simulator; ignored (with a log line) when the prompts do not come from it."""
+
+
+class OptimizeConfig(StrictModel):
+    """`rluf optimize`: CRRAFT with a Mixture of Judges over weighted calibrated objectives."""
+
+    seed: int = 0
+    device: str = "auto"
+    policy: str | None = None
+    """Starting policy: a Hugging Face causal-LM folder (the simulator's `policy/` by default)."""
+    reference: str | None = None
+    """Reference policy for the KL filter; None = the starting policy."""
+    objectives: dict[str, str] = Field(default_factory=dict)
+    """Objective name -> reward-model folder written by `rluf train-reward` (any scorer can be one);
+    `sim:love`, `sim:helpfulness`, `sim:safety` use the simulator's ground truth (oracle runs)."""
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    """w_k in R = sum_k w_k R_k; every key must name a configured objective."""
+    judges: list[JudgeConfig] = Field(default_factory=list)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    crraft: CrraftConfig = Field(default_factory=CrraftConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint_every: int = Field(5, ge=0)
+    """Write an atomic checkpoint every N iterations (0: never)."""
+    keep_checkpoints: int = Field(2, ge=1)
+    stop_after: int | None = Field(None, ge=1)
+    """Stop (as if killed) after this many iterations of this invocation; for fault-tolerance tests."""
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
+    """Extra trackers through accelerate (each must be installed); metrics.jsonl is always written."""
+
+    def check(self, objective_names: list[str] | None = None) -> OptimizeConfig:
+        """Cross-field rules. `objective_names` are the available objectives (default: `objectives` keys)."""
+        known = sorted(objective_names if objective_names is not None else self.objectives)
+        for name, w in self.weights.items():
+            if name not in known:
+                raise ConfigError(
+                    f"weights.{name}: unknown objective {name!r}; configured objectives are {known}. "
+                    "Fix the spelling or add it under `objectives: {name: MODEL_FOLDER}`"
+                )
+            if w < 0:
+                raise ConfigError(f"weights.{name} = {w}: weights must be >= 0 (use 0 to switch an objective off)")
+        if not self.weights or sum(self.weights.values()) <= 0:
+            raise ConfigError(f"weights = {self.weights}: at least one objective needs a positive weight")
+        if self.prompts.source == "file" and not self.prompts.path:
+            raise ConfigError("prompts.path: required when prompts.source is 'file' (a Parquet or JSONL file)")
+        return self

@@ -1,0 +1,216 @@
+"""`rluf.optimize.optimize`: setup -> CRRAFT loop -> save, with resume from the last atomic checkpoint.
+
+Run directory (`out_dir`)::
+
+    config.json        the resolved config (paths filled in)
+    pool.jsonl         the prompt pool with y_base per prompt (fixed for the run)
+    metrics.jsonl      one record per iteration (iteration 0: the starting policy's true metrics)
+    checkpoints/       atomic checkpoints (see checkpoint.py)
+    policy/            the trained policy (HF folder; LoRA adapters merged) once all iterations ran
+    summary.json       baseline and final metrics, wall time
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rluf.config import load_config, validate_config
+from rluf.errors import ConfigError
+from rluf.judges.config import build_judges
+from rluf.optimize import checkpoint as ckpt
+from rluf.optimize.config import OptimizeConfig
+from rluf.optimize.crraft import CRRAFT
+from rluf.optimize.objectives import Objective, load_objectives
+from rluf.optimize.prompts import PromptItem, draw_pool, load_pool, read_prompt_file, save_pool
+from rluf.optimize.simbridge import WorldEvaluator, load_world, sim_prompts
+from rluf.policy import Policy, Sampling
+from rluf.utils import bf16_supported, read_json, seed_everything, select_device, write_json
+
+log = logging.getLogger(__name__)
+
+MUST_MATCH = ("seed", "policy", "reference", "objectives", "weights", "judges", "prompts", "crraft")
+
+
+def resolve_config(cfg: OptimizeConfig, world) -> OptimizeConfig:
+    """Fill in defaults that depend on the simulator folder (the starting policy)."""
+    cfg = cfg.model_copy(deep=True)
+    if cfg.policy is None:
+        if cfg.prompts.source != "sim" or cfg.prompts.path is None:
+            raise ConfigError("policy: not set; give the starting policy folder (e.g. `rluf simulate` DIR/policy)")
+        cfg.policy = str(Path(cfg.prompts.path) / "policy")
+    if not (Path(cfg.policy) / "config.json").is_file():
+        raise ConfigError(f"policy = {cfg.policy!r}: not a Hugging Face model folder (no config.json)")
+    return cfg
+
+
+def _resume_config(given: OptimizeConfig, out_dir: Path) -> OptimizeConfig:
+    """On resume the stored config wins for everything that must match; warn about differences."""
+    if not (out_dir / "config.json").is_file():
+        raise ckpt.CheckpointError(
+            f"--resume {out_dir}: not an rluf optimize run (no config.json); start a new run with --out"
+        )
+    stored = validate_config(OptimizeConfig, read_json(out_dir / "config.json"), source=str(out_dir / "config.json"))
+    for key in MUST_MATCH:
+        if getattr(given, key) != getattr(stored, key) and given != OptimizeConfig():
+            log.warning("resume: %s differs from the checkpointed run; using the run's value", key)
+    return stored.model_copy(update={"stop_after": given.stop_after})
+
+
+def build_pool(cfg: OptimizeConfig, world, reference: Policy) -> list[PromptItem]:
+    """Draw the prompt pool and attach y_base: the logged response, or a reference-policy sample."""
+    if cfg.prompts.source == "file":
+        pool = draw_pool(read_prompt_file(cfg.prompts.path), cfg.prompts.max_prompts, cfg.seed)
+    else:
+        pool = sim_prompts(world, cfg.prompts.max_prompts, cfg.seed)
+    if cfg.prompts.y_base == "logged":
+        missing = sum(p.logged is None for p in pool)
+        if missing:
+            raise ConfigError(
+                f"prompts.y_base = 'logged' but {missing} of {len(pool)} prompts have no logged response "
+                "(`completion` column); use y_base: reference"
+            )
+        for p in pool:
+            p.y_base = p.logged
+    else:
+        s = cfg.crraft.sampling
+        gens = reference.generate([p.context for p in pool], n=1, sampling=Sampling(
+            s.max_new_tokens, s.temperature, s.top_p, s.top_k), generator_seed=cfg.seed + 7)
+        for p, g in zip(pool, gens, strict=True):
+            p.y_base = g[0]
+    return pool
+
+
+def _models(cfg: OptimizeConfig, device: str) -> tuple[Policy, Policy]:
+    """The policy to train (LoRA-wrapped if asked) and a frozen reference copy."""
+    policy = Policy.from_pretrained(cfg.policy, device=device)
+    ref_model = (Policy.from_pretrained(cfg.reference, device=device).model if cfg.reference
+                 else copy.deepcopy(policy.model))
+    ref_model.eval().requires_grad_(False)
+    if cfg.crraft.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        lc = cfg.crraft.lora
+        policy.model = get_peft_model(policy.model, LoraConfig(
+            r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
+            task_type="CAUSAL_LM"))
+    return policy, Policy(ref_model, policy.tokenizer, device=device)
+
+
+def optimize(
+    config: OptimizeConfig | str | Path | None,
+    out_dir: str | Path,
+    resume: bool = False,
+    on_iteration: Callable[[dict[str, Any]], None] | None = None,
+    objectives: dict[str, Objective] | None = None,
+) -> dict[str, Any]:
+    """Run CRRAFT; returns the summary (also written to out_dir/summary.json).
+
+    `config` is an OptimizeConfig or a YAML path; `objectives` overrides the configured reward models
+    (tests and benchmarks pass simple scorers).
+    """
+    t_start = time.time()
+    out_dir = Path(out_dir)
+    cfg = config if isinstance(config, OptimizeConfig) else load_config(OptimizeConfig, config)
+    if resume:
+        cfg = _resume_config(cfg, out_dir)
+    world = load_world(cfg.prompts.path) if cfg.prompts.source == "sim" else None
+    cfg = resolve_config(cfg, world)
+    names = list(objectives) if objectives is not None else list(cfg.objectives)
+    cfg.check(names)  # everything validated before any model loads
+    device = select_device(cfg.device)
+    seed_everything(cfg.seed)
+    objectives = objectives if objectives is not None else load_objectives(cfg.objectives, device, world)
+    judges = build_judges(cfg.judges, objectives)
+    policy, reference = _models(cfg, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        pool = load_pool(out_dir / "pool.jsonl")
+    else:
+        pool = build_pool(cfg, world, reference)
+        save_pool(out_dir / "pool.jsonl", pool)
+        write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    trainer = _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, world)
+    start = _restore(trainer, out_dir) if resume else 0
+    last = trainer.train(start, on_iteration=_with_trackers(trainer, on_iteration))
+    if trainer.accelerator is not None and cfg.report_to:
+        trainer.accelerator.end_training()
+    return _finish(cfg, trainer, out_dir, last, time.time() - t_start)
+
+
+def _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, world) -> CRRAFT:
+    from accelerate import Accelerator
+
+    bf16 = cfg.crraft.bf16 == "yes" or (cfg.crraft.bf16 == "auto" and bf16_supported(policy.device))
+    acc = Accelerator(cpu=policy.device == "cpu", mixed_precision="bf16" if bf16 else "no",
+                      log_with=list(cfg.report_to) or None, project_dir=str(out_dir))
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.crraft.lr, weight_decay=cfg.crraft.weight_decay)
+    train_model, opt = acc.prepare(policy.model, opt)
+    if cfg.report_to:
+        acc.init_trackers("rluf-optimize", config=cfg.model_dump(mode="json"))
+    s = cfg.crraft.sampling
+    evaluator = None
+    if world is not None and cfg.eval.enabled:
+        evaluator = WorldEvaluator(world, cfg.eval.n_prompts, Sampling(s.max_new_tokens, s.temperature, s.top_p,
+                                                                        s.top_k), seed=cfg.seed + 13)
+    config_dump = cfg.model_dump(mode="json")
+
+    def save(iteration: int) -> None:
+        if acc.is_main_process:
+            ckpt.save_checkpoint(out_dir, iteration, policy.model, opt, config_dump, cfg.keep_checkpoints)
+
+    return CRRAFT(cfg, policy, reference, objectives, judges, pool, opt, out_dir, accelerator=acc,
+                  train_model=train_model, evaluator=evaluator, checkpoint_fn=save)
+
+
+def _restore(trainer: CRRAFT, out_dir: Path) -> int:
+    """Load the last checkpoint and cut metrics.jsonl back to it (later lines were the lost iteration)."""
+    state = ckpt.load_checkpoint(out_dir)
+    start = ckpt.restore(state, trainer.policy.model, trainer.optimizer)
+    path = out_dir / "metrics.jsonl"
+    if path.is_file():
+        import json
+
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["iteration"] <= start]
+        path.write_text("".join(ln + "\n" for ln in keep))
+    log.info("resumed %s at iteration %d", out_dir, start)
+    return start
+
+
+def _with_trackers(trainer: CRRAFT, on_iteration):
+    acc = trainer.accelerator
+
+    def hook(record: dict[str, Any]) -> None:
+        if acc is not None and trainer.cfg.report_to:
+            acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["iteration"])
+        if on_iteration:
+            on_iteration(record)
+
+    return hook
+
+
+def _finish(cfg: OptimizeConfig, trainer: CRRAFT, out_dir: Path, last: dict[str, Any], wall: float) -> dict:
+    import json
+
+    records = [json.loads(ln) for ln in (out_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    done = max((r["iteration"] for r in records), default=0)
+    finished = done >= cfg.crraft.iterations
+    if finished:
+        model = trainer.policy.model
+        if cfg.crraft.lora.enabled:
+            model = copy.deepcopy(model).merge_and_unload()
+        Policy(model, trainer.policy.tokenizer, device=trainer.policy.device).save_pretrained(out_dir / "policy")
+    baseline = {k: v for k, v in records[0].items() if k.startswith("true/")} if records else {}
+    final = {k: v for k, v in records[-1].items() if isinstance(v, int | float)} if records else {}
+    summary = {"iterations_done": done, "finished": finished, "policy": str(out_dir / "policy") if finished else None,
+               "baseline": baseline, "final": final, "wall_s": round(wall, 2)}
+    write_json(out_dir / "summary.json", summary)
+    return summary

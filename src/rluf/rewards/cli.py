@@ -1,0 +1,102 @@
+"""`rluf train-reward love|helpfulness|safety` and `rluf score`: thin wrappers over rluf.rewards."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rluf.config import load_yaml, validate_config
+
+
+class ObjectiveName(StrEnum):
+    love = "love"
+    helpfulness = "helpfulness"
+    safety = "safety"
+
+
+def shipped_config(objective: str) -> Path:
+    """The packaged default YAML for an objective (src/rluf/configs/reward_<objective>.yaml)."""
+    return Path(str(resources.files("rluf") / "configs" / f"reward_{objective}.yaml"))
+
+
+def resolve_config(objective: str, config: Path | None, sections: dict[str, dict[str, Any]]):
+    """Load `config` (or the shipped YAML), apply non-None CLI overrides per section, validate."""
+    from rluf.rewards.config import RewardConfig
+
+    path = config or shipped_config(objective)
+    data = load_yaml(path)
+    data["objective"] = objective
+    for section, values in sections.items():
+        for key, value in values.items():
+            if value is not None:
+                data.setdefault(section, {})[key] = value
+    return validate_config(RewardConfig, data, source=str(path))
+
+
+def train_reward(
+    objective: ObjectiveName = typer.Argument(..., help="love (BCE on curated data) | helpfulness | safety (pairs)"),
+    data: Path = typer.Option(..., "--data", help="love: a curated folder; helpfulness/safety: pairs .parquet "
+                              "(prompt/chosen/rejected) or HH-RLHF .jsonl.gz"),
+    out: Path = typer.Option(..., "--out", help="model folder to write"),
+    model: str | None = typer.Option(None, "--model", help="backbone: tiny | small | base | minilm | HF folder"),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help="tokenizer folder for a preset (e.g. SIMDIR/policy)"),
+    config: Path | None = typer.Option(None, "--config", help="YAML config (default: the shipped reward_<objective>.yaml)"),
+    truth: Path | None = typer.Option(None, "--truth", help="love: the simulator's truth/ folder, for Bayes figures"),
+    epochs: float | None = typer.Option(None, "--epochs"),
+    max_train_examples: int | None = typer.Option(None, "--max-train-examples"),
+    calibration: str | None = typer.Option(None, "--calibration", help="none | temperature | platt | isotonic"),
+    lora: bool | None = typer.Option(None, "--lora/--no-lora", help="train LoRA adapters (merged on save)"),
+    device: str | None = typer.Option(None, "--device"),
+    seed: int | None = typer.Option(None, "--seed"),
+) -> None:
+    """Train a reward model and write an HF folder + rluf_reward.json + eval.json."""
+    from rluf.rewards.train import train_reward as run
+
+    cfg = resolve_config(objective.value, config, {
+        "model": {"backbone": model, "tokenizer": tokenizer},
+        "train": {"epochs": epochs, "max_train_examples": max_train_examples, "device": device, "seed": seed},
+        "calibration": {"method": calibration},
+    })
+    if lora is not None:
+        cfg.model.lora.enabled = lora
+    report = run(objective.value, data, out, cfg, truth=truth, progress=True)
+    typer.echo(json.dumps(_summary(report), indent=2))
+    typer.echo(f"wrote {out} (eval.json, rluf_reward.json)")
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    if report["objective"] == "love":
+        t = report["test"]
+        keys = ("auroc", "auprc", "log_loss", "brier", "ece", "ece_relative", "mean_pred_over_observed")
+        s = {k: t[k] for k in keys} | {"length_r": report["length_r"]}
+        if "bayes" in report:
+            s |= {"bayes_auroc": report["bayes"]["auroc"], "auroc_gap": report["auroc_gap"],
+                  "true_length_r": report["true_length_r"]}
+        return s
+    return {"test_accuracy": report["test"]["accuracy"], "train_accuracy": report["train_accuracy"],
+            **({"spearman_true": report["test"]["spearman_true"]} if "spearman_true" in report["test"] else {})}
+
+
+def score(
+    model: Path = typer.Argument(..., help="a reward model folder from `rluf train-reward`"),
+    data: Path = typer.Argument(..., help="Parquet with prompt + completion (curated), prompt + response, or "
+                                "prompt + chosen + rejected (pairs)"),
+    out: Path = typer.Option(..., "--out", help="Parquet to write: the input columns + score (+ prob for love)"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Score (context, response) rows with a reward model, batched, without gradients."""
+    from rluf.rewards.score import score_file
+
+    n = score_file(model, data, out, batch_size=batch_size, device=device, progress=True)
+    typer.echo(f"scored {n} rows -> {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-reward")(train_reward)
+    app.command("score")(score)

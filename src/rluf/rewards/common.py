@@ -1,0 +1,60 @@
+"""Steps shared by the P[Love] and Bradley-Terry recipes: fit with the HF Trainer, save the folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import rluf
+from rluf.rewards.backbone import unwrap_lora, wrap_lora
+from rluf.rewards.config import RewardConfig
+from rluf.rewards.scorer import META_FILE
+from rluf.rewards.trainers import training_args
+from rluf.utils import JsonlLogger, write_json
+
+log = logging.getLogger(__name__)
+
+
+def fit(trainer_cls, model, cfg: RewardConfig, dataset, collator, out: Path, device: str,
+        progress: bool) -> tuple[Any, dict[str, Any]]:
+    """Train `model` on `dataset` with `trainer_cls`; returns the (LoRA-merged) model and train stats."""
+    model = wrap_lora(model, cfg.model)
+    args = training_args(cfg.train, out, device, progress)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    logger = JsonlLogger(out / "train_log.jsonl")
+    for h in history:
+        logger.log({"step": h.get("step"), "epoch": h.get("epoch"), "train/loss": h["loss"],
+                    "train/lr": h.get("learning_rate"), "train/grad_norm": h.get("grad_norm")})
+    n_seen = len(dataset) * cfg.train.epochs
+    stats = {
+        "examples": len(dataset),
+        "steps": trainer.state.global_step,
+        "seconds": seconds,
+        "examples_per_s": n_seen / seconds if seconds > 0 else float("nan"),
+        "first_loss": history[0]["loss"] if history else None,
+        "last_loss": history[-1]["loss"] if history else None,
+        "mean_loss": float(result.training_loss),
+    }
+    log.info("trained %d examples x %.1f epochs in %.1fs (%.0f examples/s), loss %s -> %s", len(dataset),
+             cfg.train.epochs, seconds, stats["examples_per_s"], stats["first_loss"], stats["last_loss"])
+    return unwrap_lora(trainer.model), stats
+
+
+def save_reward_folder(model, tokenizer, meta: dict[str, Any], out: Path) -> None:
+    """A plain HF folder (safetensors) + tokenizer, then rluf_reward.json last: its presence marks completion."""
+    out.mkdir(parents=True, exist_ok=True)
+    model.config.architectures = [type(model).__name__]
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    write_json(out / META_FILE, {"rluf_version": rluf.__version__, **meta})
+
+
+def base_meta(cfg: RewardConfig, backbone_info: dict[str, Any], device: str) -> dict[str, Any]:
+    return {"objective": cfg.objective, "max_length": cfg.model.max_length, "backbone": backbone_info,
+            "device": device, "config": cfg.model_dump(mode="json")}

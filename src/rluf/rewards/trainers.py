@@ -1,0 +1,122 @@
+"""Hugging Face Trainer glue for reward models: datasets, collators, two small Trainer subclasses.
+
+Training goes through `transformers.Trainer`, so accelerate (DDP, FSDP, DeepSpeed), gradient
+checkpointing and `report_to` trackers work unchanged. The subclasses only swap in rluf's losses
+(`rluf.rewards.losses`); batching is dynamic padding over length-grouped batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainingArguments
+
+from rluf.rewards.config import TrainSection
+from rluf.rewards.losses import bradley_terry_loss, love_bce_loss
+from rluf.rewards.scorer import pad_right
+
+
+def training_args(cfg: TrainSection, out: Path, device: str, progress: bool) -> TrainingArguments:
+    """TrainingArguments from the `train` section; no checkpoints (the run is minutes on a CPU)."""
+    return TrainingArguments(
+        output_dir=str(out / "trainer"),
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        lr_scheduler_type="linear",
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        activation_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length",  # length-grouped batches: little padding
+        length_column_name="length",
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        report_to=cfg.report_to or "none",
+        save_strategy="no",
+        eval_strategy="no",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=device == "cpu",
+        optim="adamw_torch",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+        remove_unused_columns=False,  # our collators need every column
+        disable_tqdm=not progress,
+    )
+
+
+def class_normalised_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """w_i / mean(w over i's class): keeps within-class weighting, keeps the class balance."""
+    out = np.array(weights, dtype=np.float64)
+    for c in (0.0, 1.0):
+        m = labels == c
+        if m.any():
+            out[m] = out[m] / out[m].mean()
+    return out
+
+
+def love_dataset(seqs: list[list[int]], labels: np.ndarray, weights: np.ndarray):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": seqs, "labels": labels.astype(np.float32).tolist(),
+                              "weights": weights.astype(np.float32).tolist(), "length": [len(s) for s in seqs]})
+
+
+def pairs_dataset(chosen: list[list[int]], rejected: list[list[int]]):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"chosen_ids": chosen, "rejected_ids": rejected,
+                              "length": [max(len(c), len(r)) for c, r in zip(chosen, rejected, strict=True)]})
+
+
+class LoveCollator:
+    """Dynamic right padding of (input_ids, labels, weights) rows."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        ids, mask = pad_right([r["input_ids"] for r in rows], self.pad_id)  # (B, T)
+        return {"input_ids": ids, "attention_mask": mask,
+                "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.float32),
+                "weights": torch.tensor([r["weights"] for r in rows], dtype=torch.float32)}
+
+
+class PairCollator:
+    """Chosen and rejected in one padded batch: rows 0..B-1 chosen, B..2B-1 rejected."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        seqs = [r["chosen_ids"] for r in rows] + [r["rejected_ids"] for r in rows]
+        ids, mask = pad_right(seqs, self.pad_id)  # (2B, T)
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+class LoveTrainer(Trainer):
+    """Trainer whose loss is the weighted BCE of P[Love] (`losses.love_bce_loss`)."""
+
+    loss_is_scaled_for_ga = False  # our loss is a per-batch mean: let the Trainer divide by accumulation steps
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels, weights = inputs.pop("labels"), inputs.pop("weights")
+        z = model(**inputs).logits[:, 0]  # (B, 1) -> (B,)
+        loss = love_bce_loss(z, labels, weights)
+        return (loss, {"logits": z}) if return_outputs else loss
+
+
+class BradleyTerryTrainer(Trainer):
+    """Trainer whose loss is the Bradley-Terry pairwise loss (`losses.bradley_terry_loss`)."""
+
+    loss_is_scaled_for_ga = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        r = model(**inputs).logits[:, 0]  # (2B, 1) -> (2B,)
+        B = r.shape[0] // 2
+        r_chosen, r_rejected = r[:B], r[B:]  # (B,), (B,)
+        loss = bradley_terry_loss(r_chosen, r_rejected)
+        return (loss, {"r_chosen": r_chosen, "r_rejected": r_rejected}) if return_outputs else loss

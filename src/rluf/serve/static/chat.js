@@ -1,0 +1,123 @@
+// The chat page. Everything from the model or the user is put in the page with textContent, never
+// innerHTML, so an answer containing HTML or a <script> tag is shown as text and never runs.
+"use strict";
+(function () {
+  const REACTIONS = [["love", "\u2764\ufe0f", "Love"], ["like", "\ud83d\udc4d", "Like"], ["dislike", "\ud83d\udc4e", "Dislike"]];
+  const log = document.getElementById("log");
+  const form = document.getElementById("form");
+  const input = document.getElementById("input");
+  const send = document.getElementById("send");
+  const status = document.getElementById("status");
+  let history = [];            // [{role, content}] as logged by the gateway
+  let conversationId = null;   // set by the first answer
+
+  function bubble(role, text) {
+    const div = document.createElement("div");
+    div.className = "msg " + role;
+    const body = document.createElement("div");
+    body.className = "text";
+    body.textContent = text;
+    div.appendChild(body);
+    log.appendChild(div);
+    div.scrollIntoView({ block: "end" });
+    return div;
+  }
+
+  async function react(button, messageId, type) {
+    const on = button.getAttribute("aria-pressed") !== "true";
+    const resp = await fetch("/v1/reactions", {
+      method: on ? "POST" : "DELETE", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message_id: messageId, type: type }),
+    });
+    if (resp.ok) { button.setAttribute("aria-pressed", on ? "true" : "false"); status.textContent = ""; }
+    else { status.textContent = await errorText(resp); }
+  }
+
+  function addReactions(div, messageId) {
+    div.dataset.messageId = messageId;
+    const bar = document.createElement("div");
+    bar.className = "reactions";
+    for (const [type, icon, label] of REACTIONS) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "react-" + type;
+      b.textContent = icon;
+      b.title = label;
+      b.setAttribute("aria-label", label);
+      b.setAttribute("aria-pressed", "false");
+      b.addEventListener("click", () => react(b, messageId, type));
+      bar.appendChild(b);
+    }
+    div.appendChild(bar);
+  }
+
+  async function errorText(resp) {
+    try { const j = await resp.json(); return j.error.message; } catch (e) { return "error " + resp.status; }
+  }
+
+  // Reads the SSE stream; returns {id, text} once the gateway has sent [DONE] (i.e. after it logged the turn).
+  async function readStream(resp, target) {
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "", id = null, text = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("the answer stopped before it was complete");
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const line = buffer.slice(0, cut).trim();
+        buffer = buffer.slice(cut + 2);
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(5).trim();
+        if (data === "[DONE]") return { id: id, text: text };
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        id = chunk.id;
+        if (chunk.conversation_id) conversationId = chunk.conversation_id;
+        const delta = chunk.choices[0].delta.content;
+        if (delta) { text += delta; target.textContent = text; }
+      }
+    }
+  }
+
+  async function submit(ev) {
+    ev.preventDefault();
+    const text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    send.disabled = true;
+    status.textContent = "";
+    bubble("user", text);
+    const messages = history.concat([{ role: "user", content: text }]);
+    const div = bubble("assistant", "\u2026");
+    const target = div.querySelector(".text");
+    try {
+      const body = { messages: messages, stream: true };
+      if (conversationId) body.conversation_id = conversationId;
+      const resp = await fetch("/v1/chat/completions", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+      if (!resp.ok) throw new Error(await errorText(resp));
+      const answer = await readStream(resp, target);
+      history = messages.concat([{ role: "assistant", content: answer.text }]);
+      addReactions(div, answer.id);
+    } catch (e) {
+      div.classList.add("failed");
+      target.textContent = "Not answered: " + e.message;
+    } finally {
+      send.disabled = false;
+      input.focus();
+    }
+  }
+
+  form.addEventListener("submit", submit);
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); }
+  });
+  document.getElementById("new").addEventListener("click", () => {
+    history = []; conversationId = null; log.textContent = ""; status.textContent = "";
+  });
+})();

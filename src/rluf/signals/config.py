@@ -1,0 +1,136 @@
+"""The `rluf curate` config: one pydantic model, grouped by pipeline step. Mirrors src/rluf/configs/curate.yaml."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from rluf.config import StrictModel
+
+
+class SignalSection(StrictModel):
+    rule: str = "love"
+    """Label rule over reaction types: names joined by `and`, `or`, `not`, parentheses (e.g.
+    `love or like and not dislike`). Parsed, never eval'd. `--signal` on the command line overrides it."""
+
+
+class ContextSection(StrictModel):
+    k: int = 10
+    """Context = the last k messages before the assistant message (RLUF: 10-turn context). Must be >= 1."""
+
+    @model_validator(mode="after")
+    def _k_positive(self) -> ContextSection:
+        if self.k < 1:
+            raise ValueError(f"context.k must be >= 1 (got {self.k}); set k: 10 for the RLUF 10-turn context")
+        return self
+
+
+class RateFilter(StrictModel):
+    enabled: bool = True
+    z_threshold: float = 3.5
+    """Flag a user whose per-type reaction rate has robust z = (x - median) / (1.4826 MAD) above this."""
+    min_reactions: int = 5
+    """...and who left at least this many reactions of that type (rare types make z-scores explode)."""
+
+
+class BurstFilter(StrictModel):
+    enabled: bool = True
+    max_account_age_hours: float = 48.0
+    """A reaction counts as from a new account if the account is at most this old when it reacts."""
+    window_minutes: float = 60.0
+    """Reactions are bucketed into windows of this length."""
+    min_accounts: int = 10
+    """A burst window has at least this many distinct new accounts reacting (all of them are flagged)..."""
+    z_threshold: float = 5.0
+    """...and a robust z-score of that count, over all windows with new-account reactions, above this."""
+
+
+class TooFastFilter(StrictModel):
+    enabled: bool = True
+    min_seconds: float = 1.0
+    """Reactions sooner than this after the message (or before it) are removed (nobody reads that fast)."""
+
+
+class SpamFilter(StrictModel):
+    enabled: bool = True
+    min_repeats: int = 10
+    """A user who sends the same user-message text at least this many times is flagged as spam."""
+
+
+class FiltersSection(StrictModel):
+    rate: RateFilter = RateFilter()
+    burst: BurstFilter = BurstFilter()
+    too_fast: TooFastFilter = TooFastFilter()
+    spam: SpamFilter = SpamFilter()
+    drop_flagged_rows: bool = True
+    """Also drop the assistant messages of flagged users' conversations (not only their reactions)."""
+
+
+class DedupSection(StrictModel):
+    enabled: bool = True
+    aggregate: Literal["any", "majority"] = "any"
+    """Label of a de-duplicated (context, completion) pair: positive if any copy / most copies were."""
+
+
+class PiiSection(StrictModel):
+    enabled: bool = False
+    """Replace emails, phone numbers and card-like numbers in prompts and completions by placeholders."""
+
+
+class SplitSection(StrictModel):
+    validation_fraction: float = Field(0.1, gt=0, lt=1)
+    test_fraction: float = Field(0.1, gt=0, lt=1)
+    """Conversations are ordered by start time; the last test_fraction go to test, the validation_fraction
+    before them to validation. Conversations straddling a cut-off are dropped, so val/test are strictly later."""
+    user_disjoint: bool = False
+    """Also assign users to splits (by a hash, in the same proportions) so no user appears in two splits."""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitSection:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"split.validation_fraction + split.test_fraction must be < 1 (got "
+                f"{self.validation_fraction} + {self.test_fraction}); leave room for train, e.g. 0.1 + 0.1"
+            )
+        return self
+
+
+class SampleSection(StrictModel):
+    target_rate: float = 0.10
+    """Positive rate of the resampled train split (RLUF: Love upsampled from ~0.1% to 10%). In (0, 1)."""
+    upsample_positives: int = Field(1, ge=1)
+    """Copy each train positive this many times (each copy weighs 1/copies); negatives are then downsampled."""
+    eval_max_rows: int | None = Field(None, ge=1)
+    """Cap validation/test at this many rows by uniform sampling (natural rate kept); null keeps all."""
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _rate(self) -> SampleSection:
+        if not 0 < self.target_rate < 1:
+            raise ValueError(
+                f"sample.target_rate must be strictly between 0 and 1 (got {self.target_rate}); "
+                "RLUF uses 0.10"
+            )
+        return self
+
+
+class EngineSection(StrictModel):
+    backend: Literal["duckdb"] = "duckdb"
+    """Ibis backend. DuckDB in-process here; `rluf.signals.engine.connect` accepts any Ibis backend object."""
+    memory_limit: str = "1GB"
+    """DuckDB memory_limit; beyond it DuckDB spills to temp_directory."""
+    threads: int | None = None
+    """DuckDB threads (null = all cores)."""
+    temp_directory: str | None = None
+
+
+class CurateConfig(StrictModel):
+    signal: SignalSection = SignalSection()
+    context: ContextSection = ContextSection()
+    filters: FiltersSection = FiltersSection()
+    dedup: DedupSection = DedupSection()
+    pii: PiiSection = PiiSection()
+    split: SplitSection = SplitSection()
+    sample: SampleSection = SampleSection()
+    engine: EngineSection = EngineSection()

@@ -1,0 +1,116 @@
+"""Where stage 1 runs: an Ibis backend (DuckDB in-process by default) and the logs read as lazy tables.
+
+Every step of `signals` and `curate` is an Ibis expression over these tables, so the same code can run on
+any Ibis backend that holds the canonical log tables (DuckDB here; Spark or a warehouse where a company's
+logs live). Nothing here loads the logs into Python objects: tables are scanned by the engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ibis
+import pyarrow.parquet as pq
+
+from rluf.errors import DataError, SchemaError
+from rluf.schema import MESSAGES, REACTIONS, USERS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Logs:
+    """The canonical log tables as lazy Ibis tables, and the files they came from."""
+
+    con: Any
+    messages: ibis.Table
+    reactions: ibis.Table
+    users: ibis.Table | None
+    files: list[Path]
+    logs_dir: Path
+
+
+def connect(memory_limit: str = "1GB", threads: int | None = None, temp_directory: str | None = None):
+    """An in-process DuckDB connection through Ibis, bounded to `memory_limit` (spills to disk beyond it)."""
+    config: dict[str, Any] = {"memory_limit": memory_limit, "preserve_insertion_order": False}
+    if threads:
+        config["threads"] = threads
+    if temp_directory:
+        config["temp_directory"] = temp_directory
+    return ibis.duckdb.connect(**config)
+
+
+def resolve_logs_dir(logs_dir: str | Path) -> Path:
+    """Accept a logs folder or a simulator/run folder holding `logs/`."""
+    path = Path(logs_dir)
+    if not path.exists():
+        raise DataError(f"logs folder {path} does not exist; give a folder with messages.parquet and reactions.parquet")
+    if not (path / "messages.parquet").is_file() and (path / "logs" / "messages.parquet").is_file():
+        return path / "logs"
+    return path
+
+
+def _check_columns(path: Path, schema) -> None:
+    try:
+        names = pq.read_schema(path).names
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for non-Parquet files
+        raise SchemaError(f"{path} is not a readable Parquet file ({e}); write logs with `rluf ingest`") from None
+    missing = [n for n in schema.names if n not in names]
+    if missing:
+        raise SchemaError(
+            f"{path} is missing column(s) {missing}; expected {schema.names} (see docs/log-schema.md)"
+        )
+
+
+def _typed(table: ibis.Table, schema) -> ibis.Table:
+    """Select the canonical columns and cast timestamps to UTC (logs written by other tools may differ)."""
+    cols = {}
+    for f in schema:
+        col = table[f.name]
+        if f.name == "created_at" and not col.type().is_timestamp():
+            raise SchemaError(f"column created_at has type {col.type()}, expected a timestamp")
+        if f.name == "turn_index":
+            col = col.cast("int64")
+        cols[f.name] = col
+    return table.select(**cols)
+
+
+def load_logs(con, logs_dir: str | Path) -> Logs:
+    """Register the canonical log files of `logs_dir` with the backend `con` (lazy; nothing is read yet)."""
+    path = resolve_logs_dir(logs_dir)
+    msg_path, rx_path, users_path = path / "messages.parquet", path / "reactions.parquet", path / "users.parquet"
+    if not msg_path.is_file():
+        raise DataError(f"{path} has no messages.parquet; produce it with `rluf ingest` or `rluf simulate`")
+    if not rx_path.is_file():
+        raise DataError(f"{path} has no reactions.parquet: there is no feedback signal to curate")
+    _check_columns(msg_path, MESSAGES)
+    _check_columns(rx_path, REACTIONS)
+    messages = _typed(con.read_parquet(msg_path), MESSAGES)
+    reactions = _typed(con.read_parquet(rx_path), REACTIONS)
+    users = None
+    files = [msg_path, rx_path]
+    if users_path.is_file():
+        _check_columns(users_path, USERS)
+        users = _typed(con.read_parquet(users_path), USERS)
+        files.append(users_path)
+    return Logs(con=con, messages=messages, reactions=reactions, users=users, files=files, logs_dir=path)
+
+
+def reaction_type_counts(logs: Logs) -> dict[str, int]:
+    """Reaction types present in the logs with their counts (small: one row per type)."""
+    r = logs.reactions
+    df = logs.con.to_pyarrow(r.group_by("type").agg(n=r.count()).order_by(ibis.desc("n")))
+    return dict(zip(df["type"].to_pylist(), df["n"].to_pylist(), strict=True))
+
+
+_counter = itertools.count()
+
+
+def materialize(con, expr: ibis.Table, stem: str) -> ibis.Table:
+    """Compute `expr` once into a temporary table of the backend (reused by later steps, never fetched)."""
+    name = f"_rluf_{stem}_{next(_counter)}"
+    return con.create_table(name, expr, temp=True)

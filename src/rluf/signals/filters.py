@@ -1,0 +1,170 @@
+"""Adversarial-feedback filters, each an Ibis expression over the canonical logs.
+
+- rate:     users whose reaction rate of some type is implausibly high: robust (modified) z-score
+            z = (x - median) / (1.4826 * MAD) over users (Iglewicz & Hoaglin, 1993); when MAD = 0 (rare
+            types: most users never react) the mean absolute deviation is used, z = (x - median) / (1.2533 * MeanAD).
+- burst:    many accounts younger than `max_account_age_hours` reacting within one `window_minutes` window:
+            at least `min_accounts`, and a robust z-score over windows above `z_threshold`.
+- too_fast: reactions sooner than `min_seconds` after the message they react to (or before it).
+- spam:     users who send the same text `min_repeats` times or more.
+
+User-level rules flag accounts (their reactions, and with `drop_flagged_rows` their conversations, go);
+`too_fast` removes single reactions. Flagged-user lists are small and are the only results fetched to Python.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import ibis
+
+from rluf.signals.config import FiltersSection
+from rluf.signals.engine import Logs
+
+log = logging.getLogger(__name__)
+
+MAD_SCALE = 1.4826  # 1 / Phi^-1(0.75): MAD -> standard deviation under normality
+MEANAD_SCALE = 1.2533  # sqrt(pi / 2): mean absolute deviation -> standard deviation
+
+
+@dataclass
+class FilterResult:
+    reactions: ibis.Table  # reactions that survive every filter
+    bad_users: list[str]  # union of users flagged by user-level rules
+    flagged: dict[str, list[str]] = field(default_factory=dict)  # rule -> users it flagged
+    report: dict[str, dict] = field(default_factory=dict)
+
+
+def account_created(logs: Logs) -> ibis.Table:
+    """user_id -> account creation time: users.created_at when users.parquet exists (users without one are of
+    unknown age and never count as new), else the user's first message."""
+    if logs.users is not None:
+        u = logs.users
+        return u.filter(u.created_at.notnull()).select("user_id", acct_at=u.created_at)
+    m = logs.messages
+    return m.group_by("user_id").agg(acct_at=m.created_at.min())
+
+
+def rate_flags(logs: Logs, assistant: ibis.Table, z_threshold: float, min_reactions: int) -> ibis.Table:
+    """Users with robust z-score of their per-type reaction rate above `z_threshold`."""
+    r = logs.reactions
+    n_u = assistant.group_by("user_id").agg(n=assistant.count())  # messages each user received
+    grid = n_u.cross_join(r.select("type").distinct())  # (users x types): zeros count in the median
+    c = r.group_by(["user_id", "type"]).agg(c=r.count())
+    g = grid.left_join(c, [grid.user_id == c.user_id, grid.type == c.type]).select(
+        user_id=grid.user_id, type=grid.type, c=ibis.coalesce(c.c, 0), n=grid.n
+    )
+    g = g.mutate(x=g.c.cast("float64") / g.n)  # reactions of this type per message received
+    med = g.group_by("type").agg(med=g.x.median())
+    g = g.join(med, "type").mutate(ad=lambda t: (t.x - t.med).abs())
+    spread = g.group_by("type").agg(mad=g.ad.median(), meanad=g.ad.mean())
+    g = g.join(spread, "type")
+    scale = ibis.cases((g.mad > 0, MAD_SCALE * g.mad), else_=MEANAD_SCALE * g.meanad)
+    g = g.mutate(z=(g.x - g.med) / scale)
+    return g.filter((g.z > z_threshold) & (g.c >= min_reactions)).select("user_id").distinct()
+
+
+def burst_flags(
+    logs: Logs, max_age_hours: float, window_minutes: float, min_accounts: int, z_threshold: float
+) -> ibis.Table:
+    """New accounts reacting in a window where unusually many new accounts react.
+
+    A window is a burst when n (distinct new accounts reacting in it) >= `min_accounts` and its robust z-score
+    over the windows that have any new-account reaction exceeds `z_threshold`, so the rule scales with traffic.
+    """
+    r = logs.reactions
+    acct = account_created(logs)
+    rr = r.join(acct, "user_id")
+    age_s = rr.created_at.epoch_seconds() - rr.acct_at.epoch_seconds()
+    rr = rr.filter(age_s <= max_age_hours * 3600).mutate(
+        bucket=(rr.created_at.epoch_seconds() / (window_minutes * 60)).floor()
+    )
+    win = rr.group_by("bucket").agg(n=rr.user_id.nunique())
+    med = win.n.median().as_scalar()
+    mad = (win.n - med).abs().median().as_scalar()
+    scale = ibis.greatest(MAD_SCALE * mad, 1.0)  # MAD is 0 when most windows hold one new account
+    bursts = win.filter((win.n >= min_accounts) & ((win.n - med) / scale > z_threshold))
+    return rr.join(bursts, "bucket").select("user_id").distinct()
+
+
+def spam_flags(logs: Logs, min_repeats: int) -> ibis.Table:
+    """Users who sent one user-message text at least `min_repeats` times."""
+    m = logs.messages.filter(lambda t: t.role == "user")
+    rep = m.group_by(["user_id", m.text.hash().name("h")]).agg(n=m.count())
+    return rep.filter(rep.n >= min_repeats).select("user_id").distinct()
+
+
+def too_fast(logs: Logs, min_seconds: float) -> ibis.Table:
+    """Reactions with a `fast` flag: sooner than `min_seconds` after their message (or before it)."""
+    r, m = logs.reactions, logs.messages.select("message_id", msg_at="created_at")
+    j = r.left_join(m, r.message_id == m.message_id)
+    dt_ms = j.created_at.delta(j.msg_at, unit="millisecond")
+    return j.select(
+        *[j[c] for c in ("message_id", "type", "user_id", "created_at")],
+        fast=ibis.coalesce(dt_ms < min_seconds * 1000, False),
+    )
+
+
+def _users(con, table: ibis.Table) -> list[str]:
+    return sorted(con.to_pyarrow(table)["user_id"].to_pylist())
+
+
+def apply_filters(logs: Logs, assistant: ibis.Table, cfg: FiltersSection) -> FilterResult:
+    """Run the enabled filters; return surviving reactions, flagged users and a per-rule report."""
+    con = logs.con
+    flagged: dict[str, list[str]] = {}
+    if cfg.rate.enabled:
+        flagged["rate"] = _users(con, rate_flags(logs, assistant, cfg.rate.z_threshold, cfg.rate.min_reactions))
+    if cfg.burst.enabled:
+        b = cfg.burst
+        flagged["burst"] = _users(
+            con, burst_flags(logs, b.max_account_age_hours, b.window_minutes, b.min_accounts, b.z_threshold)
+        )
+    if cfg.spam.enabled:
+        flagged["spam"] = _users(con, spam_flags(logs, cfg.spam.min_repeats))
+    bad = sorted(set().union(*flagged.values())) if flagged else []
+
+    r = too_fast(logs, cfg.too_fast.min_seconds) if cfg.too_fast.enabled else logs.reactions.mutate(fast=False)
+    report = {}
+    for rule, users in flagged.items():
+        report[rule] = _user_rule_counts(logs, assistant, users, cfg.drop_flagged_rows)
+    if cfg.too_fast.enabled:
+        report["too_fast"] = {"users": 0, "reactions": int(con.execute(r.fast.sum())), "rows": 0}
+    bad_t = ibis.memtable({"user_id": bad}, schema={"user_id": "string"})
+    kept = r.filter(~r.fast).anti_join(bad_t, "user_id").drop("fast")
+    log.info("filters flagged %d users: %s", len(bad), {k: len(v) for k, v in flagged.items()})
+    return FilterResult(reactions=kept, bad_users=bad, flagged=flagged, report=report)
+
+
+def _user_rule_counts(logs: Logs, assistant: ibis.Table, users: list[str], drop_rows: bool) -> dict:
+    """Reactions and rows a user-level rule removes on its own."""
+    con = logs.con
+    t = ibis.memtable({"user_id": users}, schema={"user_id": "string"})
+    n_rx = int(con.execute(logs.reactions.semi_join(t, "user_id").count())) if users else 0
+    n_rows = int(con.execute(assistant.semi_join(t, "user_id").count())) if users and drop_rows else 0
+    return {"users": len(users), "reactions": n_rx, "rows": n_rows}
+
+
+def truth_scores(flagged: dict[str, list[str]], bad: list[str], truth: dict[str, str]) -> dict:
+    """Precision and recall of each rule (and their union) against the simulator's adversarial accounts.
+
+    `truth` maps adversarial user_id -> kind. Recall is also given per kind for the union.
+    """
+    adv = set(truth)
+    out = {}
+    for rule, users in {**flagged, "all": bad}.items():
+        s = set(users)
+        tp = len(s & adv)
+        out[rule] = {
+            "flagged": len(s),
+            "true_positives": tp,
+            "precision": tp / len(s) if s else None,
+            "recall": tp / len(adv) if adv else None,
+        }
+    kinds = sorted(set(truth.values()))
+    out["all"]["recall_by_kind"] = {
+        k: (len({u for u, kk in truth.items() if kk == k} & set(bad)) / max(1, sum(v == k for v in truth.values())))
+        for k in kinds
+    }
+    return out

@@ -1,0 +1,119 @@
+"""Tiny real CRRAFT runs: reward goes up, metrics are logged, fallback/skip, resume == uninterrupted, LoRA."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from optimize.optimize_helpers import ShareOfA, tiny_config
+from rluf.optimize import optimize
+from rluf.optimize.prompts import load_pool
+from rluf.policy import Policy, Sampling
+
+
+def _records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _expected_score(policy_dir, contexts):
+    p = Policy.from_pretrained(policy_dir, device="cpu")
+    g = p.generate(contexts, n=8, sampling=Sampling(max_new_tokens=8), generator_seed=5)
+    return ShareOfA().score(contexts * 8, [x for gs in g for x in gs]).mean()
+
+
+@pytest.mark.slow
+def test_tiny_run_raises_reward_and_logs_metrics(tiny_policy_dir, prompt_file, tmp_path):
+    cfg = tiny_config(tiny_policy_dir, prompt_file, iterations=12, batch_prompts=8, k=4,
+                      sampling=dict(max_new_tokens=8))
+    summary = optimize(cfg, tmp_path / "run", objectives={"a": ShareOfA()})
+    assert summary["finished"] and summary["iterations_done"] == 12
+    contexts = [p.context for p in load_pool(tmp_path / "run" / "pool.jsonl")]
+    before, after = _expected_score(tiny_policy_dir, contexts), _expected_score(tmp_path / "run" / "policy", contexts)
+    assert after > before + 0.1, (before, after)
+    recs = _records(tmp_path / "run")
+    assert [r["iteration"] for r in recs] == list(range(13))
+    last = recs[-1]
+    for key in ("reward/a", "reward/combined", "judge/length_pass", "judge/all_pass", "kl/mean", "select/skipped",
+                "select/fallback", "hack/signoff_rate", "hack/distinct_1", "hack/distinct_2", "hack/refusal_rate",
+                "hack/closing_repeat_rate", "len/mean", "loss", "grad_norm"):
+        assert isinstance(last[key], float | int), key
+    assert isinstance(last["hack/top_closing"], list)
+    assert recs[1]["kl/mean"] == pytest.approx(0.0, abs=1e-4)  # iteration 1 samples from pi = pi_ref
+    assert last["kl/mean"] > 0.1
+    assert (tmp_path / "run" / "config.json").is_file() and (tmp_path / "run" / "summary.json").is_file()
+
+
+def _strip(recs):
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in recs]
+
+
+def test_resume_after_stop_matches_uninterrupted_run(tiny_policy_dir, prompt_file, tmp_path):
+    cfg = tiny_config(tiny_policy_dir, prompt_file)
+    full = optimize(cfg, tmp_path / "full", objectives={"a": ShareOfA()})
+    # "killed" after 3 iterations: checkpoint at 2, iteration 3 logged but lost
+    part = optimize(cfg.model_copy(update={"stop_after": 3}), tmp_path / "part", objectives={"a": ShareOfA()})
+    assert not part["finished"] and part["iterations_done"] == 3 and part["policy"] is None
+    assert json.loads((tmp_path / "part" / "checkpoints" / "latest.json").read_text())["iteration"] == 2
+    resumed = optimize(cfg, tmp_path / "part", resume=True, objectives={"a": ShareOfA()})
+    assert resumed["finished"]
+    assert _strip(_records(tmp_path / "part")) == _strip(_records(tmp_path / "full"))
+    a = Policy.from_pretrained(tmp_path / "full" / "policy", device="cpu").model.state_dict()
+    b = Policy.from_pretrained(tmp_path / "part" / "policy", device="cpu").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full["final"]["reward/combined"] == resumed["final"]["reward/combined"]
+
+
+def test_fallback_to_logged_y_base_and_skip(tiny_policy_dir, prompt_file, tmp_path):
+    # every prompt's reference is "Paris" only for the France question; give all of them the reference so
+    # that random candidates fail the exact-answer judge while the logged y_base ("Paris") passes
+    cfg = tiny_config(tiny_policy_dir, prompt_file, iterations=2).model_copy(deep=True)
+    cfg.prompts.y_base = "logged"
+    cfg.judges = [*cfg.judges]
+    from rluf.judges.config import ExactAnswerJudgeConfig, LengthJudgeConfig
+
+    cfg.judges = [ExactAnswerJudgeConfig(key="id_is_ref")]
+    pool_ref = {"id_is_ref": "Paris"}
+    from rluf.optimize import runner
+
+    orig = runner.build_pool
+
+    def with_refs(c, world, reference):
+        pool = orig(c, world, reference)
+        for p in pool:
+            p.metadata.update(pool_ref)
+        return pool
+
+    runner.build_pool = with_refs
+    try:
+        optimize(cfg, tmp_path / "fb", objectives={"a": ShareOfA()})
+    finally:
+        runner.build_pool = orig
+    recs = _records(tmp_path / "fb")[1:]
+    assert all(r["select/fallback"] == 1.0 and r["select/skipped"] == 0.0 for r in recs)
+    assert all(r["reward/selected"] == pytest.approx(0.5) for r in recs)  # sigmoid(0) * w_a
+    assert all(r["judge/y_base_pass"] == 1.0 and r["judge/exact_answer_pass"] == 0.0 for r in recs)
+
+    # nothing passes (not even y_base): every prompt is skipped and the weights do not move
+    cfg2 = tiny_config(tiny_policy_dir, prompt_file, iterations=2)
+    cfg2.judges = [LengthJudgeConfig(min_words=90, max_words=100)]
+    optimize(cfg2, tmp_path / "skip", objectives={"a": ShareOfA()})
+    recs = _records(tmp_path / "skip")[1:]
+    assert all(r["select/skipped"] == 1.0 and r["select/n"] == 0 for r in recs)
+    a = Policy.from_pretrained(tiny_policy_dir, device="cpu").model.state_dict()
+    b = Policy.from_pretrained(tmp_path / "skip" / "policy", device="cpu").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lora_run_trains_adapters_and_saves_a_merged_model(tiny_policy_dir, prompt_file, tmp_path):
+    cfg = tiny_config(tiny_policy_dir, prompt_file, iterations=2, lr=5e-2,
+                      lora=dict(enabled=True, r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    optimize(cfg, tmp_path / "lora", objectives={"a": ShareOfA()})
+    state = torch.load(next((tmp_path / "lora" / "checkpoints").glob("ckpt-*.pt")), weights_only=True)
+    assert state["model"] and all("lora_" in k for k in state["model"])
+    a = Policy.from_pretrained(tiny_policy_dir, device="cpu").model.state_dict()
+    b = Policy.from_pretrained(tmp_path / "lora" / "policy", device="cpu").model.state_dict()
+    assert set(a) == set(b)  # merged: a plain HF model again
+    changed = [k for k in a if not torch.equal(a[k], b[k])]
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed)
+    assert np.isfinite(_records(tmp_path / "lora")[-1]["loss"])

@@ -1,0 +1,97 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rluf.errors import DataError, SchemaError
+from rluf.models import train_tokenizer
+from rluf.rewards.data import (
+    Encoder,
+    check_love_frame,
+    parse_hh_dialogue,
+    read_curated,
+    read_pairs,
+    split_pairs,
+)
+
+from .conftest import HH_DIR, make_curated, make_pairs
+
+
+def test_parse_hh_dialogue():
+    text = "\n\nHuman: Hi there\n\nAssistant: Hello!\n\nHuman: Why?\n\nAssistant: Because."
+    assert parse_hh_dialogue(text) == [
+        {"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Why?"}, {"role": "assistant", "content": "Because."}]
+
+
+def test_read_hh_rlhf_slice():
+    pairs = read_pairs(HH_DIR / "helpful-base-test-head60.jsonl.gz")
+    assert 50 <= len(pairs) <= 60
+    assert pairs.contexts[0][0]["content"].startswith("Do you know why turkeys")
+    assert pairs.chosen[0].startswith("To be honest") and pairs.rejected[0].startswith("I know that the American")
+    assert all(c[-1]["role"] == "user" for c in pairs.contexts)
+
+
+def test_read_curated_converts(tmp_path):
+    folder, _ = make_curated(tmp_path / "c", sizes=(20, 10, 10))
+    splits, manifest = read_curated(folder)
+    assert manifest["natural_rate"] == 0.01
+    tr = splits["train"]
+    assert len(tr) == 20 and tr.labels.dtype == np.float64 and set(np.unique(tr.labels)) <= {0.0, 1.0}
+    assert tr.contexts[0][0]["role"] == "user" and isinstance(tr.responses[0], str)
+
+
+def test_curated_errors_name_the_problem(tmp_path):
+    df = pd.DataFrame({"prompt": [[{"role": "user", "content": "hi"}]], "label": [True]})
+    with pytest.raises(SchemaError, match=r"x.parquet: missing column\(s\) \['completion'\].*rluf curate"):
+        check_love_frame(df, tmp_path / "x.parquet")
+    df["completion"] = [[{"role": "assistant", "content": "yo"}]]
+    df["weight"] = [0.0]
+    with pytest.raises(SchemaError, match=r"row 0: weight = 0.0; sampling weights must be finite and > 0"):
+        check_love_frame(df, tmp_path / "x.parquet")
+    df["weight"] = [1.0]
+    df["completion"] = [[{"role": "user", "content": "yo"}]]
+    with pytest.raises(SchemaError, match="row 0 column completion: expected a list ending with one assistant"):
+        check_love_frame(df, tmp_path / "x.parquet")
+    with pytest.raises(DataError, match="does not exist; create it with `rluf curate"):
+        read_curated(tmp_path / "nope")
+
+
+def test_split_pairs_holds_out_whole_prompts(tmp_path):
+    pairs = read_pairs(make_pairs(tmp_path / "p.parquet", n=50))
+    train, test = split_pairs(pairs, 0.2, seed=0)
+    assert len(train) + len(test) == 50 and len(test) == 10
+    assert not {str(c) for c in train.contexts} & {str(c) for c in test.contexts}
+    assert list(test.extra.columns) == ["chosen_true", "rejected_true"]
+
+
+def _tok():
+    texts = ["Tell me about the river and the stone. Happy to help, friend!"] * 30
+    return train_tokenizer(texts, vocab_size=300)
+
+
+def test_encoder_keeps_response_and_cuts_context_from_the_left():
+    tok = _tok()
+    enc = Encoder(tok, max_length=16)
+    ctx = [{"role": "user", "content": "river stone " * 20}, {"role": "assistant", "content": "ok"},
+           {"role": "user", "content": "the end"}]
+    ids = enc.encode(ctx, "Happy to help")
+    full = Encoder(tok, max_length=10_000).encode(ctx, "Happy to help")
+    rsp = tok("Happy to help<|end|>", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 16
+    assert ids[0] == tok.bos_token_id  # BOS survives truncation
+    assert ids[-len(rsp):] == rsp  # the whole response, then nothing
+    assert ids[1:] == full[-15:]  # the most recent context tokens
+
+
+def test_encoder_overlong_response_keeps_its_start():
+    tok = _tok()
+    ids = Encoder(tok, max_length=8).encode([{"role": "user", "content": "hi"}], "river stone " * 30)
+    assert len(ids) == 8 and ids[0] == tok.bos_token_id
+
+
+def test_encoder_fallback_template_for_tokenizers_without_one():
+    tok = _tok()
+    tok.chat_template = None
+    enc = Encoder(tok, max_length=64)
+    head, tail = enc.texts([{"role": "user", "content": "hi"}], "yo")
+    assert head == "user: hi\nassistant: " and tail == "yo\n"

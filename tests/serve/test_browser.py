@@ -1,0 +1,80 @@
+"""Drive the chat page in headless Debian chromium: type, see the answer, click the heart, find the reaction.
+
+The stub upstream echoes the message, so the "model" answers with a <script> tag that must show as text.
+"""
+
+import shutil
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+
+from rluf.serve import create_app
+from rluf.serve.stub import make_stub_app
+
+from .conftest import free_port, make_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("chromium") is None,
+                       reason="Debian chromium is not installed (bash scripts/ci_services.sh installs it)"),
+]
+ATTACK = 'hi <script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
+
+
+@pytest.fixture
+def gateway(db_url):
+    app = create_app(make_config(db_url), transport=httpx.ASGITransport(make_stub_app()))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not start within 20 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_chat_page_end_to_end(gateway, db_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page()
+            page.goto(gateway + "/")
+            page.fill("#input", ATTACK)
+            page.press("#input", "Enter")
+            answer = page.locator(".msg.assistant").last
+            answer.locator(".reactions button.react-love").wait_for(timeout=20_000)
+            shown = answer.locator(".text").inner_text()
+            assert shown == f"You said: {ATTACK}"  # the markup is shown as text...
+            assert page.evaluate("window.__pwned") is None  # ...and never ran
+            assert page.locator("#log img, #log script, #log b").count() == 0
+            body = page.content()
+            assert "control" not in body and "treatment" not in body  # the arm is never shown
+            heart = answer.locator("button.react-love")
+            heart.click()
+            page.wait_for_selector(".msg.assistant button.react-love[aria-pressed='true']", timeout=10_000)
+            message_id = answer.get_attribute("data-message-id")
+        finally:
+            browser.close()
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        reaction = conn.execute(text("SELECT message_id, type, user_id FROM reactions")).all()
+        logged = conn.execute(text("SELECT text FROM messages WHERE message_id = :m"), {"m": message_id}).scalar()
+    engine.dispose()
+    assert len(reaction) == 1 and tuple(reaction[0])[:2] == (message_id, "love")
+    assert reaction[0][2].startswith("web-")
+    assert logged == f"You said: {ATTACK}"

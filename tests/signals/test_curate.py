@@ -1,0 +1,126 @@
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+import pytest
+
+from rluf.signals import curate
+from rluf.utils import read_json
+
+from .conftest import T0, conversation, reaction, write_logs
+
+D = timedelta(days=1)
+OFF = {"rate": {"enabled": False}, "burst": {"enabled": False}, "too_fast": {"enabled": False},
+       "spam": {"enabled": False}}
+OUT_COLUMNS = ["prompt", "completion", "label", "message_id", "conversation_id", "user_id", "created_at",
+               "weight", "model_id"]
+
+
+def cfg(**sections):
+    base = {"filters": OFF, "context": {"k": 2}, "sample": {"target_rate": 0.5}}
+    base.update(sections)
+    return base
+
+
+@pytest.fixture(scope="module")
+def curated(ten_days, tmp_path_factory):
+    """One curate run shared by the tests that only read its output."""
+    out = tmp_path_factory.mktemp("curated")
+    return curate(ten_days, out, cfg(sample={"target_rate": 0.5, "seed": 3})), out
+
+
+def test_output_form_context_and_label(curated):
+    man, out = curated
+    test = pq.read_table(out / "test.parquet")  # c9, not resampled
+    assert test.column_names == OUT_COLUMNS
+    rows = {r["message_id"]: r for r in test.to_pylist()}
+    # k=2: the two messages before turn 3 of c9, as chat messages; completion is the message itself
+    assert rows["c9-3"]["prompt"] == [{"role": "assistant", "content": "a9"}, {"role": "user", "content": "q9b"}]
+    assert rows["c9-3"]["completion"] == [{"role": "assistant", "content": "a9b"}]
+    assert rows["c9-1"]["prompt"] == [{"role": "user", "content": "q9"}]
+    assert rows["c9-3"]["label"] is True and rows["c9-1"]["label"] is False
+    assert rows["c9-3"]["model_id"] == "arm-a" and rows["c9-3"]["weight"] == 1.0
+    assert man["target_rate"] == 0.5 and (out / "manifest.json").is_file()
+    assert read_json(out / "manifest.json")["input"]["fingerprint"] == man["input"]["fingerprint"]
+
+
+def test_time_split_is_strict_and_dedup_merges(curated):
+    man, out = curated
+    t = {s: pq.read_table(out / f"{s}.parquet").to_pylist() for s in ("train", "validation", "test")}
+    # 10 conversation starts at days 0..9: train before day 7.2, validation [7.2, 8.1), test from 8.1
+    assert {r["conversation_id"] for r in t["validation"]} == {"c8"}
+    assert {r["conversation_id"] for r in t["test"]} == {"c9"}
+    assert max(r["created_at"] for r in t["train"]) < min(r["created_at"] for r in t["validation"])
+    # c1-1 and c2-1 are the same (context, completion): one row survives, the earliest, positive (c1-1 loved)
+    # assistant rows: c0 3, c1 1, c2 1, c3..c9 2 each = 19
+    assert man["counts"]["dedup"] == {"rows_in": 19, "rows_out": 18}
+    assert man["counts"]["split"]["train"] == {"rows": 14, "positives": 3}  # c0..c7; c2-1 merged into c1-1
+
+
+def test_resampling_weights_restore_natural_rate(curated):
+    man, out = curated
+    train = pq.read_table(out / "train.parquet").to_pylist()
+    pos = [r for r in train if r["label"]]
+    neg = [r for r in train if not r["label"]]
+    assert len(pos) == 3 and all(r["weight"] == 1.0 for r in pos)
+    # natural 3/14; negatives kept with q = 3 * (1 - 0.5) / (0.5 * 11) = 3/11, each weighs 11 / kept
+    assert man["counts"]["resample"]["plan"]["neg_keep"] == pytest.approx(3 / 11)
+    assert all(r["weight"] == pytest.approx(11 / len(neg)) for r in neg)
+    w_rate = sum(r["weight"] for r in pos) / sum(r["weight"] for r in train)
+    assert w_rate == pytest.approx(3 / 14) == pytest.approx(man["natural_rate"])
+
+
+def test_rule_over_several_types_with_upsampling(ten_days, tmp_path):
+    rule = "love or like and not dislike"
+    man = curate(ten_days, tmp_path / "out", cfg(signal={"rule": rule}, sample={"target_rate": 0.5,
+                                                                                "upsample_positives": 2}))
+    assert man["signal_rule"] == "(love or (like and not dislike))"
+    assert man["counts"]["split"]["train"]["positives"] == 4  # c5-1 liked joins the 3 loved
+    train = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
+    pos = [r for r in train if r["label"]]
+    assert len(pos) == 8 and all(r["weight"] == 0.5 for r in pos)  # 2 copies each, weight 1/2
+    assert man["train_weighted_rate"] == pytest.approx(4 / 14)
+
+
+def test_pii_scrub_and_counts(tmp_path):
+    msgs = []
+    for i in range(10):
+        msgs += conversation(f"c{i}", f"u{i}", T0 + i * D, [
+            f"mail jo{i}@example.com or call +1 415 555 0199", "ok", f"card 4111 1111 1111 111{i} thanks", "done"])
+    rx = [reaction(m, "love") for m in msgs if m["message_id"].endswith("-3")]
+    logs = write_logs(tmp_path, msgs, rx)
+    man = curate(logs, tmp_path / "out", cfg(pii={"enabled": True}, sample={"target_rate": 0.4}))
+    rows = pq.read_table(tmp_path / "out" / "test.parquet").to_pylist()  # c9, not resampled
+    row = next(r for r in rows if r["message_id"].endswith("-3"))
+    assert [m["content"] for m in row["prompt"]] == ["ok", "card [CARD] thanks"]
+    first = next(r for r in rows if r["message_id"].endswith("-1"))
+    assert first["prompt"][0]["content"] == "mail [EMAIL] or call [PHONE]"
+    # texts written for c9: row -1 holds turns 0-1, row -3 turns 1-3: one email, one phone, one card
+    assert man["pii"]["test"] == {"pii_email": 1, "pii_card": 1, "pii_phone": 1}
+
+
+def test_filters_against_planted_adversaries_and_user_disjoint(synth_dir, tmp_path):
+    man = curate(synth_dir, tmp_path / "out", {"split": {"user_disjoint": True}}, truth_dir=synth_dir / "truth")
+    f = man["counts"]["filters"]
+    assert f["rate"]["users"] == 5 and f["burst"]["users"] == 15
+    assert f["too_fast"]["reactions"] > 0  # the spammers react within half a second
+    truth = man["filters_vs_truth"]
+    assert truth["all"]["precision"] == 1.0 and truth["all"]["recall"] == 1.0
+    assert truth["rate"]["recall"] == pytest.approx(5 / 20) and truth["burst"]["recall"] == pytest.approx(15 / 20)
+    users = {s: {r["user_id"] for r in pq.read_table(tmp_path / "out" / f"{s}.parquet", columns=["user_id"])
+                 .to_pylist()} for s in ("train", "validation", "test")}
+    assert users["train"] and users["validation"] and users["test"]
+    assert not (users["train"] & users["validation"]) and not (users["train"] & users["test"])
+    assert not (users["validation"] & users["test"])
+    assert man["counts"]["split"]["other_user"]["rows"] > 0
+
+
+def test_spam_filter(tmp_path):
+    msgs = []
+    for i in range(12):
+        msgs += conversation(f"s{i}", "spammer", T0 + i * D, ["BUY CHEAP PILLS", "no"])
+        msgs += conversation(f"n{i}", f"u{i}", T0 + i * D, [f"question {i}", f"answer {i}"])
+    rx = [reaction(m, "love") for m in msgs if m["role"] == "assistant"][::3]
+    logs = write_logs(tmp_path, msgs, rx)
+    off = {**OFF, "spam": {"enabled": True, "min_repeats": 10}}
+    man = curate(logs, tmp_path / "out", cfg(filters=off, sample={"target_rate": 0.5}))
+    assert man["counts"]["filters"]["spam"] == {"users": 1, "reactions": 4, "rows": 12}

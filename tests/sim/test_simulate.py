@@ -1,0 +1,116 @@
+import importlib.util
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from rluf.policy import Policy
+from rluf.schema import check_table
+from rluf.sim import World, simulate, simulate_ab
+from rluf.sim.deploy import deploy
+from rluf.sim.simulate import hash_split, template_arm
+
+from .conftest import micro_config
+
+LOGS = ("messages", "reactions", "users")
+
+
+def test_tiny_baseline_trains_saves_loads_generates(tiny_baseline):
+    folder, _ = tiny_baseline
+    import json
+
+    info = json.loads((folder / "rluf_baseline.json").read_text())
+    assert info["final_loss"] < info["first_loss"]
+    assert (folder / "model.safetensors").is_file()
+    policy = Policy.from_pretrained(folder, device="cpu")
+    assert policy.tokenizer.chat_template
+    out = policy.generate([[{"role": "user", "content": "What is the capital of Kalmora?"}]], n=2)
+    assert len(out[0]) == 2 and all(isinstance(r, str) for r in out[0])
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory, tiny_baseline):
+    folder, _ = tiny_baseline
+    out = tmp_path_factory.mktemp("sim") / "a"
+    summary = simulate(micro_config(), out, policy_path=folder)
+    return out, summary, folder
+
+
+def test_simulate_writes_canonical_logs(sim_dir):
+    out, summary, _ = sim_dir
+    tables = {n: pq.read_table(out / "logs" / f"{n}.parquet") for n in LOGS}
+    for name, t in tables.items():
+        assert check_table(t, name).num_rows == t.num_rows > 0
+    msgs, reacts = tables["messages"], tables["reactions"]
+    asst = msgs.filter(pc.equal(msgs["role"], "assistant"))
+    assert set(pc.unique(asst["model_id"]).to_pylist()) == {"policy"}
+    assert msgs.filter(pc.equal(msgs["role"], "user"))["model_id"].null_count == asst.num_rows
+    assert pc.all(pc.is_in(reacts["message_id"], value_set=asst["message_id"])).as_py()
+    assert set(pc.unique(reacts["type"]).to_pylist()) <= {"love", "like", "dislike", "regenerate"}
+    assert summary["counts"]["assistant_messages"] == asst.num_rows
+    truth = pq.read_table(out / "truth" / "messages.parquet")
+    assert truth["message_id"].to_pylist() == asst["message_id"].to_pylist()
+    adv = pq.read_table(out / "truth" / "adversarial.parquet")
+    assert set(adv["kind"].to_pylist()) == {"spammer", "burst"}
+    for f in ("world.json", "simulate.json", "prompts.parquet", "pairs/helpfulness.parquet", "pairs/safety.parquet"):
+        assert (out / f).is_file(), f
+    assert World.load(out).love_intercept == World(micro_config()).love_intercept
+
+
+def test_pairs_are_trl_preference_format(sim_dir):
+    out = sim_dir[0]
+    for name, n in (("helpfulness", 60), ("safety", 30)):
+        t = pq.read_table(out / "pairs" / f"{name}.parquet")
+        assert t.num_rows == n
+        row = t.slice(0, 1).to_pylist()[0]
+        assert row["prompt"][-1]["role"] == "user"
+        assert [m["role"] for m in row["chosen"]] == ["assistant"] == [m["role"] for m in row["rejected"]]
+        flipped = np.array(t["label_flipped"].to_pylist())
+        better = np.array(t["chosen_score"].to_pylist()) > np.array(t["rejected_score"].to_pylist())
+        assert (better == ~flipped).all()
+
+
+def test_simulate_is_byte_identical(sim_dir, tmp_path):
+    out, _, folder = sim_dir
+    simulate(micro_config(), tmp_path / "b", policy_path=folder)
+    for name in LOGS:
+        assert (out / "logs" / f"{name}.parquet").read_bytes() == (tmp_path / "b" / "logs" / f"{name}.parquet").read_bytes()
+    assert (out / "pairs" / "helpfulness.parquet").read_bytes() == (tmp_path / "b" / "pairs" / "helpfulness.parquet").read_bytes()
+
+
+def test_natural_love_rate_within_tolerance():
+    w = World(micro_config(population={"n_users": 3000}))
+    arm = template_arm(w)
+    tables = deploy(w, [arm], np.zeros(len(w.user_ids), np.int64), np.random.default_rng(0))
+    truth, reacts = tables["truth_messages"], tables["reactions"]
+    normal = pc.equal(truth["adversarial"], "")
+    true_rate = pc.mean(truth.filter(normal)["p_love"]).as_py()
+    assert true_rate == pytest.approx(w.cfg.signals.natural_love_rate, rel=0.2)
+    loves = reacts.filter(pc.equal(reacts["type"], "love"))
+    ids = truth.filter(normal)["message_id"]
+    observed = pc.sum(pc.is_in(ids, value_set=loves["message_id"])).as_py() / len(ids)
+    assert observed == pytest.approx(w.cfg.signals.natural_love_rate, rel=0.35)
+
+
+def test_simulate_ab_splits_users_by_stable_hash(tmp_path, tiny_baseline):
+    _, policy = tiny_baseline
+    s = simulate_ab(micro_config(), policy, policy, tmp_path / "ab", arms=("control", "treatment"))
+    msgs = pq.read_table(tmp_path / "ab" / "logs" / "messages.parquet")
+    asst = msgs.filter(pc.equal(msgs["role"], "assistant")).to_pandas()
+    assert set(asst["model_id"]) == {"control", "treatment"}
+    assert (asst.groupby("user_id")["model_id"].nunique() == 1).all()
+    users = sorted(set(asst["user_id"]))
+    expected = np.array(["control", "treatment"])[hash_split(users, 2)]
+    assert (asst.groupby("user_id")["model_id"].first().loc[users].to_numpy() == expected).all()
+    assert set(s["by_arm"]) == {"control", "treatment"}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rluf.ingest") is None, reason="rluf.ingest not built yet")
+def test_simulated_logs_ingest_with_zero_quarantined(sim_dir, tmp_path):
+    from rluf.ingest import ingest
+
+    report = ingest([sim_dir[0] / "logs"], tmp_path / "ing")
+    for name in LOGS:
+        t = report["tables"][name]
+        assert t["quarantined"] == 0 and t["accepted"] == t["read"] > 0, (name, t)
