@@ -13,6 +13,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -149,34 +150,55 @@ def ingest(
     _check_options(fmt, table)
     t0 = time.perf_counter()
     now = now or datetime.now(UTC)
-    latest = now + timedelta(seconds=cfg.future_tolerance_s)
     paths, skipped = expand_sources(sources)
-    out_dir = Path(out_dir)
-    con = connect()
-    srcs = [Source(p, i) for i, p in enumerate(paths)]
-    read: Counter = Counter()
-    passed: dict[str, list[pa.Table]] = {name: [] for name in CANONICAL}
-    quarantine: list[dict] = []
-    files: list[dict] = []
-    for src in srcs:
+    run = _Run(
+        cfg,
+        strict,
+        now + timedelta(seconds=cfg.future_tolerance_s),
+        [Source(p, i) for i, p in enumerate(paths)],
+    )
+    for src in run.srcs:
         if on_file is not None:
             on_file(src.path)
+        run.read_file(src, fmt, table)
+    accepted = run.cross_checks()
+    order = {str(s.path): s.index for s in run.srcs}
+    run.quarantine.sort(key=lambda q: (order.get(q["source"], -1), q["line"] or q["row"] or 0))
+    return _write_outputs(
+        Path(out_dir), accepted, run.quarantine, run.read, run.files, skipped, cfg, now, strict, t0
+    )
+
+
+@dataclass
+class _Run:
+    """State of one ingest run: what passed the row checks so far, the quarantine, per-file reports."""
+
+    cfg: IngestConfig
+    strict: bool
+    latest: datetime
+    srcs: list[Source]
+    con: Any = field(default_factory=connect)
+    read: Counter = field(default_factory=Counter)
+    passed: dict[str, list[pa.Table]] = field(default_factory=lambda: {name: [] for name in CANONICAL})
+    quarantine: list[dict] = field(default_factory=list)
+    files: list[dict] = field(default_factory=list)
+
+    def _bad(self, bad: pa.Table, raw: pa.Table | None, name: str) -> None:
+        if bad.num_rows and self.strict:
+            first = _quarantine_rows(_first(bad), raw, name, self.srcs, self.cfg.raw_max_chars)[0]
+            raise _strict_error(first)
+        self.quarantine += _quarantine_rows(bad, raw, name, self.srcs, self.cfg.raw_max_chars)
+
+    def read_file(self, src: Source, fmt: str, table: str) -> None:
+        """Read one file and run the row checks on its records."""
         try:
-            raws = read_source(src, cfg, fmt, table)
+            raws = read_source(src, self.cfg, fmt, table)
         except FileProblem as e:
-            if strict:
+            if self.strict:
                 raise DataError(f"{e.detail} (reason {e.reason})") from None
-            files.append(
-                {
-                    "path": str(src.path),
-                    "format": src.fmt or None,
-                    "table": None,
-                    "records": 0,
-                    "problem": e.reason,
-                    "detail": e.detail,
-                }
-            )
-            quarantine.append(
+            entry = {"path": str(src.path), "format": src.fmt or None, "table": None, "records": 0}
+            self.files.append({**entry, "problem": e.reason, "detail": e.detail})
+            self.quarantine.append(
                 {
                     "source": str(src.path),
                     "line": None,
@@ -188,43 +210,42 @@ def ingest(
                     "raw": None,
                 }
             )
-            continue
+            return
         counts = {}
         for name, raw in raws.items():
-            checked = check_rows(con, raw, name, max_text_bytes=cfg.max_text_bytes, latest=latest)
+            checked = check_rows(
+                self.con, raw, name, max_text_bytes=self.cfg.max_text_bytes, latest=self.latest
+            )
             good, bad = split(checked)
-            if bad.num_rows and strict:
-                raise _strict_error(_quarantine_rows(_first(bad), raw, name, srcs, cfg.raw_max_chars)[0])
-            quarantine += _quarantine_rows(bad, raw, name, srcs, cfg.raw_max_chars)
-            passed[name].append(good.drop_columns(["_i"]))
-            read[name] += raw.num_rows
+            self._bad(bad, raw, name)
+            self.passed[name].append(good.drop_columns(["_i"]))
+            self.read[name] += raw.num_rows
             counts[name] = raw.num_rows
-        files.append(
+        notes = {"notes": src.notes} if src.notes else {}
+        self.files.append(
             {
                 "path": str(src.path),
                 "format": src.fmt,
                 "table": src.kind,
                 "records": counts,
                 "problem": None,
-                **({"notes": src.notes} if src.notes else {}),
+                **notes,
             }
         )
-    ok = {
-        name: pa.concat_tables(ts) if ts else empty_checked(name).drop_columns(["_i"])
-        for name, ts in passed.items()
-    }
-    final = check_tables(con, ok, [(str(s.path), s.unit) for s in srcs])
-    accepted = {}
-    for name in CANONICAL:
-        t = final[name]
-        good, bad = split(t)
-        if bad.num_rows and strict:
-            raise _strict_error(_quarantine_rows(_first(bad), None, name, srcs, cfg.raw_max_chars)[0])
-        quarantine += _quarantine_rows(bad, None, name, srcs, cfg.raw_max_chars)
-        accepted[name] = check_table(good, name, source="ingest")
-    order = {str(s.path): s.index for s in srcs}
-    quarantine.sort(key=lambda q: (order.get(q["source"], -1), q["line"] or q["row"] or 0))
-    return _write_outputs(out_dir, accepted, quarantine, read, files, skipped, cfg, now, strict, t0)
+
+    def cross_checks(self) -> dict[str, pa.Table]:
+        """Duplicates and reaction targets across all files; returns the accepted canonical tables."""
+        ok = {
+            name: pa.concat_tables(ts) if ts else empty_checked(name).drop_columns(["_i"])
+            for name, ts in self.passed.items()
+        }
+        final = check_tables(self.con, ok, [(str(s.path), s.unit) for s in self.srcs])
+        accepted = {}
+        for name in CANONICAL:
+            good, bad = split(final[name])
+            self._bad(bad, None, name)
+            accepted[name] = check_table(good, name, source="ingest")
+        return accepted
 
 
 def _write_outputs(
