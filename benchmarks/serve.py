@@ -1,10 +1,13 @@
 """Load and fault benchmark of `rluf serve` on loopback (issue 7, section 5).
 
-    python benchmarks/serve.py [--seconds 60] [--clients 16] [--reaction-share 0.2] [--kill-at 0.5]
+    python benchmarks/serve.py [--seconds 60] [--clients 16] [--rate 0] [--reaction-share 0.2] [--kill-at 0.5]
 
 The gateway runs as a real `rluf serve` subprocess with SQLite (WAL, synchronous=NORMAL) in front of a fake
 OpenAI-compatible upstream that answers at once; the stub and the N closed-loop clients run in this process
-on one asyncio loop. Each client is its own user (its own API key), continues its conversation for up to
+on one asyncio loop, on raw asyncio streams (HTTP/1.1 keep-alive) so that they cost little CPU. By
+default the clients are closed-loop (each sends its next request as soon as it has an answer: the gateway
+runs flat out, so its latency includes queueing); `--rate R` paces them to R chat requests/s in total
+(open loop), which measures latency at a given throughput. Each client is its own user (its own API key), continues its conversation for up to
 4 turns, then starts a new one, and reacts ("love") to a share of its answers. At `--kill-at` of the run
 the gateway is SIGKILLed and restarted on the same database; requests in flight fail on the client side.
 
@@ -38,13 +41,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import uvicorn
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from rluf.serve.stub import make_stub_app  # noqa: E402
+from rluf.serve.stub import stub_answer  # noqa: E402
 from rluf.utils import write_json  # noqa: E402
 
 
@@ -126,50 +128,109 @@ class Stats:
         self.reaction_errors = 0
 
 
-async def client_loop(i: int, key: str, url: str, stop: asyncio.Event, paused: asyncio.Event, stats: Stats,
-                      share: float, rng: random.Random) -> None:
-    headers = {"Authorization": f"Bearer {key}"}
+class RawHTTP:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: cheap, so the load generator's CPU stays small
+    next to the gateway's on a 2-core machine (httpx costs about as much per request as the gateway)."""
+
+    def __init__(self, port: int, key: str):
+        self.port, self.key = port, key
+        self.reader = self.writer = None
+
+    async def request(self, method: str, path: str, body: dict) -> tuple[int, dict, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        data = json.dumps(body).encode()
+        head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {self.key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+        try:
+            self.writer.write(head + data)
+            return await read_response(self.reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.close()
+            raise ConnectionError from None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return status, headers, body
+
+
+async def fast_stub(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The fake upstream, answering at once: an OpenAI-compatible chat completion echoing the last user
+    message (the same answer as rluf.serve.stub, on raw asyncio streams to keep its CPU cost small)."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(ln.split(b":")[1]) for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length"))
+            req = json.loads(await reader.readexactly(length))
+            out = json.dumps({"id": "stub", "object": "chat.completion", "model": req.get("model"), "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": stub_answer(req["messages"])},
+                 "finish_reason": "stop"}]}).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(out)).encode() + b"\r\n\r\n" + out)
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+        writer.close()  # the gateway closed the connection (or was killed), or the run is over
+
+
+async def client_loop(i: int, key: str, port: int, stop: asyncio.Event, stats: Stats, share: float,
+                      rng: random.Random, interval: float) -> None:
+    """One user. interval > 0: send a chat request every `interval` s (open loop); 0: as fast as answered."""
+    c = RawHTTP(port, key)
     history: list[dict] = []
     conv = None
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as c:
-        while not stop.is_set():
-            await paused.wait()
-            if len(history) >= 8:
-                history, conv = [], None
-            msgs = history + [{"role": "user", "content": f"client {i} says {rng.random():.6f}"}]
-            body = {"messages": msgs, **({"conversation_id": conv} if conv else {})}
-            t0 = time.perf_counter()
+    next_t = time.perf_counter() + rng.random() * interval  # spread the clients' phases
+    while not stop.is_set():
+        if interval:
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            next_t = max(next_t + interval, time.perf_counter() - 1.0)  # at most 1 s of backlog
+        if len(history) >= 8:
+            history, conv = [], None
+        msgs = history + [{"role": "user", "content": f"client {i} says {rng.random():.6f}"}]
+        body = {"messages": msgs, **({"conversation_id": conv} if conv else {})}
+        t0 = time.perf_counter()
+        try:
+            status, headers, data = await c.request("POST", "/v1/chat/completions", body)
+        except ConnectionError:
+            stats.conn_errors += 1
+            history, conv = [], None
+            await asyncio.sleep(0.25)  # the gateway is down (SIGKILL): back off until it is back
+            continue
+        if status >= 500:
+            stats.errors_5xx += 1
+            continue
+        if status != 200:
+            stats.errors_4xx += 1
+            history, conv = [], None
+            continue
+        stats.client_ms.append((time.perf_counter() - t0) * 1e3)
+        timing = dict(p.strip().split(";dur=") for p in headers["server-timing"].split(","))
+        stats.gateway_ms.append(float(timing["gateway"]))
+        j = json.loads(data)
+        stats.answered.append(j["id"])
+        history = msgs + [{"role": "assistant", "content": j["choices"][0]["message"]["content"]}]
+        conv = j["conversation_id"]
+        if rng.random() < share:
             try:
-                r = await c.post("/v1/chat/completions", json=body)
-            except httpx.TransportError:
-                stats.conn_errors += 1
-                history, conv = [], None
-                await asyncio.sleep(0.25)  # the gateway is down (SIGKILL): back off until it is back
+                status, _, _ = await c.request("POST", "/v1/reactions", {"message_id": j["id"], "type": "love"})
+            except ConnectionError:
+                stats.reaction_errors += 1
                 continue
-            if r.status_code >= 500:
-                stats.errors_5xx += 1
-                continue
-            if r.status_code != 200:
-                stats.errors_4xx += 1
-                history, conv = [], None
-                continue
-            stats.client_ms.append((time.perf_counter() - t0) * 1e3)
-            timing = dict(p.strip().split(";dur=") for p in r.headers["server-timing"].split(","))
-            stats.gateway_ms.append(float(timing["gateway"]))
-            j = r.json()
-            stats.answered.append(j["id"])
-            history, conv = msgs + [{"role": "assistant", "content": j["choices"][0]["message"]["content"]}], \
-                j["conversation_id"]
-            if rng.random() < share:
-                try:
-                    rr = await c.post("/v1/reactions", json={"message_id": j["id"], "type": "love"})
-                except httpx.TransportError:
-                    stats.reaction_errors += 1
-                    continue
-                if rr.status_code == 201:
-                    stats.reacted.append(j["id"])
-                else:
-                    stats.reaction_errors += 1
+            if status == 201:
+                stats.reacted.append(j["id"])
+            else:
+                stats.reaction_errors += 1
+    c.close()
 
 
 def db_ids(db: Path) -> tuple[set[str], set[str]]:
@@ -185,9 +246,7 @@ async def run(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="rluf-bench-serve-"))
     db = tmp / "gw.db"
     stub_port, port = free_port(), free_port()
-    stub = uvicorn.Server(uvicorn.Config(make_stub_app(), host="127.0.0.1", port=stub_port, log_level="critical",
-                                         access_log=False))
-    stub_task = asyncio.create_task(stub.serve())
+    stub = await asyncio.start_server(fast_stub, "127.0.0.1", stub_port)
     keys = {f"user{i:03d}": f"bench-key-{i:03d}-{os.urandom(8).hex()}" for i in range(args.clients)}
     env = {**os.environ, "RLUF_API_KEYS": ",".join(f"{u}:{k}" for u, k in keys.items()),
            "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
@@ -195,12 +254,12 @@ async def run(args) -> dict:
     startup_s = await gw.start()
     print(f"gateway up in {startup_s:.1f} s (db {db})", flush=True)
 
-    stats, stop, paused = Stats(), asyncio.Event(), asyncio.Event()
-    paused.set()
+    stats, stop = Stats(), asyncio.Event()
     rng = random.Random(0)
-    url = f"http://127.0.0.1:{port}"
-    tasks = [asyncio.create_task(client_loop(i, k, url, stop, paused, stats, args.reaction_share,
-                                             random.Random(rng.random()))) for i, k in enumerate(keys.values())]
+    interval = args.clients / args.rate if args.rate else 0.0
+    tasks = [asyncio.create_task(client_loop(i, k, port, stop, stats, args.reaction_share,
+                                             random.Random(rng.random()), interval))
+             for i, k in enumerate(keys.values())]
     t_start = time.perf_counter()
     cpu0 = gw.cpu_s()
     await asyncio.sleep(args.seconds * args.kill_at)
@@ -217,15 +276,14 @@ async def run(args) -> dict:
     wall = time.perf_counter() - t_start
     cpu += gw.cpu_s() - cpu0
     gw.stop()
-    stub.should_exit = True
-    await stub_task
+    stub.close()
 
     logged, reactions_logged = db_ids(db)
     answered = set(stats.answered)
     g, c = np.array(stats.gateway_ms), np.array(stats.client_ms)
     serving_s = wall - downtime
     return {
-        "seconds": round(serving_s, 2), "clients": args.clients, "database": "sqlite (WAL, synchronous=NORMAL)",
+        "seconds": round(serving_s, 2), "clients": args.clients, "target_rate": args.rate or None, "database": "sqlite (WAL, synchronous=NORMAL)",
         "rps": round(len(stats.answered) / serving_s, 1),
         "p50_ms": round(float(np.percentile(g, 50)), 3), "p99_ms": round(float(np.percentile(g, 99)), 3),
         "client_p50_ms": round(float(np.percentile(c, 50)), 2), "client_p99_ms": round(float(np.percentile(c, 99)), 2),
@@ -244,6 +302,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="serving time to measure (restart gap excluded)")
     ap.add_argument("--clients", type=int, default=16, help="concurrent closed-loop clients, one user each")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="open loop: total chat requests/s spread over the clients (0: closed loop, flat out)")
     ap.add_argument("--reaction-share", type=float, default=0.2, help="share of answers that get a reaction")
     ap.add_argument("--kill-at", type=float, default=0.5, help="SIGKILL the gateway at this fraction of the run")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")

@@ -68,13 +68,20 @@ def test_chat_page_end_to_end(gateway, db_url):
             heart.click()
             page.wait_for_selector(".msg.assistant button.react-love[aria-pressed='true']", timeout=10_000)
             message_id = answer.get_attribute("data-message-id")
+            page.fill("#input", "second turn")  # continues the same conversation
+            page.press("#input", "Enter")
+            page.locator(".msg.assistant .reactions").nth(1).wait_for(timeout=20_000)
+            assert page.locator(".msg.failed").count() == 0
         finally:
             browser.close()
     engine = create_engine(db_url)
     with engine.connect() as conn:
         reaction = conn.execute(text("SELECT message_id, type, user_id FROM reactions")).all()
         logged = conn.execute(text("SELECT text FROM messages WHERE message_id = :m"), {"m": message_id}).scalar()
+        turns = conn.execute(text("SELECT conversation_id, turn_index, role FROM messages ORDER BY turn_index")).all()
     engine.dispose()
+    assert len({t[0] for t in turns}) == 1
+    assert [(t[1], t[2]) for t in turns] == [(0, "user"), (1, "assistant"), (2, "user"), (3, "assistant")]
     assert len(reaction) == 1 and tuple(reaction[0])[:2] == (message_id, "love")
     assert reaction[0][2].startswith("web-")
     assert logged == f"You said: {ATTACK}"

@@ -84,12 +84,12 @@ limits: {{rate_per_minute: 100000, rate_burst: 10000}}
         with ThreadPoolExecutor(4) as pool:
             for key in (ALICE_KEY, BOB_KEY, ALICE_KEY, BOB_KEY):
                 pool.submit(client, key)
-            time.sleep(2.0)
+            time.sleep(1.0)
             proc.send_signal(signal.SIGKILL)  # mid-traffic: requests in flight are cut
             proc.wait()
             n_before = len(answered)
             proc = start_gateway(cfg, port, log)
-            time.sleep(1.0)
+            time.sleep(0.5)
             stop.set()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

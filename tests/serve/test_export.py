@@ -97,3 +97,10 @@ def test_export_of_an_unrelated_database_is_clear(tmp_path):
 
 def test_make_config_helper_is_valid(db_url):
     assert make_config(db_url).experiment.arms[1].name == "treatment"
+
+
+def test_database_passwords_are_never_shown():
+    from rluf.serve.store import safe_url
+
+    shown = safe_url("postgresql+psycopg://rluf:hunter2@127.0.0.1:5432/x")
+    assert "hunter2" not in shown and "rluf:***@" in shown

@@ -231,3 +231,13 @@ def test_nul_characters(make_client, db_url):
     r = ask(c, "fine")
     assert r.json()["choices"][0]["message"]["content"] == "a\ufffdb"  # PostgreSQL cannot store NUL
     assert rows(db_url, "SELECT text FROM messages WHERE role='assistant'") == [{"text": "a\ufffdb"}]
+
+
+def test_cors_only_for_configured_origins(make_client, db_url):
+    c = make_client(cfg=make_config(db_url, cors_origins=["https://app.example"]))
+    ok = c.options("/v1/chat/completions", headers={"Origin": "https://app.example",
+                                                    "Access-Control-Request-Method": "POST"})
+    assert ok.headers.get("access-control-allow-origin") == "https://app.example"
+    other = c.options("/v1/chat/completions", headers={"Origin": "https://evil.example",
+                                                       "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in other.headers

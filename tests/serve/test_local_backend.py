@@ -13,7 +13,7 @@ from rluf.serve import ServeConfig, create_app
 
 from .conftest import ALICE, ALICE_KEY, FixedClock, counting_ids
 
-CORPUS = ["hello there, how are you today?", "the capital of France is Paris.", "I am fine, thanks for asking!"] * 20
+CORPUS = ["hello there, how are you today?", "the capital of France is Paris.", "I am fine, thanks for asking!"]
 
 
 @pytest.fixture(scope="module")

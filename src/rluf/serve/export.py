@@ -4,7 +4,8 @@ Writes DIR/logs/messages.parquet, reactions.parquet and users.parquet (docs/log-
 with rluf.schema.check_table), DIR/assignments.parquet (experiment, user_id, arm, assigned_at) and
 DIR/export.json with row counts. Rows are streamed in chunks, so memory stays bounded for large logs.
 Rows are sorted (messages by conversation and turn, reactions by time), so SQLite and PostgreSQL holding
-the same rows give byte-identical tables.
+the same rows give identical tables. All tables are read in one snapshot, so the export can run while the
+gateway serves.
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def export(db_url: str, out: str | Path) -> dict[str, int]:
         out = Path(out)
         counts = {}
         with engine.connect() as conn:
+            # one snapshot for all tables, so that a gateway writing meanwhile cannot leave a reaction
+            # pointing at a message the export does not hold
+            if engine.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            else:
+                conn.exec_driver_sql("BEGIN")  # a WAL read transaction sees one snapshot until it ends
             for table, order, schema, rel, name in EXPORTS:
                 counts[table.name] = _export_table(conn, table, order, schema, out / rel, name)
     finally:

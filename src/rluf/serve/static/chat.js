@@ -56,11 +56,12 @@
     try { const j = await resp.json(); return j.error.message; } catch (e) { return "error " + resp.status; }
   }
 
-  // Reads the SSE stream; returns {id, text} once the gateway has sent [DONE] (i.e. after it logged the turn).
+  // Reads the SSE stream; returns {id, text, conversation} once the gateway has sent [DONE], i.e. after it
+  // logged the turn.
   async function readStream(resp, target) {
     const reader = resp.body.getReader();
     const decoder = new TextDecoder();
-    let buffer = "", id = null, text = "";
+    let buffer = "", id = null, text = "", conversation = null;
     for (;;) {
       const { value, done } = await reader.read();
       if (done) throw new Error("the answer stopped before it was complete");
@@ -71,11 +72,11 @@
         buffer = buffer.slice(cut + 2);
         if (!line.startsWith("data:")) continue;
         const data = line.slice(5).trim();
-        if (data === "[DONE]") return { id: id, text: text };
+        if (data === "[DONE]") return { id: id, text: text, conversation: conversation };
         const chunk = JSON.parse(data);
         if (chunk.error) throw new Error(chunk.error.message);
         id = chunk.id;
-        if (chunk.conversation_id) conversationId = chunk.conversation_id;
+        if (chunk.conversation_id) conversation = chunk.conversation_id;
         const delta = chunk.choices[0].delta.content;
         if (delta) { text += delta; target.textContent = text; }
       }
@@ -103,6 +104,7 @@
       if (!resp.ok) throw new Error(await errorText(resp));
       const answer = await readStream(resp, target);
       history = messages.concat([{ role: "assistant", content: answer.text }]);
+      conversationId = answer.conversation;  // only now: an unfinished answer was not logged
       addReactions(div, answer.id);
     } catch (e) {
       div.classList.add("failed");
