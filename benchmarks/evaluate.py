@@ -88,6 +88,23 @@ def template_policies(world, n_prompts: int, seed: int, out: Path) -> dict[str, 
     return files
 
 
+class PopulationLove:
+    """The simulator's true P[Love] with the per-user offsets set to 0 (what a perfect model could learn)."""
+
+    def __init__(self, world):
+        self.world = world
+
+    def prob(self, contexts, responses):
+        return self.world.p_love(None, contexts, responses)
+
+
+def _auroc(love: Path) -> float | None:
+    from rluf.utils import read_json
+
+    path = Path(love) / "eval.json"
+    return read_json(path).get("test", {}).get("auroc") if path.is_file() else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sim", type=Path, help="a `rluf simulate` folder (with policy/)")
@@ -100,6 +117,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         sim, love = (args.sim, args.love) if args.sim and args.love else build_inputs(work)
         build_s = time.perf_counter() - t0
@@ -113,11 +131,23 @@ def main() -> None:
         eval_s = time.perf_counter() - t1
         oo = offline_online(out_dir=work / "oo", evaluation=ev)
         n_resp = sum(p["n_responses"] for p in ev["policies"].values())
+        # upper bound: the same responses scored by the simulator's own population P[Love] (the true Love
+        # probability without the hidden per-user offsets), i.e. a perfectly learned reward model
+        table = pd.read_parquet(work / "evaluate" / "responses.parquet")
+        files = {}
+        for name, rows in table.groupby("policy", sort=False):
+            files[name] = work / f"resp_{name}.parquet"
+            rows[["prompt_id", "response"]].to_parquet(files[name])
+        ev_or = evaluate(files, work / "evaluate_oracle", love_model=PopulationLove(world), world=world,
+                         config=cfg.model_copy(update={"bootstrap_reps": 0}))
+        oo_or = offline_online(out_dir=work / "oo_oracle", evaluation=ev_or)
     res = {
         "note": "measured on 2 CPU cores shared with other jobs (under load)",
         "n_policies": oo["n_policies"], "n_prompts": ev["n_prompts"],
         "offline_online_pearson": oo["pearson"], "offline_online_spearman": oo["spearman"],
         "meets_target": oo["meets_target"],
+        "learned_love_test_auroc": _auroc(love),
+        "oracle_offline_online_pearson": oo_or["pearson"], "oracle_offline_online_spearman": oo_or["spearman"],
         "love_vs_true_p_love_pearson": ev["correlations"]["love_vs_true_p_love"]["pooled"]["pearson"],
         "points": oo["points"],
         "ranking": [(r["policy"], r["mean"], r["ci"], r["p_best"]) for r in ev["ranking"]],
@@ -131,6 +161,9 @@ def main() -> None:
           f"(target >= 0.95: {'met' if res['meets_target'] else 'NOT met'})")
     for p in oo["points"]:
         print(f"  {p['policy']:<14} predicted {p['predicted']:.5f}  true {p['true']:.5f}")
+    print(f"with the simulator's population P[Love] instead (a perfect reward model): Pearson "
+          f"{res['oracle_offline_online_pearson']:.3f}, Spearman {res['oracle_offline_online_spearman']:.3f}")
+    print(f"learned P[Love]'s AUROC on its curated test split: {res['learned_love_test_auroc']}")
     print(f"P[Love] vs true P[Love] over responses: Pearson {res['love_vs_true_p_love_pearson']:.3f}")
     print(f"evaluate: {n_resp} responses in {eval_s:.1f}s ({res['responses_per_s']:.1f}/s, incl. baseline "
           f"generation); peak RSS {res['peak_rss_mb']:.0f} MB")

@@ -146,6 +146,8 @@ def test_no_lift_when_control_has_no_events(tmp_path):
     assert res["lift"] is None and res["control"]["events"] == 0 and res["treatment"]["events"] == 1
     assert res["bootstrap"]["lift_ci"] == [None, None]
     assert np.isfinite(res["delta"]["diff"])
+    assert any("arm 'control' has only 0 event(s)" in w for w in res["warnings"])
+    assert any("arm 'treatment' has only 1 event(s)" in w for w in res["warnings"])
 
 
 def test_signal_only_outside_the_arms(tmp_path):

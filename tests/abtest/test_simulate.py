@@ -78,3 +78,15 @@ def test_simulated_ab_arms_split_users_and_exclude_flagged_accounts(sim_ab):
 def test_bad_exclude_option(tmp_path):
     with pytest.raises(ConfigError, match="exclude = 'all': choose 'filters'"):
         simulate("a", "b", tmp_path, exclude="all")
+
+
+def test_world_config_quick_and_seed(tmp_path):
+    from rluf.abtest.simulate import world_config
+    from rluf.sim import WorldConfig
+
+    cfg = world_config(None, seed=5, quick=True)  # the packaged sim_quick.yaml
+    assert cfg.seed == 5 and cfg.population.n_users == 600
+    assert world_config(WorldConfig(), quick=True).population.n_users == 600
+    assert world_config(WorldConfig(), seed=2).population.n_users == WorldConfig().population.n_users
+    with pytest.raises(ConfigError, match="does not exist"):
+        world_config(tmp_path / "nope.yaml")

@@ -129,3 +129,15 @@ def test_sample_size_by_hand():
     assert n == pytest.approx(227996.84, abs=0.01)
     assert sample_size_per_arm(0.001, 0.28) == 227997
     assert sample_size_per_arm(0.001, 0.28, power=0.9) > 227997
+
+
+def test_no_lift_interval_when_treatment_has_no_events():
+    from rluf.abtest.stats import ArmStats, small_sample_warnings
+
+    t = ArmStats(users=50, responses=400, events=0, rate=0.0, var=0.0)
+    c = ArmStats(users=50, responses=400, events=6, rate=0.015, var=4e-5)
+    d = delta_compare(t, c)
+    assert d["lift"] == pytest.approx(-1.0) and d["lift_ci"] == [None, None]
+    assert d["p_value"] == pytest.approx(2 * (1 - 0.5 * (1 + __import__("math").erf(0.015 / np.sqrt(4e-5) / 2**0.5))))
+    w = small_sample_warnings(t, c, ("B", "A"))
+    assert len(w) == 2 and "arm 'B' has only 0 event(s) (< 10)" in w[0]

@@ -69,6 +69,15 @@ def test_offline_online_with_a_population_love_model(world, six_policies, tmp_pa
     # the same result from the saved evaluation, without re-scoring
     again = offline_online(out_dir=tmp_path / "again", evaluation=tmp_path / "evaluate" / "evaluate.json")
     assert again["spearman"] == pytest.approx(res["spearman"])
+    # and from the command line
+    from typer.testing import CliRunner
+
+    from rluf.cli import app
+
+    r = CliRunner().invoke(app, ["offline-online", "--evaluation", str(tmp_path / "evaluate" / "evaluate.json"),
+                                 "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    assert f"Spearman {res['spearman']:.3f}" in r.output and (tmp_path / "cli" / "offline_online.png").is_file()
 
 
 def test_agreement_by_hand_and_errors():

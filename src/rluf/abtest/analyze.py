@@ -26,6 +26,7 @@ from rluf.abtest.stats import (
     confint_ratio,
     delta_compare,
     ratio_of_means,
+    small_sample_warnings,
     two_proportion_ztest,
     user_bootstrap,
 )
@@ -247,6 +248,7 @@ def compare_arms(
     naive_var = t.rate * (1 - t.rate) / t.responses + c.rate * (1 - c.rate) / c.responses
     clustered_var = t.var + c.var
     out["design_effect"] = clustered_var / naive_var if naive_var > 0 else None
+    out["warnings"] = small_sample_warnings(t, c, ("treatment", "control"))
     if bootstrap and cfg.bootstrap_reps > 0:
         out["bootstrap"] = user_bootstrap(y_t, n_t, y_c, n_c, reps=cfg.bootstrap_reps, alpha=cfg.alpha, seed=cfg.seed)
     return out

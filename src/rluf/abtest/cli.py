@@ -48,6 +48,8 @@ def print_result(res: dict[str, Any]) -> None:
     lift.add_row("plain per-response (ignores users)", _pct(d["lift"]), _ci(p["lift_ci_log_adjusted"]),
                  f"{p['p_value']:.3g}")
     console.print(lift)
+    for w in res.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}")
     if res.get("design_effect") is not None:
         console.print(f"design effect (clustered / per-response variance): {res['design_effect']:.2f}")
     if "segments" in res:

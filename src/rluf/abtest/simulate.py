@@ -29,14 +29,20 @@ Exclude = Literal["filters", "truth", "none"]
 
 
 def world_config(config: str | Path | Any = None, seed: int | None = None, quick: bool = False):
-    """The WorldConfig: a given object, a YAML file, or the packaged sim.yaml / sim_quick.yaml."""
+    """The WorldConfig: a given object, a YAML file, or the packaged sim.yaml / sim_quick.yaml.
+
+    `quick` with a given config keeps its settings and takes the quick world's sizes (as `rluf simulate`).
+    """
     from rluf.config import load_config
-    from rluf.sim import WorldConfig
+    from rluf.sim import WorldConfig, quick_config
 
     if isinstance(config, WorldConfig):
-        return config if seed is None else config.model_copy(update={"seed": seed})
-    path = config or Path(__file__).resolve().parent.parent / "configs" / ("sim_quick.yaml" if quick else "sim.yaml")
-    return load_config(WorldConfig, path, {"seed": seed})
+        cfg = config if seed is None else config.model_copy(update={"seed": seed})
+    else:
+        name = "sim_quick.yaml" if quick and config is None else "sim.yaml"
+        cfg = load_config(WorldConfig, config or Path(__file__).resolve().parent.parent / "configs" / name,
+                          {"seed": seed})
+    return quick_config(cfg) if quick and config is not None else cfg
 
 
 def flagged_users(logs_dir: Path, how: Exclude) -> list[str]:

@@ -149,8 +149,23 @@ def delta_compare(treatment: ArmStats, control: ArmStats, alpha: float = 0.05) -
     if control.rate > 0:
         r_t, r_c = treatment.rate, control.rate
         lift = r_t / r_c - 1
-        se_lift = float(np.sqrt(treatment.var / r_c**2 + r_t**2 * control.var / r_c**4))
-        out.update(lift=lift, lift_ci=[lift - z * se_lift, lift + z * se_lift], lift_se=se_lift)
+        out["lift"] = lift
+        if treatment.events > 0:  # with no events an arm's variance estimate is 0: no interval
+            se_lift = float(np.sqrt(treatment.var / r_c**2 + r_t**2 * control.var / r_c**4))
+            out.update(lift_ci=[lift - z * se_lift, lift + z * se_lift], lift_se=se_lift)
+    return out
+
+
+MIN_EVENTS = 10
+
+
+def small_sample_warnings(treatment: ArmStats, control: ArmStats, names: tuple[str, str]) -> list[str]:
+    """Sentences for arms whose event counts are too small for normal-approximation intervals."""
+    out = []
+    for s, name in zip((treatment, control), names, strict=True):
+        if s.events < MIN_EVENTS:
+            out.append(f"arm {name!r} has only {s.events} event(s) (< {MIN_EVENTS}): the normal-approximation "
+                       "intervals are unreliable; collect more data (see `rluf abtest power`)")
     return out
 
 

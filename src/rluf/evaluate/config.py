@@ -60,7 +60,7 @@ class EvaluateConfig(StrictModel):
         validate_default=True,
     )
     """Mixture of Judges applied to every response (rluf.judges; model judges may use the scorers
-    `love`, `helpfulness`, `safety`). Prompt metadata columns (e.g. `reference`, `should_refuse`) reach them."""
+    `love`, `helpfulness`, `safety`). Prompt metadata columns (e.g. `reference`, `must_refuse`) reach them."""
     rank_by: Literal["love", "helpfulness", "safety"] = "love"
     """Objective whose mean ranks the policies (P[Love] at the natural rate, as in the paper's release gate)."""
     baseline: str | None = None

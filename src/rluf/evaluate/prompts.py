@@ -1,7 +1,7 @@
 """The held-out prompt set and pre-generated responses, checked at the boundary.
 
 A prompt set is a list of `EvalPrompt`: an id, a chat context (list of {role, content}) and metadata
-(the prompt's other scalar columns, e.g. `reference`, `should_refuse`, `family`) that the judges read.
+(the prompt's other scalar columns, e.g. `reference`, `must_refuse`, `family`) that the judges read.
 """
 
 from __future__ import annotations
