@@ -93,10 +93,12 @@ def plot_ab(ab: dict[str, Any], out: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     rows = []
+    lift = ab.get("lift")
     for label, key in (("delta method (user-clustered)", "delta"), ("user-level bootstrap", "bootstrap")):
-        block = ab.get(key) if isinstance(ab.get(key), dict) else None
-        if block and block.get("lift") is not None and block.get("ci"):
-            rows.append((label, block["lift"], block["ci"]))
+        block = ab.get(key) if isinstance(ab.get(key), dict) else {}
+        ci = block.get("lift_ci") or [None, None]
+        if lift is not None and None not in ci:
+            rows.append((label, lift, ci))
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 1.2 + 0.5 * len(rows)))
@@ -175,17 +177,18 @@ def build_report(run_dir: str | Path) -> Path:
 
 def headline(sim: dict, sweep: dict, ab: dict, agree: dict) -> dict[str, Any]:
     delta = ab.get("delta") if isinstance(ab.get("delta"), dict) else {}
-    ci = delta.get("ci") or [None, None]
-    cand = (sweep.get("runs") or {}).get("love_0.1", {})
+    ci = delta.get("lift_ci") or [None, None]
+    true = ab.get("true") if isinstance(ab.get("true"), dict) else {}
     return {
         "natural Love rate (logs)": sim.get("natural_love_rate"),
-        "A/B Love lift (treatment vs control)": delta.get("lift"),
-        "A/B 95% CI low": ci[0],
+        "A/B Love lift, measured (treatment vs control)": ab.get("lift"),
+        "A/B 95% CI low (user-clustered delta method)": ci[0],
         "A/B 95% CI high": ci[1],
         "A/B p-value": delta.get("p_value"),
-        "helpfulness delta (true, love 0.1)": cand.get("helpfulness_delta"),
-        "safety violation delta (true, love 0.1)": cand.get("safety_violation_delta"),
-        "sign-off hack rate (love 0.1)": cand.get("signoff_rate"),
+        "A/B true Love lift (simulator)": true.get("lift"),
+        "A/B true helpfulness delta": true.get("helpfulness_delta"),
+        "A/B true safety violation delta": true.get("safety_violation_delta"),
+        "A/B true sign-off delta": true.get("signoff_delta"),
         "offline-online Spearman": agree.get("spearman"),
     }
 
