@@ -1,16 +1,21 @@
-"""Stage 3: CRRAFT with a Mixture of Judges over weighted, calibrated objectives (`rluf optimize`, `rluf sweep`).
+"""Stage 3: CRRAFT with a Mixture of Judges over weighted, calibrated objectives (`rluf optimize`, `rluf sweep`)."""
 
-Exports load lazily (rluf.lazy), so `import rluf.optimize` does not import torch.
-"""
+from rluf.optimize.config import DEFAULT_WEIGHTS, OptimizeConfig
+from rluf.optimize.crraft import (
+    CRRAFT,
+    FALLBACK,
+    SKIP,
+    Selection,
+    reward_weighted_sft_loss,
+    select_responses,
+    sequence_kl,
+)
+from rluf.optimize.objectives import Objective, calibrated_reward, combined_reward
+from rluf.optimize.runner import optimize
+from rluf.optimize.sweep import PAPER_RUNS, sweep
 
-from rluf.lazy import lazy_exports
-
-_EXPORTS = {
-    "DEFAULT_WEIGHTS": "config", "OptimizeConfig": "config",
-    "CRRAFT": "crraft", "FALLBACK": "crraft", "SKIP": "crraft", "Selection": "crraft",
-    "reward_weighted_sft_loss": "crraft", "select_responses": "crraft", "sequence_kl": "crraft",
-    "Objective": "objectives", "calibrated_reward": "objectives", "combined_reward": "objectives",
-    "optimize": "runner", "PAPER_RUNS": "sweep", "sweep": "sweep",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [
+    "DEFAULT_WEIGHTS", "OptimizeConfig", "CRRAFT", "FALLBACK", "SKIP", "Selection", "reward_weighted_sft_loss",
+    "select_responses", "sequence_kl", "Objective", "calibrated_reward", "combined_reward", "optimize",
+    "PAPER_RUNS", "sweep",
+]

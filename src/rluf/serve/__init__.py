@@ -1,8 +1,8 @@
 """The production end of the loop: `rluf serve` (an A/B gateway that logs turns and reactions) and
-`rluf export` (its database as canonical Parquet logs). See docs/serve.md. Exports load lazily."""
+`rluf export` (its database as canonical Parquet logs). See docs/serve.md."""
 
-from rluf.lazy import lazy_exports
+from rluf.serve.app import create_app, serve
+from rluf.serve.config import ServeConfig
+from rluf.serve.export import export
 
-_EXPORTS = {"create_app": "app", "serve": "app", "ServeConfig": "config", "export": "export"}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["ServeConfig", "create_app", "export", "serve"]

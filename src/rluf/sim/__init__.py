@@ -2,15 +2,12 @@
 
     from rluf.sim import WorldConfig, World, simulate, simulate_ab
 
-See docs/simulator.md. Exports load lazily (rluf.lazy).
+See docs/simulator.md.
 """
 
-from rluf.lazy import lazy_exports
+from rluf.sim.config import WorldConfig, quick_config
+from rluf.sim.simulate import expert_pairs, hash_split, load_policy, simulate, simulate_ab
+from rluf.sim.world import World
 
-_EXPORTS = {
-    "WorldConfig": "config", "quick_config": "config", "World": "world",
-    "expert_pairs": "simulate", "hash_split": "simulate", "load_policy": "simulate", "simulate": "simulate",
-    "simulate_ab": "simulate",
-}
-__all__ = list(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["World", "WorldConfig", "expert_pairs", "hash_split", "load_policy", "quick_config", "simulate",
+           "simulate_ab"]
