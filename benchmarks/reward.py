@@ -42,13 +42,16 @@ def save(results: dict) -> None:
 
 
 # -- 1. data ------------------------------------------------------------------------------------------
-def ensure_world(work: Path, quick: bool, sim: Path | None = None) -> tuple[Path, Path]:
-    """Simulate (unless `sim` already holds a simulation) and curate with the truth, into `work`."""
+def ensure_world(work: Path, quick: bool, sim: Path | None = None, extra: list[str] | None = None,
+                 curate: bool = True) -> tuple[Path, Path]:
+    """Simulate (unless `sim` already holds a simulation) and curate with the truth, into `work`.
+
+    `extra` is passed to `rluf simulate` (e.g. --config a.yaml --policy DIR to skip training a baseline)."""
     sim, cur = sim or work / "sim", work / "curated"
     if not (sim / "simulate.json").is_file():
-        subprocess.run([RLUF, "simulate", "--out", str(sim), "--seed", "0", *(["--quick"] if quick else [])],
-                       check=True)
-    if not (cur / "manifest.json").is_file():
+        subprocess.run([RLUF, "simulate", "--out", str(sim), "--seed", "0", *(["--quick"] if quick else []),
+                        *(extra or [])], check=True)
+    if curate and not (cur / "manifest.json").is_file():
         subprocess.run([RLUF, "curate", str(sim), "--out", str(cur), "--truth", str(sim / "truth")], check=True)
     return sim, cur
 
@@ -197,38 +200,46 @@ def _write_fold(df: pd.DataFrame, folder: Path) -> None:
     (folder / "manifest.json").write_text(json.dumps({"natural_rate": rate, "target_rate": rate}))
 
 
-def bench_oasst(work: Path, folds: int, quick: bool) -> dict:
+def bench_oasst(work: Path, folds: int, quick: bool, max_folds: int | None = None) -> dict:
+    """Grouped K-fold by conversation tree; `max_folds` runs only the first folds (a finished fold is reused)."""
     from sklearn.model_selection import GroupKFold
 
     from rluf.rewards import RewardConfig, train_reward
 
     df = oasst_rows(SHARED / "oasst" / "en_100_tree.jsonl")
     cfg = RewardConfig.model_validate({
-        "model": {"backbone": "tiny" if quick else "minilm", "max_length": 192},
-        "train": {"epochs": 1 if quick else 2, "learning_rate": 5e-5, "batch_size": 16},
+        "model": {"backbone": "tiny" if quick else "minilm", "max_length": 128},
+        "train": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 16},
         "calibration": {"method": "none"}})
     model_auc, tfidf = [], []
     rng = np.random.default_rng(0)
     for k, (tr_idx, te_idx) in enumerate(GroupKFold(n_splits=folds).split(df, groups=df["tree"])):
+        if max_folds is not None and k >= max_folds:
+            break
         d = df.copy()
         d["split"] = "train"
         d.loc[d.index[te_idx], "split"] = "test"
         trees = d.loc[d.index[tr_idx], "tree"].unique()
         val_trees = set(rng.choice(trees, max(1, len(trees) // 8), replace=False))
         d.loc[(d.split == "train") & d.tree.isin(val_trees), "split"] = "validation"
-        _write_fold(d, work / "oasst" / f"fold{k}")
-        rep = train_reward("love", work / "oasst" / f"fold{k}", work / "oasst" / f"model{k}", cfg)
+        done = work / "oasst" / f"model{k}" / "eval.json"
+        if done.is_file():
+            rep = json.loads(done.read_text())
+        else:
+            _write_fold(d, work / "oasst" / f"fold{k}")
+            rep = train_reward("love", work / "oasst" / f"fold{k}", work / "oasst" / f"model{k}", cfg)
         model_auc.append(rep["test"]["auroc"])
         tr, te = d[d.split != "test"], d[d.split == "test"]
         tfidf.append(tfidf_auroc(_flat(tr.prompt, tr.response), tr.label, _flat(te.prompt, te.response), te.label))
         log.info("oasst fold %d: model %.3f tfidf %.3f", k, model_auc[-1], tfidf[-1])
     return {"oasst_rows": len(df), "oasst_positive_rate": float(df.label.mean()), "oasst_folds": folds,
+            "oasst_folds_run": len(model_auc), "oasst_fold_aurocs": model_auc, "oasst_fold_tfidf_aurocs": tfidf,
             "oasst_backbone": cfg.model.backbone,
             "oasst_auroc": float(np.mean(model_auc)), "oasst_auroc_sd": float(np.std(model_auc)),
             "oasst_tfidf_auroc": float(np.mean(tfidf)), "oasst_tfidf_auroc_sd": float(np.std(tfidf))}
 
 
-def bench_hh(work: Path, quick: bool) -> dict:
+def bench_hh(work: Path, quick: bool, max_train: int = 600, test_fraction: float = 0.2) -> dict:
     from rluf.rewards import RewardConfig, train_reward
 
     out = {}
@@ -237,8 +248,8 @@ def bench_hh(work: Path, quick: bool) -> dict:
             "objective": objective,
             "model": {"backbone": "tiny" if quick else "minilm", "max_length": 128},
             "train": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 16,
-                      "max_train_examples": 200 if quick else 1000},
-            "pairs": {"test_fraction": 0.2}})
+                      "max_train_examples": 200 if quick else max_train},
+            "pairs": {"test_fraction": test_fraction}})
         rep = train_reward(objective, SHARED / "hh-rlhf" / f"{name}-test.jsonl.gz", work / f"hh_{objective}", cfg)
         key = "hh_helpful" if objective == "helpfulness" else "hh_harmless"
         out |= {f"{key}_accuracy": rep["test"]["accuracy"], f"{key}_train_accuracy": rep["train_accuracy"],
@@ -271,9 +282,14 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "reward")
     ap.add_argument("--quick", action="store_true", help="quick world, tiny models (a smoke run)")
     ap.add_argument("--sim", type=Path, default=None, help="reuse this `rluf simulate` folder")
+    ap.add_argument("--sim-config", type=Path, default=None, help="world YAML for `rluf simulate --config`")
+    ap.add_argument("--sim-policy", type=Path, default=None, help="`rluf simulate --policy`: deploy this policy")
     ap.add_argument("--skip", default="", help="comma list of: love, tfidf, kto, scoring, pairs, oasst, hh")
     ap.add_argument("--kto-minutes", type=float, default=15.0)
     ap.add_argument("--oasst-folds", type=int, default=3)
+    ap.add_argument("--oasst-max-folds", type=int, default=None, help="run only the first folds")
+    ap.add_argument("--hh-max-train", type=int, default=600, help="HH-RLHF training pairs per objective")
+    ap.add_argument("--hh-test-fraction", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on busy cores)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -288,15 +304,18 @@ def main() -> None:
     sim_steps = {"love", "tfidf", "scoring", "pairs", "kto"}
     sim = cur = None
     if sim_steps - skip:
-        sim, cur = ensure_world(args.work, args.quick, args.sim)
-        results["world"] = "quick" if args.quick else "default (seed 0)"
+        extra = [*(["--config", str(args.sim_config)] if args.sim_config else []),
+                 *(["--policy", str(args.sim_policy)] if args.sim_policy else [])]
+        sim, cur = ensure_world(args.work, args.quick, args.sim, extra, curate=bool(sim_steps - skip - {"pairs"}))
+        results["world"] = {"quick": args.quick, "seed": 0, "config": str(args.sim_config or "packaged"),
+                            "policy": str(args.sim_policy or "trained baseline")}
     steps = [("love", lambda: bench_love(sim, cur, args.work, args.quick)),
              ("tfidf", lambda: bench_tfidf(cur)),
              ("scoring", lambda: bench_scoring(cur, args.work)),
              ("pairs", lambda: bench_sim_pairs(sim, args.work, args.quick)),
              ("kto", lambda: bench_kto(sim, cur, args.work, args.kto_minutes, args.quick)),
-             ("oasst", lambda: bench_oasst(args.work, args.oasst_folds, args.quick)),
-             ("hh", lambda: bench_hh(args.work, args.quick))]
+             ("oasst", lambda: bench_oasst(args.work, args.oasst_folds, args.quick, args.oasst_max_folds)),
+             ("hh", lambda: bench_hh(args.work, args.quick, args.hh_max_train, args.hh_test_fraction))]
     for name, step in steps:
         if name in skip:
             continue

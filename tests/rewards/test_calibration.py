@@ -52,3 +52,18 @@ def test_platt_and_isotonic_are_monotone_probabilities():
 def test_none_is_plain_sigmoid():
     z = np.array([-1.0, 0.0, 2.0])
     np.testing.assert_allclose(apply_calibration(fit_calibration("none", z, [0, 1, 1], [1, 1, 1]), z), expit(z))
+
+
+def test_refinement_skipped_with_too_few_validation_positives(tmp_path):
+    from rluf.rewards import RewardConfig
+    from rluf.rewards.data import LoveSplit
+    from rluf.rewards.love import calibrate
+
+    y = np.r_[np.ones(3), np.zeros(97)]
+    val = LoveSplit([[]] * 100, ["r"] * 100, y, np.ones(100), [str(i) for i in range(100)], tmp_path)
+    z = np.linspace(-5, 0, 100)
+    out = calibrate(z, val, RewardConfig())  # default: temperature, min_positives 10
+    assert out["params"] == {"method": "none", "skipped": "3 validation positives"}
+    assert out["validation_after"]["log_loss"] == pytest.approx(out["validation_before"]["log_loss"])
+    cfg = RewardConfig.model_validate({"calibration": {"min_positives": 2}})
+    assert calibrate(z, val, cfg)["params"]["method"] == "temperature"

@@ -73,3 +73,17 @@ def test_bad_backbone_names_the_choices(tmp_path):
                               "--model", str(tmp_path / "nowhere")])
     assert isinstance(res.exception, ConfigError)
     assert "is neither a preset (tiny, small, base), 'minilm', nor a Hugging Face model folder" in str(res.exception)
+
+
+def test_score_command_on_pairs(tmp_path, bt_run):
+    res = runner.invoke(app, ["score", str(bt_run["model"]), str(bt_run["pairs"]), "--out", str(tmp_path / "s.parquet")])
+    assert res.exit_code == 0, res.output
+    s = pd.read_parquet(tmp_path / "s.parquet")
+    assert {"chosen_score", "rejected_score"} <= set(s.columns) and "prob" not in s.columns
+    assert (s["chosen_score"] > s["rejected_score"]).mean() > 0.8
+
+
+def test_score_command_rejects_a_table_without_responses(tmp_path, bt_run):
+    pd.DataFrame({"prompt": [[{"role": "user", "content": "hi"}]]}).to_parquet(tmp_path / "x.parquet")
+    res = runner.invoke(app, ["score", str(bt_run["model"]), str(tmp_path / "x.parquet"), "--out", str(tmp_path / "o")])
+    assert "needs a response column: 'completion' (messages), 'response' (text)" in str(res.exception)

@@ -79,6 +79,7 @@ def test_truth_missing_ids_is_a_clear_error(tmp_path):
         train_reward("love", data, tmp_path / "m", tiny_config(epochs=1), truth=tmp_path / "t.parquet")
 
 
+@pytest.mark.slow
 def test_lora_is_merged_into_a_plain_folder(tmp_path):
     from safetensors import safe_open
 

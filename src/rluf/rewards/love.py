@@ -72,18 +72,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     scorer = Scorer(model, tokenizer, meta, device=device)
     val = splits["validation"]
     z_val = scorer.natural_logit(_raw(scorer, val, cfg))
-    if cfg.calibration.method != "none" and val.labels.sum() < cfg.calibration.min_positives:
-        log.warning("validation has %d positives (< calibration.min_positives = %d): keeping the prior shift alone",
-                    int(val.labels.sum()), cfg.calibration.min_positives)
-        params = {"method": "none", "skipped": f"{int(val.labels.sum())} validation positives"}
-    else:
-        params = fit_calibration(cfg.calibration.method, z_val, val.labels, val.weights)
-    meta["calibration"] = {
-        "params": params,
-        "validation_before": binary_metrics(val.labels, 1 / (1 + np.exp(-z_val)), val.weights, cfg.calibration.ece_bins),
-        "validation_after": binary_metrics(val.labels, apply_calibration(params, z_val), val.weights,
-                                           cfg.calibration.ece_bins),
-    }
+    meta["calibration"] = calibrate(z_val, val, cfg)
     scorer.meta = meta
 
     # 4. evaluate on test, 5. save
@@ -94,6 +83,21 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     save_reward_folder(model, tokenizer, meta, out)
     write_json(out / "eval.json", report)
     return report
+
+
+def calibrate(z_val: np.ndarray, val: LoveSplit, cfg: RewardConfig) -> dict[str, Any]:
+    """Fit `calibration.method` on prior-corrected validation logits; validation metrics before and after."""
+    n_pos = int(val.labels.sum())
+    if cfg.calibration.method != "none" and n_pos < cfg.calibration.min_positives:
+        log.warning("validation has %d positives (< calibration.min_positives = %d): keeping the prior shift alone",
+                    n_pos, cfg.calibration.min_positives)
+        params = {"method": "none", "skipped": f"{n_pos} validation positives"}
+    else:
+        params = fit_calibration(cfg.calibration.method, z_val, val.labels, val.weights)
+    bins = cfg.calibration.ece_bins
+    return {"params": params,
+            "validation_before": binary_metrics(val.labels, 1 / (1 + np.exp(-z_val)), val.weights, bins),
+            "validation_after": binary_metrics(val.labels, apply_calibration(params, z_val), val.weights, bins)}
 
 
 def _subsample(split: LoveSplit, cap: int | None, seed: int) -> LoveSplit:

@@ -66,7 +66,7 @@ def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | Non
     scorer = Scorer(model, tokenizer, meta, device=device)
     report = {"objective": cfg.objective, "train": train_stats,
               "train_pairs": len(train), "test_pairs": len(test),
-              "train_accuracy": evaluate_pairs(scorer, train.take(np.arange(min(len(train), 2000))),
+              "train_accuracy": evaluate_pairs(scorer, train.take(np.arange(min(len(train), 500))),
                                                cfg.train.eval_batch_size)["accuracy"],
               "test": evaluate_pairs(scorer, test, cfg.train.eval_batch_size)}
     save_reward_folder(model, tokenizer, meta, out)
