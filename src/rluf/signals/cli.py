@@ -30,6 +30,7 @@ def signals_cmd(
     outcome_days: float = typer.Option(7.0, "--outcome-days", help="Outcome: the user returns within this many days."),
     return_days: float = typer.Option(1.0, "--return-days", help="Window of the derived returned_<N>d signal."),
     min_events: int = typer.Option(30, "--min-events", help="Signals with fewer events are listed but not ranked."),
+    filters: bool = typer.Option(True, "--filters/--no-filters", help="Drop adversarial feedback first (curate's rules)."),
     out: Path | None = typer.Option(None, "--out", help="Folder for signals.json (default: print only)."),
     memory_limit: str = typer.Option("1GB", "--memory-limit", help="DuckDB memory limit."),
 ) -> None:
@@ -38,7 +39,7 @@ def signals_cmd(
 
     with console.status("assessing signals"):
         res = signals(logs, outcome_days=outcome_days, return_days=return_days, min_events=min_events,
-                      out_dir=out, memory_limit=memory_limit)
+                      filters=filters, out_dir=out, memory_limit=memory_limit)
     table = Table(title=f"Candidate signals vs {res['outcome']} (base rate {_fmt(res['base_return_rate'], True)})")
     for col in ("rank", "signal", "events", "rate/msg", "users", "lift (msg) 95% CI", "corr (msg)",
                 "lift (user) 95% CI", "corr (user)", "score"):

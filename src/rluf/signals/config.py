@@ -38,7 +38,7 @@ class BurstFilter(StrictModel):
     enabled: bool = True
     max_account_age_hours: float = 48.0
     """A reaction counts as from a new account if the account is at most this old when it reacts."""
-    window_minutes: float = 60.0
+    window_minutes: float = 1440.0
     """Reactions are bucketed into windows of this length."""
     min_accounts: int = 10
     """A burst window has at least this many distinct new accounts reacting (all of them are flagged)..."""

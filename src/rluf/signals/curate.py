@@ -39,7 +39,7 @@ from rluf.utils import file_fingerprint, write_json
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
-HASH_MOD = 2_147_483_647  # 2^31 - 1: hashes reduced mod a prime so windowed sums stay in int64
+HASH_MOD = 4_294_967_291  # largest prime < 2^32: > int32, so Spark (32-bit HASH) adds in bigint too
 STEPS = ["load", "filters", "label", "dedup", "split", "resample", "contexts", "write"]
 
 
@@ -165,12 +165,12 @@ def build_split(logs: Logs, kept: ibis.Table, k: int, pii: bool) -> ibis.Table:
     pairs = kept.join(m, [kept.conversation_id == m.conversation_id, m.turn <= kept.turn_index,
                           m.turn >= kept.turn_index - k])
     is_ctx = pairs.turn < pairs.turn_index
-    msg = ibis.struct({"role": pairs.role, "content": pairs.text})
+    # (turn, role, content) structs sort by turn first; sorting the array instead of an ordered aggregate
+    # keeps this portable (Spark has no ORDER BY inside collect_list)
+    msg = ibis.struct({"turn": pairs.turn, "role": pairs.role, "content": pairs.text})
     keys = ["message_id", "copy", "split", "conversation_id", "user_id", "created_at", "model_id", "label", "weight"]
-    out = pairs.group_by(keys).agg(
-        prompt=msg.collect(where=is_ctx, order_by=pairs.turn),
-        ctext=pairs.text.arbitrary(where=~is_ctx),
-    )
+    out = pairs.group_by(keys).agg(prompt=msg.collect(where=is_ctx), ctext=pairs.text.arbitrary(where=~is_ctx))
+    out = out.mutate(prompt=out.prompt.sort().map(lambda m: ibis.struct({"role": m.role, "content": m.content})))
     completion = ibis.array([ibis.struct({"role": ibis.literal("assistant"), "content": out.ctext})])
     return out.select(
         prompt=out.prompt, completion=completion, label=out.label, message_id=out.message_id,
@@ -240,7 +240,8 @@ def _resample(con, rows: ibis.Table, by_split: dict, cfg: CurateConfig) -> tuple
         parts.append(sampling.cap_eval(con, rows.filter(rows.split == s), by_split[s][0], cfg.sample.eval_max_rows,
                                        cfg.sample.seed))
     cols = parts[0].columns
-    kept = parts[0].union(parts[1].select(*cols)).union(parts[2].select(*cols))
+    parts = [t.select(*cols).mutate(copy=t.copy.cast("int64"), weight=t.weight.cast("float64")) for t in parts]
+    kept = parts[0].union(parts[1]).union(parts[2])
     return materialize(con, kept, "kept"), plan
 
 
@@ -274,8 +275,8 @@ def curate(
     step("filters")
     fr = apply_filters(logs, asst, cfg.filters)
     rows = asst
-    if cfg.filters.drop_flagged_rows and fr.bad_users:
-        rows = asst.anti_join(ibis.memtable({"user_id": fr.bad_users}, schema={"user_id": "string"}), "user_id")
+    if cfg.filters.drop_flagged_rows and fr.bad_table is not None:
+        rows = asst.anti_join(fr.bad_table, "user_id")
 
     step("label")
     labelled, n_lab, n_pos = _label(con, logs, rows, fr.reactions, rule, cfg.signal.rule)

@@ -112,5 +112,7 @@ _counter = itertools.count()
 
 def materialize(con, expr: ibis.Table, stem: str) -> ibis.Table:
     """Compute `expr` once into a temporary table of the backend (reused by later steps, never fetched)."""
+    if con.name != "duckdb":  # e.g. Spark: no temp tables, but a cached DataFrame behind a temp view
+        return expr.cache()
     name = f"_rluf_{stem}_{next(_counter)}"
     return con.create_table(name, expr, temp=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import ibis
 
 from rluf.signals.config import FiltersSection
-from rluf.signals.engine import Logs
+from rluf.signals.engine import Logs, materialize
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class FilterResult:
     bad_users: list[str]  # union of users flagged by user-level rules
     flagged: dict[str, list[str]] = field(default_factory=dict)  # rule -> users it flagged
     report: dict[str, dict] = field(default_factory=dict)
+    bad_table: ibis.Table | None = None  # the flagged users as a backend table (None: no user-level rule ran)
 
 
 def account_created(logs: Logs) -> ibis.Table:
@@ -71,7 +72,7 @@ def burst_flags(
     """New accounts reacting in a window where unusually many new accounts react.
 
     A window is a burst when n (distinct new accounts reacting in it) >= `min_accounts` and its robust z-score
-    over the windows that have any new-account reaction exceeds `z_threshold`, so the rule scales with traffic.
+    over all windows with any reaction (n = 0 included) exceeds `z_threshold`, so the rule scales with traffic.
     """
     r = logs.reactions
     acct = account_created(logs)
@@ -80,7 +81,9 @@ def burst_flags(
     rr = rr.filter(age_s <= max_age_hours * 3600).mutate(
         bucket=(rr.created_at.epoch_seconds() / (window_minutes * 60)).floor()
     )
-    win = rr.group_by("bucket").agg(n=rr.user_id.nunique())
+    new_n = rr.group_by("bucket").agg(n=rr.user_id.nunique())
+    every = r.select(bucket=(r.created_at.epoch_seconds() / (window_minutes * 60)).floor()).distinct()
+    win = every.left_join(new_n, "bucket").select(every.bucket, n=ibis.coalesce(new_n.n, 0))  # 0: no new account
     med = win.n.median().as_scalar()
     mad = (win.n - med).abs().median().as_scalar()
     scale = ibis.greatest(MAD_SCALE * mad, 1.0)  # MAD is 0 when most windows hold one new account
@@ -111,39 +114,48 @@ def _users(con, table: ibis.Table) -> list[str]:
 
 
 def apply_filters(logs: Logs, assistant: ibis.Table, cfg: FiltersSection) -> FilterResult:
-    """Run the enabled filters; return surviving reactions, flagged users and a per-rule report."""
+    """Run the enabled filters; return surviving reactions, flagged users and a per-rule report.
+
+    Flagged users stay backend tables (materialised); only their ids are fetched, for the report.
+    """
     con = logs.con
-    flagged: dict[str, list[str]] = {}
+    tables: dict[str, ibis.Table] = {}
     if cfg.rate.enabled:
-        flagged["rate"] = _users(con, rate_flags(logs, assistant, cfg.rate.z_threshold, cfg.rate.min_reactions))
+        tables["rate"] = rate_flags(logs, assistant, cfg.rate.z_threshold, cfg.rate.min_reactions)
     if cfg.burst.enabled:
         b = cfg.burst
-        flagged["burst"] = _users(
-            con, burst_flags(logs, b.max_account_age_hours, b.window_minutes, b.min_accounts, b.z_threshold)
-        )
+        tables["burst"] = burst_flags(logs, b.max_account_age_hours, b.window_minutes, b.min_accounts, b.z_threshold)
     if cfg.spam.enabled:
-        flagged["spam"] = _users(con, spam_flags(logs, cfg.spam.min_repeats))
+        tables["spam"] = spam_flags(logs, cfg.spam.min_repeats)
+    tables = {rule: materialize(con, t, f"flag_{rule}") for rule, t in tables.items()}
+    flagged = {rule: _users(con, t) for rule, t in tables.items()}
     bad = sorted(set().union(*flagged.values())) if flagged else []
+    bad_t = None
+    if tables:
+        union = list(tables.values())
+        bad_t = union[0]
+        for t in union[1:]:
+            bad_t = bad_t.union(t)
+        bad_t = materialize(con, bad_t.distinct(), "flag_all")
 
     r = too_fast(logs, cfg.too_fast.min_seconds) if cfg.too_fast.enabled else logs.reactions.mutate(fast=False)
-    report = {}
-    for rule, users in flagged.items():
-        report[rule] = _user_rule_counts(logs, assistant, users, cfg.drop_flagged_rows)
+    report = {rule: _user_rule_counts(logs, assistant, t, len(flagged[rule]), cfg.drop_flagged_rows)
+              for rule, t in tables.items()}
     if cfg.too_fast.enabled:
-        report["too_fast"] = {"users": 0, "reactions": int(con.execute(r.fast.sum())), "rows": 0}
-    bad_t = ibis.memtable({"user_id": bad}, schema={"user_id": "string"})
-    kept = r.filter(~r.fast).anti_join(bad_t, "user_id").drop("fast")
+        report["too_fast"] = {"users": 0, "reactions": int(con.execute(r.fast.sum()) or 0), "rows": 0}
+    kept = r.filter(~r.fast).drop("fast")
+    if bad_t is not None:
+        kept = kept.anti_join(bad_t, "user_id").select(*kept.columns)
     log.info("filters flagged %d users: %s", len(bad), {k: len(v) for k, v in flagged.items()})
-    return FilterResult(reactions=kept, bad_users=bad, flagged=flagged, report=report)
+    return FilterResult(reactions=kept, bad_users=bad, flagged=flagged, report=report, bad_table=bad_t)
 
 
-def _user_rule_counts(logs: Logs, assistant: ibis.Table, users: list[str], drop_rows: bool) -> dict:
+def _user_rule_counts(logs: Logs, assistant: ibis.Table, users: ibis.Table, n: int, drop_rows: bool) -> dict:
     """Reactions and rows a user-level rule removes on its own."""
     con = logs.con
-    t = ibis.memtable({"user_id": users}, schema={"user_id": "string"})
-    n_rx = int(con.execute(logs.reactions.semi_join(t, "user_id").count())) if users else 0
-    n_rows = int(con.execute(assistant.semi_join(t, "user_id").count())) if users and drop_rows else 0
-    return {"users": len(users), "reactions": n_rx, "rows": n_rows}
+    n_rx = int(con.execute(logs.reactions.semi_join(users, "user_id").count())) if n else 0
+    n_rows = int(con.execute(assistant.semi_join(users, "user_id").count())) if n and drop_rows else 0
+    return {"users": n, "reactions": n_rx, "rows": n_rows}
 
 
 def truth_scores(flagged: dict[str, list[str]], bad: list[str], truth: dict[str, str]) -> dict:

@@ -51,14 +51,10 @@ def resample_train(rows: ibis.Table, plan: dict, seed: int) -> ibis.Table:
     u = uniform(rows.message_id, f"train{seed}")
     kept = rows.filter(ibis.ifelse(rows.label, u < plan["pos_keep"], u < plan["neg_keep"]))
     pos, neg = kept.filter(kept.label), kept.filter(~kept.label)
-    copies = plan["copies"]
-    if copies > 1:
-        idx = ibis.memtable({"copy": list(range(copies))}, schema={"copy": "int64"})
-        pos = pos.cross_join(idx)
-    else:
-        pos = pos.mutate(copy=ibis.literal(0, "int64"))
-    neg = neg.mutate(copy=ibis.literal(0, "int64"))
-    return pos.union(neg)
+    out = neg.mutate(copy=ibis.literal(0, "int64"))
+    for i in range(plan["copies"]):  # c copies of each kept positive
+        out = out.union(pos.mutate(copy=ibis.literal(i, "int64")))
+    return out
 
 
 def weight_train(con, rows: ibis.Table, plan: dict) -> ibis.Table:

@@ -6,6 +6,7 @@ Candidates: every reaction type in the logs, plus derived signals
                  logged and `regenerate` is not already a reaction type)
   returned_<N>d  the user started another conversation within N days (circular: it is built from the same
                  return events as the outcome, so it is reported but never ranked)
+Adversarial filters (those of `rluf curate`, default settings) run first unless `filters=False`.
 Outcome: the user starts another conversation within `outcome_days` (default 7) of the message. Messages
 within `outcome_days` of the end of the logs cannot show the outcome and are left out of the association.
 
@@ -33,7 +34,9 @@ import ibis
 import numpy as np
 
 from rluf.errors import ConfigError, DataError
+from rluf.signals.config import FiltersSection
 from rluf.signals.engine import Logs, connect, load_logs, reaction_type_counts
+from rluf.signals.filters import apply_filters
 from rluf.utils import file_fingerprint, write_json
 
 log = logging.getLogger(__name__)
@@ -84,18 +87,30 @@ def tradeoff_score(lift: float, lo: float, hi: float) -> float:
     return 0.0
 
 
-def message_table(logs: Logs, outcome_days: float, return_days: float) -> tuple[ibis.Table, list[dict]]:
-    """One row per assistant message: user, day, observable flag, outcome y and one boolean per candidate."""
+def message_table(
+    logs: Logs, outcome_days: float, return_days: float, filters: FiltersSection | None = None
+) -> tuple[ibis.Table, list[dict]]:
+    """One row per assistant message: user, day, observable flag, outcome y and one boolean per candidate.
+
+    With `filters`, curate's adversarial filters run first: flagged users' messages and removed reactions
+    do not count (spam accounts would otherwise lend their own return pattern to the signals they spam).
+    """
     m, r = logs.messages, logs.reactions
     types = list(reaction_type_counts(logs))
+    bad = None
+    if filters is not None:
+        fr = apply_filters(logs, m.filter(m.role == "assistant"), filters)
+        r, bad = fr.reactions, fr.bad_table
     conv = m.group_by("conversation_id").agg(user=m.user_id.min(), start=m.created_at.min().epoch_seconds(),
                                               last_user_turn=m.turn_index.max(where=m.role == "user"))
     w = ibis.window(group_by="user", order_by=["start", "conversation_id"])
     conv = conv.mutate(next_start=conv.start.lead().over(w))
     a = m.filter(m.role == "assistant")
+    if bad is not None:
+        a = a.anti_join(bad, "user_id").select(*a.columns)
     t_end = float(logs.con.execute(m.created_at.epoch_seconds().max()))  # last logged time (epoch s)
     flags = r.group_by("message_id").agg(**{f"s{i}": (r.type == t).any() for i, t in enumerate(types)})
-    j = a.join(conv, "conversation_id").left_join(flags, a.message_id == flags.message_id)
+    j = a.join(conv, "conversation_id").left_join(flags, "message_id")
     t = j.created_at.epoch_seconds()
     gap = j.next_start - t  # seconds from this message to the user's next conversation (null: none)
 
@@ -210,6 +225,7 @@ def signals(
     outcome_days: float = 7.0,
     return_days: float = 1.0,
     min_events: int = 30,
+    filters: bool = True,
     out_dir: str | Path | None = None,
     memory_limit: str = "1GB",
     con: Any = None,
@@ -221,7 +237,7 @@ def signals(
     logs = load_logs(con, logs_dir)
     if not reaction_type_counts(logs):
         raise DataError(f"{logs.logs_dir}/reactions.parquet holds no reactions: no reaction signal to assess")
-    table, cands = message_table(logs, outcome_days, return_days)
+    table, cands = message_table(logs, outcome_days, return_days, FiltersSection() if filters else None)
     agg = _aggregate(con, table, cands)
     if agg["n"] == 0:
         raise DataError(
@@ -239,6 +255,7 @@ def signals(
         "outcome": f"user starts another conversation within {outcome_days:g} days",
         "outcome_days": outcome_days,
         "return_days": return_days,
+        "filters": "curate's default adversarial filters applied" if filters else "none",
         "tradeoff": "score = |log| of the message-level lift's 95% CI bound nearest 1 (0 if the CI includes 1): "
                     "a signal must be both available (narrow CI) and related to returning (large lift)",
         "assistant_messages": agg["n_all"], "observable_messages": agg["n"], "users": agg["n_users"],
