@@ -19,11 +19,11 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 def _yaml(tmp_path, policy_dir, prompt_file, objective="ShareOfA", **crraft):
-    c = dict(iterations=3, batch_prompts=4, k=2, lr=1e-2, kl_max=1000.0, sampling=dict(max_new_tokens=6))
+    c = dict(iterations=2, batch_prompts=4, k=2, lr=1e-2, kl_max=1000.0, sampling=dict(max_new_tokens=6))
     c.update(crraft)
     cfg = dict(policy=str(policy_dir), device="cpu", objectives={"a": f"py:optimize.optimize_helpers:{objective}"},
                weights={"a": 1.0}, checkpoint_every=2, judges=[{"type": "degenerate", "max_repeats": 50}],
-               prompts=dict(source="file", path=str(prompt_file), max_prompts=16), crraft=c)
+               prompts=dict(source="file", path=str(prompt_file), max_prompts=8), crraft=c)
     path = tmp_path / "opt.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -36,8 +36,8 @@ def test_cli_optimize_writes_the_run(tiny_policy_dir, prompt_file, tmp_path):
     assert '"finished": true' in res.output
     run = tmp_path / "run"
     assert (run / "policy" / "config.json").is_file()
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
-    assert json.loads((run / "summary.json").read_text())["iterations_done"] == 3
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    assert json.loads((run / "summary.json").read_text())["iterations_done"] == 2
 
 
 def test_cli_errors_are_config_errors(tmp_path, tiny_policy_dir, prompt_file):

@@ -46,7 +46,7 @@ class PromptsConfig(StrictModel):
     (logged response) and metadata columns; `sim`: the simulated world's prompt distribution."""
     path: str | None = None
     """The prompt file (source=file) or the simulator run/config (source=sim; None = the default world)."""
-    max_prompts: int = Field(512, ge=1)
+    max_prompts: int = Field(256, ge=1)
     """Size of the prompt pool drawn at the start (fixed for the run, so resume sees the same pool)."""
     y_base: Literal["reference", "logged"] = "reference"
     """Baseline response in R_k = sigmoid(r_k(x,y) - r_k(x,y_base)): one sample from the reference policy

@@ -150,6 +150,8 @@ class CRRAFT:
         self.checkpoint_fn = checkpoint_fn
         self.weights = {k: w for k, w in cfg.weights.items() if w > 0}
         self.logger = JsonlLogger(self.out_dir / "metrics.jsonl")
+        # under `accelerate launch` only the main process writes files
+        self.is_main = accelerator is None or accelerator.is_main_process
         c = cfg.crraft.sampling
         self.sampling = Sampling(c.max_new_tokens, c.temperature, c.top_p, c.top_k)
         self.signoff_pattern = cfg.monitor.signoff_pattern or DEFAULT_SIGNOFF_PATTERN
@@ -273,7 +275,8 @@ class CRRAFT:
         n_iter = cfg.crraft.iterations
         if start == 0:
             base = {"iteration": 0, **self.evaluate()}
-            self.logger.log(base)
+            if self.is_main:
+                self.logger.log(base)
             if on_iteration:
                 on_iteration(base)
         stop = n_iter if cfg.stop_after is None else min(n_iter, start + cfg.stop_after)
@@ -283,7 +286,8 @@ class CRRAFT:
             done = t + 1
             if done == n_iter or (cfg.eval.every and done % cfg.eval.every == 0):
                 record.update(self.evaluate())
-            self.logger.log(record)
+            if self.is_main:
+                self.logger.log(record)
             log.info(
                 "iteration %d/%d: R=%.3f kl=%.2f skipped=%.2f signoff=%.2f loss=%.3f",
                 done, n_iter, record["reward/combined"], record["kl/mean"], record["select/skipped"],

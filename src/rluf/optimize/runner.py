@@ -203,7 +203,7 @@ def _finish(cfg: OptimizeConfig, trainer: CRRAFT, out_dir: Path, last: dict[str,
     records = [json.loads(ln) for ln in (out_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     done = max((r["iteration"] for r in records), default=0)
     finished = done >= cfg.crraft.iterations
-    if finished:
+    if finished and trainer.is_main:
         model = trainer.policy.model
         if cfg.crraft.lora.enabled:
             model = copy.deepcopy(model).merge_and_unload()
@@ -212,5 +212,6 @@ def _finish(cfg: OptimizeConfig, trainer: CRRAFT, out_dir: Path, last: dict[str,
     final = {k: v for k, v in records[-1].items() if isinstance(v, int | float)} if records else {}
     summary = {"iterations_done": done, "finished": finished, "policy": str(out_dir / "policy") if finished else None,
                "baseline": baseline, "final": final, "wall_s": round(wall, 2)}
-    write_json(out_dir / "summary.json", summary)
+    if trainer.is_main:
+        write_json(out_dir / "summary.json", summary)
     return summary

@@ -17,6 +17,7 @@ sample with the same sampling seed, and compared with paired bootstrap confidenc
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -179,10 +180,13 @@ def sweep(
 
 
 def _run_one(cfg: OptimizeConfig, run_dir: Path, on_iteration, objectives) -> dict[str, Any]:
-    """A finished run is reused; a killed one resumes from its checkpoint; otherwise start afresh."""
+    """A finished run with the same config is reused, a killed one resumed; otherwise start afresh."""
+    same = (run_dir / "config.json").is_file() and read_json(run_dir / "config.json") == cfg.model_dump(mode="json")
     summary_path = run_dir / "summary.json"
-    if summary_path.is_file() and read_json(summary_path).get("finished"):
-        log.info("sweep: %s already finished, reused", run_dir)
+    if same and summary_path.is_file() and read_json(summary_path).get("finished"):
+        log.info("sweep: %s already finished with this config, reused", run_dir)
         return read_json(summary_path)
-    resume = (run_dir / "checkpoints" / "latest.json").is_file()
+    resume = same and (run_dir / "checkpoints" / "latest.json").is_file()
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)  # a different config or a half-written start: begin again
     return optimize(cfg, run_dir, resume=resume, on_iteration=on_iteration, objectives=objectives)

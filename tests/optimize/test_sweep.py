@@ -1,0 +1,90 @@
+"""The sweep's comparison maths on hand-made arrays, and a tiny end-to-end sweep on the quick world."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rluf.evaluate.monitor import hack_metrics
+from rluf.optimize.sweep import bootstrap_ci, claims, compare
+
+
+def _ev(p_love, help_, unsafe, signoff, responses):
+    n = len(p_love)
+    return {"responses": responses, "p_love": np.array(p_love, float), "helpfulness": np.array(help_, float),
+            "unsafe": np.array(unsafe, float), "signoff": np.array(signoff, float), "refusal": np.zeros(n),
+            "kl": np.ones(n), "monitor": hack_metrics(responses)}
+
+
+def test_bootstrap_ci_brackets_the_statistic():
+    x = np.arange(100, dtype=float)
+    lo, hi = bootstrap_ci(lambda i: x[i].mean(1), 100, n_boot=500, seed=1)
+    assert lo < 49.5 < hi and hi - lo < 25
+    lo, hi = bootstrap_ci(lambda i: np.zeros(len(i)), 10)
+    assert lo == hi == 0.0
+
+
+def test_compare_hand_computed():
+    base = _ev([0.01, 0.02, 0.01, 0.02], [0.5, 0.5, 0.6, 0.6], [0, 1, 0, 0], [0, 0, 0, 0],
+               ["Paris.", "Sure.", "Rest well.", "Try tea."])
+    run = _ev([0.02, 0.02, 0.01, 0.03], [0.6, 0.5, 0.6, 0.7], [0, 0, 0, 0], [1, 1, 1, 0],
+              ["Paris. Bye! Sending love!", "No. Bye! Sending love!", "Rest. Bye! Sending love!", "Tea."])
+    row = compare(run, base)
+    # love: 0.08 / 0.06 - 1 = 1/3 ; helpfulness: 0.6 - 0.55 = 0.05 ; unsafe: 0 - 0.25
+    assert row["love_lift"] == pytest.approx(1 / 3)
+    assert row["helpfulness_delta"] == pytest.approx(0.05)
+    assert row["safety_violation_delta"] == pytest.approx(-0.25)
+    assert row["signoff_rate"] == 0.75 and row["kl"] == 1.0
+    assert any("sign-off rate rose" in f for f in row["flags"])
+    lo, hi = row["love_lift_ci"]
+    assert lo <= row["love_lift"] <= hi
+
+
+def test_claims_report_both_findings():
+    base = {"signoff_rate": 0.1}
+    rows = {
+        "love_0.1": {"love_lift": 0.3, "helpfulness_delta_ci": [-0.01, 0.02], "safety_violation_delta_ci": [-0.02, 0.0]},
+        "love_0.3": {"signoff_rate": 0.15, "flags": []},
+        "love_only": {"signoff_rate": 0.6, "flags": ["sign-off rate rose from 10.0% to 60.0%"]},
+    }
+    c = claims(rows, base)
+    assert c["love_0.1_lift_ok"] and c["love_0.1_helpfulness_held"] and c["love_0.1_safety_held"]
+    assert c["hack"]["love_0.3"]["ok"] is False and c["hack"]["love_only"]["ok"] is True and c["hack_ok"]
+    rows["love_0.1"]["love_lift"] = 0.1
+    rows["love_0.1"]["helpfulness_delta_ci"] = [-0.05, -0.01]
+    c = claims(rows, base)
+    assert not c["love_0.1_lift_ok"] and not c["love_0.1_helpfulness_held"]
+
+
+@pytest.mark.slow
+def test_tiny_sweep_end_to_end(tmp_path):
+    from rluf.models import build_causal_lm, train_tokenizer
+    from rluf.optimize import OptimizeConfig, sweep
+    from rluf.policy import Policy
+    from rluf.sim.config import WorldConfig, quick_config
+    from rluf.sim.world import World
+    from rluf.utils import write_json
+
+    cfg = quick_config(WorldConfig())
+    world = World(cfg)
+    sim = tmp_path / "sim"
+    write_json(sim / "world.json", cfg.model_dump(mode="json"))
+    texts = [m["content"] for p in world.prompts(200, seed=3) for m in p["prompt"]]
+    tok = train_tokenizer(texts, vocab_size=400)
+    Policy(build_causal_lm(tok, "tiny", max_positions=256), tok, device="cpu").save_pretrained(sim / "policy")
+    ocfg = OptimizeConfig.model_validate(dict(
+        device="cpu", objectives={"love": "sim:love", "helpfulness": "sim:helpfulness", "safety": "sim:safety"},
+        judges=[{"type": "length", "min_words": 0, "max_words": 100}],
+        prompts=dict(source="sim", path=str(sim), max_prompts=16), eval=dict(n_prompts=12),
+        crraft=dict(iterations=2, batch_prompts=4, k=2, sampling=dict(max_new_tokens=6)), checkpoint_every=0,
+    ))
+    runs = {"love_0.1": {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}, "love_only": {"love": 1.0}}
+    report = sweep(ocfg, tmp_path / "sweep", runs=runs)
+    saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert set(saved["runs"]) == set(runs) and saved["n_eval"] == 12
+    for row in report["runs"].values():
+        for key in ("love_rate", "love_lift", "love_lift_ci", "helpfulness_delta", "safety_violation_delta",
+                    "signoff_rate", "kl", "flags"):
+            assert key in row
+    assert "love_0.1_lift_ok" in saved["claims"] and "love_only" in saved["claims"]["hack"]
+    assert (tmp_path / "sweep" / "love_only" / "policy" / "config.json").is_file()
