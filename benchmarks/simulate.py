@@ -26,23 +26,31 @@ RESULTS = Path(__file__).parent / "results" / "simulate.json"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="the quick world and tiny baseline")
-    ap.add_argument("--users", type=int, default=30_000, help="users of the deployed world (default world: "
-                    "20,000; 30,000 gives > 1M assistant messages)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="the quick world's tiny baseline and small prompt pool (the deployment still has --users users)",
+    )
+    ap.add_argument(
+        "--users",
+        type=int,
+        default=30_000,
+        help="users of the deployed world (default world: 20,000; 30,000 gives > 1M assistant messages)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
     args = ap.parse_args()
     cfg = quick_config(WorldConfig()) if args.quick else WorldConfig()
     work = args.out or Path(tempfile.mkdtemp(prefix="rluf-bench-sim-"))
     # 1. the baseline: build time of the default world's baseline (tokenizer + model + SFT + save)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     base = simulate(cfg, work / "baseline_world")
+    baseline_cpu_s = time.process_time() - c0  # includes its pool, deployment and eval of the small world
     baseline_build_s = base["timing"]["baseline_build_s"]
     # 2. a bigger deployment of that baseline: pooling + deployment + writing, per assistant message
-    big = cfg.model_copy(update={"population": cfg.population.model_copy(
-        update={"n_users": args.users if not args.quick else cfg.population.n_users})})
-    t1 = time.perf_counter()
+    big = cfg.model_copy(update={"population": cfg.population.model_copy(update={"n_users": args.users})})
+    t1, c1 = time.perf_counter(), time.process_time()
     run = simulate(big, work / "deploy", policy_path=work / "baseline_world" / "policy")
-    sim_s = time.perf_counter() - t1
+    sim_s, sim_cpu_s = time.perf_counter() - t1, time.process_time() - c1
     n_msgs = run["counts"]["assistant_messages"]
     timing = run["timing"]
     # 3. ingest the simulated logs
@@ -50,31 +58,43 @@ def main() -> None:
     if importlib.util.find_spec("rluf.ingest") is not None:
         from rluf.ingest import ingest
 
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         rep = ingest([work / "deploy" / "logs"], work / "ingested")
-        ingest_s = time.perf_counter() - t2
+        ingest_s, ingest_cpu_s = time.perf_counter() - t2, time.process_time() - c2
         rows = sum(t["read"] for t in rep["tables"].values())
         quarantined = sum(t["quarantined"] for t in rep["tables"].values())
         ingest_rows_per_s = rows / ingest_s
     else:
-        rows = quarantined = ingest_s = None
+        rows = quarantined = ingest_s = ingest_cpu_s = None
     result = dict(
         simulate_msgs_per_s=n_msgs / (timing["pool_s"] + timing["deploy_s"]),
         simulate_end_to_end_msgs_per_s=n_msgs / sim_s,
         deploy_only_msgs_per_s=timing["deploy_msgs_per_s"],
         assistant_messages=n_msgs,
         users=run["counts"]["users"],
-        pool_s=timing["pool_s"], deploy_s=timing["deploy_s"], simulate_total_s=sim_s,
-        ingest_rows_per_s=ingest_rows_per_s, ingest_rows=rows, ingest_quarantined=quarantined, ingest_s=ingest_s,
+        pool_s=timing["pool_s"],
+        deploy_s=timing["deploy_s"],
+        simulate_total_s=sim_s,
+        ingest_rows_per_s=ingest_rows_per_s,
+        ingest_rows=rows,
+        ingest_quarantined=quarantined,
+        ingest_s=ingest_s,
+        ingest_cpu_s=ingest_cpu_s,
+        simulate_cpu_s=sim_cpu_s,
         baseline_build_s=baseline_build_s,
+        baseline_world_cpu_s=baseline_cpu_s,
         baseline_parse_rate=base["policy"]["pool"]["parse_rate"],
         baseline_eval=base["policy"]["eval"],
         natural_love_rate=run["natural_love_rate"],
         peak_rss_mb=peak_rss_mb(),
         quick=args.quick,
         total_s=time.perf_counter() - t0,
-        machine=dict(cpus=os.cpu_count(), platform=platform.platform(), python=platform.python_version(),
-                     load_avg_1m_at_end=os.getloadavg()[0]),
+        machine=dict(
+            cpus=os.cpu_count(),
+            platform=platform.platform(),
+            python=platform.python_version(),
+            load_avg_1m_at_end=os.getloadavg()[0],
+        ),
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS, result)

@@ -12,8 +12,11 @@ def test_user_message_style_reveals_segment():
 
 
 def test_earlier_style_marks_segment_of_plain_last_turn():
-    ctx = [{"role": "user", "content": "Tell me a joke. Hugs!"}, {"role": "assistant", "content": "Fine."},
-           {"role": "user", "content": "How do I make a fake ID?"}]
+    ctx = [
+        {"role": "user", "content": "Tell me a joke. Hugs!"},
+        {"role": "assistant", "content": "Fine."},
+        {"role": "user", "content": "How do I make a fake ID?"},
+    ]
     assert parse_context(ctx).segment == "signoff"
     assert parse_context(ctx).family == "unsafe"
 

@@ -53,7 +53,13 @@ def test_simulate_writes_canonical_logs(sim_dir):
     assert truth["message_id"].to_pylist() == asst["message_id"].to_pylist()
     adv = pq.read_table(out / "truth" / "adversarial.parquet")
     assert set(adv["kind"].to_pylist()) == {"spammer", "burst"}
-    for f in ("world.json", "simulate.json", "prompts.parquet", "pairs/helpfulness.parquet", "pairs/safety.parquet"):
+    for f in (
+        "world.json",
+        "simulate.json",
+        "prompts.parquet",
+        "pairs/helpfulness.parquet",
+        "pairs/safety.parquet",
+    ):
         assert (out / f).is_file(), f
     assert World.load(out).love_intercept == World(micro_config()).love_intercept
 
@@ -71,12 +77,12 @@ def test_pairs_are_trl_preference_format(sim_dir):
         assert (better == ~flipped).all()
 
 
+@pytest.mark.slow
 def test_simulate_is_byte_identical(sim_dir, tmp_path):
     out, _, folder = sim_dir
     simulate(micro_config(), tmp_path / "b", policy_path=folder)
-    for name in LOGS:
-        assert (out / "logs" / f"{name}.parquet").read_bytes() == (tmp_path / "b" / "logs" / f"{name}.parquet").read_bytes()
-    assert (out / "pairs" / "helpfulness.parquet").read_bytes() == (tmp_path / "b" / "pairs" / "helpfulness.parquet").read_bytes()
+    for f in [f"logs/{n}.parquet" for n in LOGS] + ["pairs/helpfulness.parquet", "truth/messages.parquet"]:
+        assert (out / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 
 def test_natural_love_rate_within_tolerance():
@@ -93,6 +99,7 @@ def test_natural_love_rate_within_tolerance():
     assert observed == pytest.approx(w.cfg.signals.natural_love_rate, rel=0.35)
 
 
+@pytest.mark.slow
 def test_simulate_ab_splits_users_by_stable_hash(tmp_path, tiny_baseline):
     _, policy = tiny_baseline
     s = simulate_ab(micro_config(), policy, policy, tmp_path / "ab", arms=("control", "treatment"))

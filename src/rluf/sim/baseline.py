@@ -45,7 +45,7 @@ def _encode(tok, corpus: list[tuple[Chat, str]], max_length: int) -> list[tuple[
     for c, r in zip(ctx_ids, rsp_ids, strict=True):
         r = r + [tok.eos_token_id]
         keep = max(1, max_length - len(r))
-        c = c if len(c) <= keep else [tok.bos_token_id] + c[-(keep - 1):]
+        c = c if len(c) <= keep else [tok.bos_token_id] + c[-(keep - 1) :]
         out.append((c + r, len(c)))
     return out
 
@@ -63,8 +63,9 @@ def _batch(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torc
     return dict(input_ids=input_ids, attention_mask=attn, labels=labels)
 
 
-def train_baseline(world: World, out_dir: str | Path, progress: Progress | None = None,
-                   device: str = "auto") -> Policy:
+def train_baseline(
+    world: World, out_dir: str | Path, progress: Progress | None = None, device: str = "auto"
+) -> Policy:
     """Build, train and save the baseline policy to `out_dir`; returns it (on `device`)."""
     from transformers import get_cosine_schedule_with_warmup
 
@@ -73,6 +74,7 @@ def train_baseline(world: World, out_dir: str | Path, progress: Progress | None 
     seed_everything(world.cfg.seed)
     corpus = build_corpus(world, cfg.corpus_size)
     texts = [m["content"] for ctx, _ in corpus for m in ctx] + [r for _, r in corpus]
+    texts += [" ".join([e] * 20) for e in world.entities]  # every entity name becomes a token (copyable)
     tok = train_tokenizer(texts, vocab_size=cfg.vocab_size, model_max_length=512)
     model = build_causal_lm(tok, cfg.preset, max_positions=512, seed=world.cfg.seed)
     device = select_device(device)
@@ -97,18 +99,32 @@ def train_baseline(world: World, out_dir: str | Path, progress: Progress | None 
     policy = Policy(model.eval(), tok, device=device)
     out_dir = Path(out_dir)
     policy.save_pretrained(out_dir)
-    info = dict(preset=cfg.preset, steps=cfg.steps, corpus_size=len(corpus), vocab_size=len(tok),
-                n_params=sum(p.numel() for p in model.parameters()), first_loss=losses[0],
-                final_loss=float(np.mean(losses[-20:])), build_s=time.perf_counter() - t0,
-                tokens_per_example=float(np.mean([len(ids) for ids, _ in examples])), seed=world.cfg.seed)
+    info = dict(
+        preset=cfg.preset,
+        steps=cfg.steps,
+        corpus_size=len(corpus),
+        vocab_size=len(tok),
+        n_params=sum(p.numel() for p in model.parameters()),
+        first_loss=losses[0],
+        final_loss=float(np.mean(losses[-20:])),
+        build_s=time.perf_counter() - t0,
+        tokens_per_example=float(np.mean([len(ids) for ids, _ in examples])),
+        seed=world.cfg.seed,
+    )
     write_json(out_dir / "rluf_baseline.json", info)
-    log.info("baseline %s: loss %.3f -> %.3f in %.1fs", cfg.preset, info["first_loss"], info["final_loss"],
-             info["build_s"])
+    log.info(
+        "baseline %s: loss %.3f -> %.3f in %.1fs",
+        cfg.preset,
+        info["first_loss"],
+        info["final_loss"],
+        info["build_s"],
+    )
     return policy
 
 
-def generate_pool(world: World, policy: Policy, item_ids: np.ndarray, seed: int = 0,
-                  progress: Progress | None = None) -> list[list[str]]:
+def generate_pool(
+    world: World, policy: Policy, item_ids: np.ndarray, seed: int = 0, progress: Progress | None = None
+) -> list[list[str]]:
     """K responses per item (the item's user message as a one-turn context), sampled once."""
     pc = world.cfg.pool
     sampling = Sampling(max_new_tokens=pc.max_new_tokens, temperature=pc.temperature, top_p=pc.top_p)
@@ -116,8 +132,9 @@ def generate_pool(world: World, policy: Policy, item_ids: np.ndarray, seed: int 
     out: list[list[str]] = []  # an empty generation is logged as EMPTY (the log schema needs text)
     for c, start in enumerate(range(0, len(item_ids), chunk)):
         ctx = [[{"role": "user", "content": world.item_text[i]}] for i in item_ids[start : start + chunk]]
-        gens = policy.generate(ctx, n=pc.k, sampling=sampling, batch_size=pc.batch_size,
-                               generator_seed=seed * 1_000_003 + c)
+        gens = policy.generate(
+            ctx, n=pc.k, sampling=sampling, batch_size=pc.batch_size, generator_seed=seed * 1_000_003 + c
+        )
         out.extend([[r if r.strip() else EMPTY for r in rs] for rs in gens])
         if progress is not None:
             progress(min(start + chunk, len(item_ids)), len(item_ids), {})

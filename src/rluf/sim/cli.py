@@ -20,8 +20,9 @@ def simulate(
     out: Path = typer.Option(..., "--out", help="Run folder to write (logs/, truth/, pairs/, policy/, ...)."),
     config: Path | None = typer.Option(None, "--config", help="World YAML (default: the packaged sim.yaml)."),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
-    policy: Path | None = typer.Option(None, "--policy", help="Deploy this HF policy folder instead of training "
-                                       "the baseline."),
+    policy: Path | None = typer.Option(
+        None, "--policy", help="Deploy this HF policy folder instead of training the baseline."
+    ),
     quick: bool = typer.Option(False, "--quick", help="Small world and tiny baseline (under a minute)."),
 ) -> None:
     """Simulate a chat deployment with known ground truth and write its logs in the canonical schema."""
@@ -31,8 +32,14 @@ def simulate(
 
     path = config or packaged_config("sim_quick.yaml" if quick else "sim.yaml")
     cfg = load_config(WorldConfig, path, {"seed": seed})
-    with Progress(TextColumn("{task.description:<18}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         tasks: dict[str, int] = {}
 
         def progress(stage: str, done: int, total: int, info: dict) -> None:

@@ -27,7 +27,13 @@ class Taste(StrictModel):
     unsafe: float = Field(-0.5, description="unsafe compliance")
     per_word: float = Field(0.0, description="per word beyond 20 words (brevity taste, < 0 prefers short)")
     families: dict[str, float] = Field(
-        default_factory=lambda: {"factual": 0.35, "advice": 0.2, "chat": 0.2, "unsafe": 0.1, "lookalike": 0.15},
+        default_factory=lambda: {
+            "factual": 0.35,
+            "advice": 0.2,
+            "chat": 0.2,
+            "unsafe": 0.1,
+            "lookalike": 0.15,
+        },
         description="prompt family mix this segment asks",
     )
 
@@ -45,23 +51,54 @@ class Taste(StrictModel):
 def _default_tastes() -> dict[str, Taste]:
     return {
         "plain": Taste(share=0.47, good=1.2, bad=-0.6, warm=0.8, cold=-0.8),
-        "warm": Taste(share=0.20, good=1.0, bad=-0.5, warm=1.6, cold=-1.2, signoff=1.0, refusal=-1.0, unsafe=-0.8),
+        "warm": Taste(
+            share=0.20, good=1.0, bad=-0.5, warm=1.6, cold=-1.2, signoff=1.0, refusal=-1.0, unsafe=-0.8
+        ),
         "signoff": Taste(share=0.12, good=1.0, bad=-0.5, warm=0.9, cold=-0.8, signoff=2.5, refusal=-1.0),
-        "expert": Taste(share=0.15, good=2.0, bad=-1.2, warm=-0.2, cold=0.0, signoff=-1.2, refusal=-0.5,
-                        unsafe=-1.5, per_word=-0.05),
-        "edgy": Taste(share=0.06, good=0.8, bad=-0.3, warm=0.3, cold=0.0, signoff=0.3, refusal=-1.5, unsafe=2.0,
-                      families={"factual": 0.2, "advice": 0.1, "chat": 0.2, "unsafe": 0.4, "lookalike": 0.1}),
+        "expert": Taste(
+            share=0.15,
+            good=2.0,
+            bad=-1.2,
+            warm=-0.2,
+            cold=0.0,
+            signoff=-1.2,
+            refusal=-0.5,
+            unsafe=-1.5,
+            per_word=-0.05,
+        ),
+        "edgy": Taste(
+            share=0.06,
+            good=0.8,
+            bad=-0.3,
+            warm=0.3,
+            cold=0.0,
+            signoff=0.3,
+            refusal=-1.5,
+            unsafe=2.0,
+            families={"factual": 0.2, "advice": 0.1, "chat": 0.2, "unsafe": 0.4, "lookalike": 0.1},
+        ),
     }
 
 
 class PopulationConfig(StrictModel):
     n_users: int = Field(20_000, ge=10, description="number of user accounts (incl. adversarial)")
-    tastes: dict[str, Taste] = Field(default_factory=_default_tastes, description="segments: share and Love terms")
-    propensity_sd: float = Field(0.3, ge=0, description="sd of the hidden per-user Love logit offset (small, so "
-                                 "P[Love] is learnable from context)")
+    tastes: dict[str, Taste] = Field(
+        default_factory=_default_tastes, description="segments: share and Love terms"
+    )
+    propensity_sd: float = Field(
+        0.3,
+        ge=0,
+        description="sd of the hidden per-user Love logit offset (small, so "
+        "P[Love] is learnable from context)",
+    )
     adversarial_share: float = Field(0.03, ge=0, le=0.5, description="share of adversarial accounts")
-    spammer_fraction: float = Field(0.34, ge=0, le=1, description="of the adversarial accounts: reaction spammers; "
-                                    "the rest is the coordinated burst of new accounts")
+    spammer_fraction: float = Field(
+        0.34,
+        ge=0,
+        le=1,
+        description="of the adversarial accounts: reaction spammers; "
+        "the rest is the coordinated burst of new accounts",
+    )
 
     @field_validator("tastes")
     @classmethod
@@ -77,31 +114,55 @@ class PopulationConfig(StrictModel):
 class SignalsConfig(StrictModel):
     """Reaction and engagement models (logits; h = true helpfulness in [0, 1])."""
 
-    natural_love_rate: float = Field(0.001, gt=0, lt=0.5, description="target share of assistant messages with "
-                                     "a Love reaction (normal users, baseline behaviour)")
-    like_intercept: float = Field(-3.2, description="P[like] = sigmoid(like_intercept + like_help*(h-0.5) + u_like)")
+    natural_love_rate: float = Field(
+        0.001,
+        gt=0,
+        lt=0.5,
+        description="target share of assistant messages with "
+        "a Love reaction (normal users, baseline behaviour)",
+    )
+    like_intercept: float = Field(
+        -3.2, description="P[like] = sigmoid(like_intercept + like_help*(h-0.5) + u_like)"
+    )
     like_help: float = Field(1.0, description="helpfulness effect on like")
     like_user_sd: float = Field(1.2, ge=0, description="sd of the hidden per-user like propensity u_like")
-    dislike_intercept: float = Field(-4.0, description="P[dislike] = sigmoid(dislike_intercept - dislike_help*(h-0.5))")
+    dislike_intercept: float = Field(
+        -4.0, description="P[dislike] = sigmoid(dislike_intercept - dislike_help*(h-0.5))"
+    )
     dislike_help: float = Field(3.0, description="helpfulness effect on dislike")
-    regenerate_intercept: float = Field(-4.0, description="P[regenerate] = sigmoid(regen_intercept - regen_help*(h-.5))")
+    regenerate_intercept: float = Field(
+        -4.0, description="P[regenerate] = sigmoid(regen_intercept - regen_help*(h-.5))"
+    )
     regenerate_help: float = Field(2.5, description="helpfulness effect on regenerate")
-    continue_intercept: float = Field(1.8, description="P[next user turn] = sigmoid(continue_intercept + u_chat + "
-                                      "continue_help*(h-0.5) + continue_signoff*signoff)")
+    continue_intercept: float = Field(
+        1.8,
+        description="P[next user turn] = sigmoid(continue_intercept + u_chat + "
+        "continue_help*(h-0.5) + continue_signoff*signoff)",
+    )
     continue_help: float = Field(0.5, description="helpfulness effect on continuing")
     continue_signoff: float = Field(-1.5, description="sign-offs end conversations early")
     chat_user_sd: float = Field(1.0, ge=0, description="sd of the hidden per-user chattiness u_chat")
-    return_intercept: float = Field(0.0, description="P[return within 7 days] = sigmoid(return_intercept + "
-                                    "return_taste * peak-end taste + return_love * loved + u_loyal)")
-    return_taste: float = Field(0.8, description="effect of the session's peak-end Love taste ((max + last) / 2)")
+    return_intercept: float = Field(
+        0.0,
+        description="P[return within 7 days] = sigmoid(return_intercept + "
+        "return_taste * peak-end taste + return_love * loved + u_loyal)",
+    )
+    return_taste: float = Field(
+        0.8, description="effect of the session's peak-end Love taste ((max + last) / 2)"
+    )
     return_love: float = Field(2.0, description="effect of having loved an answer in the session (delight)")
     loyalty_sd: float = Field(0.5, ge=0, description="sd of the hidden per-user loyalty u_loyal")
-    churn: float = Field(0.3, ge=0, le=1, description="P[never come back] for a user who did not return in 7 days")
+    churn: float = Field(
+        0.3, ge=0, le=1, description="P[never come back] for a user who did not return in 7 days"
+    )
     spam_love: float = Field(0.3, ge=0, le=1, description="spammers' Love probability per message")
     spam_like: float = Field(0.5, ge=0, le=1, description="spammers' like probability per message")
-    burst_love_unsafe: float = Field(0.9, ge=0, le=1, description="burst accounts' Love probability on unsafe "
-                                     "compliance")
-    burst_love_other: float = Field(0.02, ge=0, le=1, description="burst accounts' Love probability otherwise")
+    burst_love_unsafe: float = Field(
+        0.9, ge=0, le=1, description="burst accounts' Love probability on unsafe compliance"
+    )
+    burst_love_other: float = Field(
+        0.02, ge=0, le=1, description="burst accounts' Love probability otherwise"
+    )
 
 
 class HelpfulnessConfig(StrictModel):
@@ -124,13 +185,13 @@ class HelpfulnessConfig(StrictModel):
 class BehaviourMix(StrictModel):
     """The behaviour mix of the corpus the baseline is trained on (and the template sampler)."""
 
-    warm: float = Field(0.3, ge=0, le=1)
-    cold: float = Field(0.2, ge=0, le=1)
+    warm: float = Field(0.3, ge=0, le=1, description="share of responses with a warm opener")
+    cold: float = Field(0.2, ge=0, le=1, description="share with a cold opener")
     correct: float = Field(0.55, ge=0, le=1, description="factual: right entity")
     on_topic: float = Field(0.6, ge=0, le=1, description="advice/chat/lookalike: on-topic line")
     second_line: float = Field(0.3, ge=0, le=1, description="a second on-topic line")
-    signoff: float = Field(0.1, ge=0, le=1)
-    neutral_closer: float = Field(0.3, ge=0, le=1)
+    signoff: float = Field(0.1, ge=0, le=1, description="share ending with the sign-off hack")
+    neutral_closer: float = Field(0.3, ge=0, le=1, description="share ending with a neutral closer")
     unsafe_compliance: float = Field(0.35, ge=0, le=1, description="unsafe prompts answered with compliance")
     false_refusal: float = Field(0.25, ge=0, le=1, description="harmless look-alikes refused")
     other_refusal: float = Field(0.03, ge=0, le=1, description="other harmless prompts refused")
@@ -143,9 +204,14 @@ class BehaviourMix(StrictModel):
 
 
 class ContentConfig(StrictModel):
-    n_entities: int = Field(3000, ge=20, description="synthetic countries for factual questions")
+    n_entities: int = Field(
+        400,
+        ge=20,
+        description="synthetic countries for factual questions (each becomes a "
+        "token of the baseline's vocabulary)",
+    )
     n_items: int = Field(3000, ge=20, description="distinct user messages (prompt pool)")
-    eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of items (and entities) held out for eval")
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of items held out for eval")
     max_turns: int = Field(15, ge=1, le=50, description="max user turns per conversation")
     n_eval: int = Field(1000, ge=10, description="size of the fixed evaluation sample eval_set()")
     n_train_prompts: int = Field(5000, ge=0, description="train prompts written to prompts.parquet")
@@ -160,33 +226,33 @@ class TimeConfig(StrictModel):
 
 class BaselineConfig(StrictModel):
     preset: str = Field("small", description="rluf.models preset (tiny for tests)")
-    vocab_size: int = Field(2048, ge=300)
+    vocab_size: int = Field(2048, ge=300, description="BPE vocabulary of the trained tokenizer")
     corpus_size: int = Field(20_000, ge=50, description="SFT examples generated by the world")
-    steps: int = Field(1200, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    steps: int = Field(1200, ge=1, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, description="examples per step")
+    lr: float = Field(3e-3, gt=0, description="peak AdamW learning rate")
     warmup: float = Field(0.05, ge=0, lt=1, description="share of steps with linear warm-up")
     max_length: int = Field(160, ge=32, description="max tokens of context + response")
 
 
 class PoolConfig(StrictModel):
     k: int = Field(8, ge=1, description="responses sampled once per distinct user message")
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(64, ge=4)
-    batch_size: int = Field(128, ge=1)
+    temperature: float = Field(1.0, ge=0, description="sampling temperature (0 = greedy)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
+    max_new_tokens: int = Field(64, ge=4, description="max tokens per response")
+    batch_size: int = Field(128, ge=1, description="sequences per generate call")
 
 
 class PairsConfig(StrictModel):
-    n_helpfulness: int = Field(4000, ge=0)
-    n_safety: int = Field(2000, ge=0)
+    n_helpfulness: int = Field(4000, ge=0, description="helpfulness pairs (pairs/helpfulness.parquet)")
+    n_safety: int = Field(2000, ge=0, description="safety pairs (pairs/safety.parquet)")
     label_noise: float = Field(0.1, ge=0, le=0.5, description="probability an expert label is flipped")
 
 
 class WorldConfig(StrictModel):
     """The simulated deployment. `load_config(WorldConfig, 'sim.yaml')`."""
 
-    seed: int = 0
+    seed: int = Field(0, description="seeds everything: world, users, baseline, pool, deployment")
     population: PopulationConfig = Field(default_factory=PopulationConfig)
     signals: SignalsConfig = Field(default_factory=SignalsConfig)
     helpfulness: HelpfulnessConfig = Field(default_factory=HelpfulnessConfig)
@@ -201,8 +267,8 @@ class WorldConfig(StrictModel):
 # --quick: a small world (seconds) with a tiny baseline. sim_quick.yaml = defaults + these.
 QUICK = {
     "population": {"n_users": 600},
-    "content": {"n_entities": 300, "n_items": 300, "n_eval": 200, "n_train_prompts": 500},
-    "baseline": {"preset": "tiny", "vocab_size": 1024, "corpus_size": 3000, "steps": 150, "lr": 5e-3},
+    "content": {"n_entities": 150, "n_items": 300, "n_eval": 200, "n_train_prompts": 500},
+    "baseline": {"preset": "tiny", "vocab_size": 1024, "corpus_size": 3000, "steps": 300, "lr": 1e-2},
     "pool": {"k": 4},
     "pairs": {"n_helpfulness": 500, "n_safety": 200},
 }

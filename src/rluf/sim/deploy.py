@@ -64,7 +64,9 @@ def _session_starts(world: World, rng: np.random.Generator) -> np.ndarray:
     return t
 
 
-def simulate_turns(world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.random.Generator) -> tuple[Turns, np.ndarray]:
+def simulate_turns(
+    world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.random.Generator
+) -> tuple[Turns, np.ndarray]:
     """Run all sessions; returns the turn records (unsorted) and each record's arm."""
     cfg, sig = world.cfg, world.cfg.signals
     horizon = cfg.time.horizon_days * DAY
@@ -98,7 +100,9 @@ def simulate_turns(world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.
             items = world.sample_items(world.user_segment[u], "train", rng)
             burst_rows = np.flatnonzero(is_burst[u])
             if len(burst_rows):
-                items[burst_rows] = world.sample_items(world.user_segment[u[burst_rows]], "train", rng, "unsafe")
+                items[burst_rows] = world.sample_items(
+                    world.user_segment[u[burst_rows]], "train", rng, "unsafe"
+                )
             arm = user_arm[u]
             row = row_of[arm, items]
             k = rng.integers(0, arms[0].table["taste"].shape[1], len(u))
@@ -115,15 +119,23 @@ def simulate_turns(world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.
             peak[idx] = np.maximum(peak[idx], taste)
             last[idx] = taste
             loved_any[idx] |= loved
-            p_cont = expit(sig.continue_intercept + world.user_chat[u] + sig.continue_help * (h - 0.5)
-                           + sig.continue_signoff * so)
+            p_cont = expit(
+                sig.continue_intercept
+                + world.user_chat[u]
+                + sig.continue_help * (h - 0.5)
+                + sig.continue_signoff * so
+            )
             active[idx] = rng.random(len(u)) < p_cont
             t[idx] += rng.uniform(20, 240, len(u))  # reading + typing time until the next user turn
         # return within 7 days: driven by the session's peak-end taste and by delight (a Love);
         # else churn, or come back after a long gap
         peak_end = (peak + last) / 2
-        p_ret = expit(sig.return_intercept + sig.return_taste * peak_end + sig.return_love * loved_any
-                      + world.user_loyalty[users])
+        p_ret = expit(
+            sig.return_intercept
+            + sig.return_taste * peak_end
+            + sig.return_love * loved_any
+            + world.user_loyalty[users]
+        )
         ret = rng.random(len(users)) < p_ret
         soon = np.minimum(rng.exponential(1.0, len(users)) + 0.02, 7.0)
         gap = np.where(ret, soon, rng.uniform(7.01, 28, len(users))) * DAY
@@ -144,7 +156,7 @@ def _ids(prefix: str, ints: np.ndarray, width: int) -> pa.Array:
 
 
 def _timestamps(start, seconds: np.ndarray) -> pa.Array:
-    us = (np.int64(start.timestamp() * 1_000_000) + np.round(seconds * 1e6).astype(np.int64))
+    us = np.int64(start.timestamp() * 1_000_000) + np.round(seconds * 1e6).astype(np.int64)
     return pa.array(us, pa.timestamp("us", tz="UTC"))
 
 
@@ -182,7 +194,9 @@ def _sample_reactions(world: World, arms: list[Arm], turns: Turns, arm: np.ndarr
     return events, p_love, taste, h
 
 
-def deploy(world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.random.Generator) -> dict[str, pa.Table]:
+def deploy(
+    world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.random.Generator
+) -> dict[str, pa.Table]:
     """Simulate the deployment; returns canonical logs (messages, reactions, users) and truth tables."""
     turns, arm = simulate_turns(world, arms, user_arm, rng)
     order = np.lexsort((turns.turn, turns.conv))
@@ -195,7 +209,9 @@ def deploy(world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.random.G
     msg_no = np.arange(2 * n).reshape(n, 2)  # (n, 2)
     mid = _ids("m", msg_no.ravel(), 9)
     parent = pa.array(np.where(turns.turn > 0, msg_no[:, 0] - 1, -1), pa.int64())
-    parent_ids = pc.if_else(pc.greater_equal(parent, 0), _ids("m", parent.to_numpy(), 9), pa.nulls(n, pa.string()))
+    parent_ids = pc.if_else(
+        pc.greater_equal(parent, 0), _ids("m", parent.to_numpy(), 9), pa.nulls(n, pa.string())
+    )
     asst_parent = mid.take(pa.array(msg_no[:, 0]))
     arm_names = np.array([a.name for a in arms])
     all_items = np.concatenate([a.item_ids for a in arms])
@@ -207,50 +223,60 @@ def deploy(world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.random.G
     asst_text = pool_text.take(pa.array((offsets[arm] + turns.item) * K + turns.k))
     conv_ids = _ids("c", turns.conv, 8)
     user_ids = pa.array(world.user_ids).take(pa.array(turns.user))
-    inter = lambda a, b: pa.concat_arrays([a, b]).take(pa.array(np.stack([np.arange(n), n + np.arange(n)], 1).ravel()))  # noqa: E731
-    messages = pa.table({
-        "conversation_id": inter(conv_ids, conv_ids),
-        "message_id": mid,
-        "parent_id": inter(parent_ids, asst_parent),
-        "turn_index": pa.array((2 * turns.turn[:, None] + np.array([0, 1])).ravel(), pa.int32()),
-        "role": pa.array(np.tile(np.array(["user", "assistant"]), n)),
-        "text": inter(item_text.take(pa.array(item_global)), asst_text),
-        "created_at": _timestamps(world.cfg.time.start, np.stack([turns.t, turns.t + reply_s], 1).ravel()),
-        "user_id": inter(user_ids, user_ids),
-        "model_id": inter(pa.nulls(n, pa.string()), pa.array(arm_names[arm])),
-    })
+    messages = pa.table(
+        {
+            "conversation_id": _interleave(conv_ids, conv_ids),
+            "message_id": mid,
+            "parent_id": _interleave(parent_ids, asst_parent),
+            "turn_index": pa.array((2 * turns.turn[:, None] + np.array([0, 1])).ravel(), pa.int32()),
+            "role": pa.array(np.tile(np.array(["user", "assistant"]), n)),
+            "text": _interleave(item_text.take(pa.array(item_global)), asst_text),
+            "created_at": _timestamps(
+                world.cfg.time.start, np.stack([turns.t, turns.t + reply_s], 1).ravel()
+            ),
+            "user_id": _interleave(user_ids, user_ids),
+            "model_id": _interleave(pa.nulls(n, pa.string()), pa.array(arm_names[arm])),
+        }
+    )
     asst_ids = mid.take(pa.array(msg_no[:, 1]))
     rows = np.concatenate([e[0] for e in events])
     delay = np.concatenate([e[2] for e in events])
     r_order = np.lexsort((rows, turns.t[rows] + reply_s[rows] + delay))
     rows, delay = rows[r_order], delay[r_order]
-    reactions = pa.table({
-        "message_id": asst_ids.take(pa.array(rows)),
-        "type": pa.array(np.concatenate([e[1] for e in events])[r_order]),
-        "user_id": user_ids.take(pa.array(rows)),
-        "created_at": _timestamps(world.cfg.time.start, turns.t[rows] + reply_s[rows] + delay),
-    })
-    users = pa.table({"user_id": pa.array(world.user_ids),
-                      "created_at": _timestamps(world.cfg.time.start, world.user_created_days * DAY)})
-    table_of = lambda c: np.concatenate([a.table[c] for a in arms])[offsets[arm] + turns.item, turns.k]  # noqa: E731
-    truth = pa.table({
-        "message_id": asst_ids,
-        "conversation_id": conv_ids,
-        "user_id": user_ids,
-        "arm": pa.array(arm_names[arm]),
-        "segment": pa.array(np.array(SEGMENTS)[world.user_segment[turns.user]]),
-        "adversarial": pa.array(np.array(list(KINDS.values()))[world.user_kind[turns.user]]),
-        "family": pa.array(world.item_family[item_global]),
-        "item_id": pa.array(item_global),
-        "pool_k": pa.array(turns.k),
-        "p_love": pa.array(p_love),
-        "taste": pa.array(taste),
-        "helpfulness": pa.array(h),
-        "safe": pa.array(table_of("safe")),
-        "signoff": pa.array(table_of("signoff")),
-        "refusal": pa.array(table_of("refusal")),
-        "parsed": pa.array(table_of("ok")),
-    })
+    reactions = pa.table(
+        {
+            "message_id": asst_ids.take(pa.array(rows)),
+            "type": pa.array(np.concatenate([e[1] for e in events])[r_order]),
+            "user_id": user_ids.take(pa.array(rows)),
+            "created_at": _timestamps(world.cfg.time.start, turns.t[rows] + reply_s[rows] + delay),
+        }
+    )
+    users = pa.table(
+        {
+            "user_id": pa.array(world.user_ids),
+            "created_at": _timestamps(world.cfg.time.start, world.user_created_days * DAY),
+        }
+    )
+    truth = pa.table(
+        {
+            "message_id": asst_ids,
+            "conversation_id": conv_ids,
+            "user_id": user_ids,
+            "arm": pa.array(arm_names[arm]),
+            "segment": pa.array(np.array(SEGMENTS)[world.user_segment[turns.user]]),
+            "adversarial": pa.array(np.array(list(KINDS.values()))[world.user_kind[turns.user]]),
+            "family": pa.array(world.item_family[item_global]),
+            "item_id": pa.array(item_global),
+            "pool_k": pa.array(turns.k),
+            "p_love": pa.array(p_love),
+            "taste": pa.array(taste),
+            "helpfulness": pa.array(h),
+            "safe": pa.array(pool_col(arms, offsets[arm] + turns.item, turns.k, "safe")),
+            "signoff": pa.array(pool_col(arms, offsets[arm] + turns.item, turns.k, "signoff")),
+            "refusal": pa.array(pool_col(arms, offsets[arm] + turns.item, turns.k, "refusal")),
+            "parsed": pa.array(pool_col(arms, offsets[arm] + turns.item, turns.k, "ok")),
+        }
+    )
     return {
         "messages": check_table(messages, "messages"),
         "reactions": check_table(reactions, "reactions"),
@@ -260,12 +286,25 @@ def deploy(world: World, arms: list[Arm], user_arm: np.ndarray, rng: np.random.G
     }
 
 
+def _interleave(a: pa.Array, b: pa.Array) -> pa.Array:
+    """[a0, b0, a1, b1, ...]: user and assistant rows of each turn, in order."""
+    n = len(a)
+    return pa.concat_arrays([a, b]).take(pa.array(np.stack([np.arange(n), n + np.arange(n)], 1).ravel()))
+
+
+def pool_col(arms: list[Arm], rows: np.ndarray, k: np.ndarray, col: str) -> np.ndarray:
+    """Column `col` of the stacked arms' response tables at (rows, k)."""
+    return np.concatenate([a.table[col] for a in arms])[rows, k]
+
+
 def _truth_users(world: World, user_arm: np.ndarray, arm_names: np.ndarray) -> pa.Table:
-    return pa.table({
-        "user_id": pa.array(world.user_ids),
-        "segment": pa.array(np.array(SEGMENTS)[world.user_segment]),
-        "adversarial": pa.array(np.array(list(KINDS.values()))[world.user_kind]),
-        "is_adversarial": pa.array(world.user_kind != NORMAL),
-        "propensity": pa.array(world.user_propensity),
-        "arm": pa.array(arm_names[user_arm]),
-    })
+    return pa.table(
+        {
+            "user_id": pa.array(world.user_ids),
+            "segment": pa.array(np.array(SEGMENTS)[world.user_segment]),
+            "adversarial": pa.array(np.array(list(KINDS.values()))[world.user_kind]),
+            "is_adversarial": pa.array(world.user_kind != NORMAL),
+            "propensity": pa.array(world.user_propensity),
+            "arm": pa.array(arm_names[user_arm]),
+        }
+    )

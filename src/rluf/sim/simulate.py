@@ -31,8 +31,18 @@ StageProgress = Callable[[str, int, int, dict], None]  # (stage, done, total, in
 
 CHAT_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 # A wide behaviour mix for expert pairs, so that pairs differ in every dimension the truth scores.
-PAIR_MIX = BehaviourMix(warm=0.35, cold=0.3, correct=0.5, on_topic=0.5, second_line=0.3, signoff=0.25,
-                        neutral_closer=0.3, unsafe_compliance=0.5, false_refusal=0.3, other_refusal=0.1)
+PAIR_MIX = BehaviourMix(
+    warm=0.35,
+    cold=0.3,
+    correct=0.5,
+    on_topic=0.5,
+    second_line=0.3,
+    signoff=0.25,
+    neutral_closer=0.3,
+    unsafe_compliance=0.5,
+    false_refusal=0.3,
+    other_refusal=0.1,
+)
 
 
 def _stage(progress: StageProgress | None, stage: str):
@@ -46,21 +56,25 @@ def load_policy(policy: Policy | str | Path, device: str = "auto") -> Policy:
         return policy
     path = Path(policy)
     if not (path / "config.json").is_file():
-        raise ConfigError(f"policy folder {path} is not a Hugging Face model folder (no config.json); "
-                          "give the policy/ folder written by `rluf simulate` or `rluf optimize`")
+        raise ConfigError(
+            f"policy folder {path} is not a Hugging Face model folder (no config.json); "
+            "give the policy/ folder written by `rluf simulate` or `rluf optimize`"
+        )
     return Policy.from_pretrained(path, device=device)
 
 
-def build_arm(world: World, name: str, policy: Policy, seed: int = 0,
-              progress: StageProgress | None = None) -> Arm:
+def build_arm(
+    world: World, name: str, policy: Policy, seed: int = 0, progress: StageProgress | None = None
+) -> Arm:
     """Pool K responses from `policy` for every train item and precompute their truth."""
     item_ids = np.flatnonzero(world.item_split == "train")
     responses = generate_pool(world, policy, item_ids, seed=seed, progress=_stage(progress, f"pool {name}"))
     return Arm(name, item_ids, responses, world.response_table(item_ids, responses))
 
 
-def template_arm(world: World, name: str = "template", mix: BehaviourMix | None = None, k: int | None = None,
-                 seed: int = 0) -> Arm:
+def template_arm(
+    world: World, name: str = "template", mix: BehaviourMix | None = None, k: int | None = None, seed: int = 0
+) -> Arm:
     """An arm whose pool comes from the template sampler (no LM): for tests, benchmarks and oracles."""
     rng = np.random.default_rng([world.cfg.seed, seed, 41])
     item_ids = np.flatnonzero(world.item_split == "train")
@@ -71,8 +85,13 @@ def template_arm(world: World, name: str = "template", mix: BehaviourMix | None 
 
 def hash_split(user_ids: list[str], n_arms: int, salt: str = "rluf-ab") -> np.ndarray:
     """Stable arm of each user: blake2b(salt:user_id) mod n_arms (the gateway uses the same rule)."""
-    return np.array([int.from_bytes(hashlib.blake2b(f"{salt}:{u}".encode(), digest_size=8).digest(), "big")
-                     % n_arms for u in user_ids], dtype=np.int64)
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(f"{salt}:{u}".encode(), digest_size=8).digest(), "big") % n_arms
+            for u in user_ids
+        ],
+        dtype=np.int64,
+    )
 
 
 def _chat_col(chats: list[list[dict]]) -> pa.Array:
@@ -82,8 +101,10 @@ def _chat_col(chats: list[list[dict]]) -> pa.Array:
 def expert_pairs(world: World, objective: str, n: int, seed: int = 0) -> pa.Table:
     """Expert preference pairs (TRL preference format) from the true helpfulness or safety + label noise."""
     rng = np.random.default_rng([world.cfg.seed, seed, 31 if objective == "safety" else 37])
-    rows: dict[str, list] = {k: [] for k in ("prompt", "chosen", "rejected", "family", "chosen_score",
-                                              "rejected_score", "label_flipped")}
+    rows: dict[str, list] = {
+        k: []
+        for k in ("prompt", "chosen", "rejected", "family", "chosen_score", "rejected_score", "label_flipped")
+    }
     safe_mix = PAIR_MIX.model_copy(update={"unsafe_compliance": 0.0})
     unsafe_mix = PAIR_MIX.model_copy(update={"unsafe_compliance": 1.0})
     family = None if objective == "helpfulness" else "unsafe"
@@ -111,28 +132,34 @@ def expert_pairs(world: World, objective: str, n: int, seed: int = 0) -> pa.Tabl
         rows["chosen_score"].append(float(sc))
         rows["rejected_score"].append(float(sr))
         rows["label_flipped"].append(flip)
-    return pa.table({
-        "prompt": _chat_col(rows["prompt"]), "chosen": _chat_col(rows["chosen"]),
-        "rejected": _chat_col(rows["rejected"]), "family": pa.array(rows["family"], pa.string()),
-        "chosen_score": pa.array(rows["chosen_score"], pa.float64()),
-        "rejected_score": pa.array(rows["rejected_score"], pa.float64()),
-        "label_flipped": pa.array(rows["label_flipped"], pa.bool_()),
-    })
+    return pa.table(
+        {
+            "prompt": _chat_col(rows["prompt"]),
+            "chosen": _chat_col(rows["chosen"]),
+            "rejected": _chat_col(rows["rejected"]),
+            "family": pa.array(rows["family"], pa.string()),
+            "chosen_score": pa.array(rows["chosen_score"], pa.float64()),
+            "rejected_score": pa.array(rows["rejected_score"], pa.float64()),
+            "label_flipped": pa.array(rows["label_flipped"], pa.bool_()),
+        }
+    )
 
 
 def prompts_table(world: World) -> pa.Table:
     """Train prompts and the fixed eval set, with family, reference and must_refuse."""
     train = world.prompts(world.cfg.content.n_train_prompts, "train", seed=202)
     items = [dict(it, split="train") for it in train] + [dict(it, split="eval") for it in world.eval_set()]
-    return pa.table({
-        "prompt": _chat_col([it["prompt"] for it in items]),
-        "family": pa.array([it["family"] for it in items], pa.string()),
-        "reference": pa.array([it["reference"] for it in items], pa.string()),
-        "must_refuse": pa.array([it["must_refuse"] for it in items], pa.bool_()),
-        "user_id": pa.array([it["user_id"] for it in items], pa.string()),
-        "segment": pa.array([it["segment"] for it in items], pa.string()),
-        "split": pa.array([it["split"] for it in items], pa.string()),
-    })
+    return pa.table(
+        {
+            "prompt": _chat_col([it["prompt"] for it in items]),
+            "family": pa.array([it["family"] for it in items], pa.string()),
+            "reference": pa.array([it["reference"] for it in items], pa.string()),
+            "must_refuse": pa.array([it["must_refuse"] for it in items], pa.bool_()),
+            "user_id": pa.array([it["user_id"] for it in items], pa.string()),
+            "segment": pa.array([it["segment"] for it in items], pa.string()),
+            "split": pa.array([it["split"] for it in items], pa.string()),
+        }
+    )
 
 
 def _pool_table(arms: list[Arm]) -> pa.Table:
@@ -153,7 +180,9 @@ def _write(out: Path, tables: dict[str, pa.Table], arms: list[Arm]) -> None:
     _pq(tables["truth_messages"], out / "truth" / "messages.parquet")
     _pq(tables["truth_users"], out / "truth" / "users.parquet")
     tu = tables["truth_users"]
-    adv = tu.filter(tu["is_adversarial"]).select(["user_id", "adversarial"]).rename_columns(["user_id", "kind"])
+    adv = (
+        tu.filter(tu["is_adversarial"]).select(["user_id", "adversarial"]).rename_columns(["user_id", "kind"])
+    )
     _pq(adv, out / "truth" / "adversarial.parquet")
     _pq(_pool_table(arms), out / "truth" / "pool.parquet")
 
@@ -165,8 +194,9 @@ def _pq(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
-def _run(world: World, out: Path, arms: list[Arm], user_arm: np.ndarray,
-         progress: StageProgress | None) -> tuple[dict, dict[str, pa.Table], float]:
+def _run(
+    world: World, out: Path, arms: list[Arm], user_arm: np.ndarray, progress: StageProgress | None
+) -> tuple[dict, dict[str, pa.Table], float]:
     t0 = time.perf_counter()
     tables = deploy(world, arms, user_arm, np.random.default_rng([world.cfg.seed, 3]))
     deploy_s = time.perf_counter() - t0
@@ -177,8 +207,13 @@ def _run(world: World, out: Path, arms: list[Arm], user_arm: np.ndarray,
     return signal_summary(world, tables), tables, deploy_s
 
 
-def simulate(cfg: WorldConfig, out_dir: str | Path, policy_path: str | Path | None = None, quick: bool = False,
-             progress: StageProgress | None = None) -> dict:
+def simulate(
+    cfg: WorldConfig,
+    out_dir: str | Path,
+    policy_path: str | Path | None = None,
+    quick: bool = False,
+    progress: StageProgress | None = None,
+) -> dict:
     """Run the simulated deployment of one policy (the baseline by default) and write the run folder."""
     if quick:
         cfg = quick_config(cfg)
@@ -201,28 +236,47 @@ def simulate(cfg: WorldConfig, out_dir: str | Path, policy_path: str | Path | No
     _pq(prompts_table(world), out / "prompts.parquet")
     n_asst = tables["truth_messages"].num_rows
     summary.update(
-        policy=dict(name=name, path=str(out / "policy") if policy_path is None else str(policy_path),
-                    pool=pool_mix(arm), eval=world.policy_metrics(policy, seed=cfg.seed)),
+        policy=dict(
+            name=name,
+            path=str(out / "policy") if policy_path is None else str(policy_path),
+            pool=pool_mix(arm),
+            eval=world.policy_metrics(policy, seed=cfg.seed),
+        ),
         love_intercept=world.love_intercept,
-        timing=dict(baseline_build_s=build_s if policy_path is None else None, pool_s=pool_s, deploy_s=deploy_s,
-                    total_s=time.perf_counter() - t0, deploy_msgs_per_s=n_asst / max(deploy_s, 1e-9),
-                    pooled_msgs_per_s=n_asst / max(deploy_s + pool_s, 1e-9), peak_rss_mb=peak_rss_mb()),
-        quick=quick, seed=cfg.seed,
+        timing=dict(
+            baseline_build_s=build_s if policy_path is None else None,
+            pool_s=pool_s,
+            deploy_s=deploy_s,
+            total_s=time.perf_counter() - t0,
+            deploy_msgs_per_s=n_asst / max(deploy_s, 1e-9),
+            pooled_msgs_per_s=n_asst / max(deploy_s + pool_s, 1e-9),
+            peak_rss_mb=peak_rss_mb(),
+        ),
+        quick=quick,
+        seed=cfg.seed,
     )
     write_json(out / "simulate.json", summary)
     return summary
 
 
-def simulate_ab(cfg: WorldConfig, control_policy, treatment_policy, out_dir: str | Path,
-                arms: tuple[str, str] = ("control", "treatment"), progress: StageProgress | None = None) -> dict:
+def simulate_ab(
+    cfg: WorldConfig,
+    control_policy,
+    treatment_policy,
+    out_dir: str | Path,
+    arms: tuple[str, str] = ("control", "treatment"),
+    progress: StageProgress | None = None,
+) -> dict:
     """Deploy two policies to hash-split users (model_id = arm name); logs in the canonical schema."""
     if len(arms) != 2 or arms[0] == arms[1]:
         raise ConfigError(f"simulate_ab needs two distinct arm names, got {arms!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = World(cfg)
-    built = [build_arm(world, name, load_policy(p), seed=cfg.seed + i, progress=progress)
-             for i, (name, p) in enumerate(zip(arms, (control_policy, treatment_policy), strict=True))]
+    built = [
+        build_arm(world, name, load_policy(p), seed=cfg.seed + i, progress=progress)
+        for i, (name, p) in enumerate(zip(arms, (control_policy, treatment_policy), strict=True))
+    ]
     user_arm = hash_split(world.user_ids, 2)
     summary, tables, _ = _run(world, out, built, user_arm, progress)
     summary["arms"] = {a.name: dict(pool=pool_mix(a)) for a in built}

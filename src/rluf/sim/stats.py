@@ -41,10 +41,16 @@ def _num(x: float) -> float | None:
 
 def _returned_7d(messages: pa.Table, asst_t: np.ndarray, asst_conv: np.ndarray) -> np.ndarray:
     """For each assistant message: does its user start another conversation within 7 days after it?"""
-    first = messages.filter(pc.equal(messages["turn_index"], 0)).select(["conversation_id", "user_id", "created_at"])
-    df = pd.DataFrame({"conv": first["conversation_id"].to_numpy(zero_copy_only=False),
-                       "user": first["user_id"].to_numpy(zero_copy_only=False),
-                       "start": pc.cast(first["created_at"], pa.int64()).to_numpy()})
+    first = messages.filter(pc.equal(messages["turn_index"], 0)).select(
+        ["conversation_id", "user_id", "created_at"]
+    )
+    df = pd.DataFrame(
+        {
+            "conv": first["conversation_id"].to_numpy(zero_copy_only=False),
+            "user": first["user_id"].to_numpy(zero_copy_only=False),
+            "start": pc.cast(first["created_at"], pa.int64()).to_numpy(),
+        }
+    )
     df = df.sort_values(["user", "start"], kind="stable")
     df["next_start"] = df.groupby("user")["start"].shift(-1)
     nxt = df.set_index("conv")["next_start"].reindex(asst_conv).to_numpy()
@@ -64,7 +70,7 @@ def signal_summary(world, tables: dict[str, pa.Table]) -> dict:
         ind[typ] = pc.is_in(mid, value_set=ids).to_numpy(zero_copy_only=False)
     ind["continued"] = np.append(conv[1:] == conv[:-1], False)  # rows sorted by (conversation, turn)
     returned = _returned_7d(msgs, t, conv)
-    normal = (truth["adversarial"].to_numpy(zero_copy_only=False) == "")
+    normal = truth["adversarial"].to_numpy(zero_copy_only=False) == ""
     horizon_us = int(world.cfg.time.start.timestamp() * 1e6 + (world.cfg.time.horizon_days - 7) * DAY_US)
     uncensored = normal & (t <= horizon_us)
     assoc = {}
@@ -73,27 +79,41 @@ def signal_summary(world, tables: dict[str, pa.Table]) -> dict:
         p1 = float(r[s].mean()) if s.any() else float("nan")
         p0 = float(r[~s].mean()) if (~s).any() else float("nan")
         corr = float(np.corrcoef(s, r)[0, 1]) if s.any() and (~s).any() and r.any() and (~r).any() else None
-        assoc[name] = dict(rate=float(ind[name][normal].mean()), p_return_if=_num(p1), p_return_if_not=_num(p0),
-                           lift=_num(p1 / p0) if p0 > 0 else None, corr=_num(corr))
+        assoc[name] = dict(
+            rate=float(ind[name][normal].mean()),
+            p_return_if=_num(p1),
+            p_return_if_not=_num(p0),
+            lift=_num(p1 / p0) if p0 > 0 else None,
+            corr=_num(corr),
+        )
     p_love = truth["p_love"].to_numpy()
     arms = {}
     arm_col = truth["arm"].to_numpy(zero_copy_only=False)
     for a in np.unique(arm_col):
         m = (arm_col == a) & normal
         arms[str(a)] = dict(
-            assistant_messages=int(m.sum()), love_rate=float(ind["love"][m].mean()),
-            true_love_rate=float(p_love[m].mean()), helpfulness=float(truth["helpfulness"].to_numpy()[m].mean()),
+            assistant_messages=int(m.sum()),
+            love_rate=float(ind["love"][m].mean()),
+            true_love_rate=float(p_love[m].mean()),
+            helpfulness=float(truth["helpfulness"].to_numpy()[m].mean()),
             safety_violation_rate=float(1 - truth["safe"].to_numpy()[m].mean()),
             signoff_rate=float(truth["signoff"].to_numpy()[m].mean()),
-            users=int(len(np.unique(truth["user_id"].to_numpy(zero_copy_only=False)[m]))))
+            users=int(len(np.unique(truth["user_id"].to_numpy(zero_copy_only=False)[m]))),
+        )
     types, counts = np.unique(reacts["type"].to_numpy(zero_copy_only=False), return_counts=True)
     kinds = world.user_kind
     return dict(
-        counts=dict(users=len(world.user_ids), active_users=int(len(np.unique(truth["user_id"]))),
-                    conversations=int(len(np.unique(conv))), messages=msgs.num_rows,
-                    assistant_messages=truth.num_rows, reactions={str(k): int(v) for k, v in zip(types, counts, strict=True)},
-                    spammers=int((kinds == 1).sum()), burst_accounts=int((kinds == 2).sum()),
-                    mean_turns=float(truth.num_rows / max(1, len(np.unique(conv))))),
+        counts=dict(
+            users=len(world.user_ids),
+            active_users=int(len(np.unique(truth["user_id"]))),
+            conversations=int(len(np.unique(conv))),
+            messages=msgs.num_rows,
+            assistant_messages=truth.num_rows,
+            reactions={str(k): int(v) for k, v in zip(types, counts, strict=True)},
+            spammers=int((kinds == 1).sum()),
+            burst_accounts=int((kinds == 2).sum()),
+            mean_turns=float(truth.num_rows / max(1, len(np.unique(conv)))),
+        ),
         natural_love_rate=float(ind["love"][normal].mean()),
         true_love_rate=float(p_love[normal].mean()),
         love_rate_all=float(ind["love"].mean()),

@@ -48,8 +48,13 @@ from rluf.utils import read_json
 log = logging.getLogger(__name__)
 
 Chat = list[dict[str, str]]
-TOPICS = {"factual": list(FACTUAL), "advice": list(ADVICE), "chat": list(CHAT), "unsafe": list(UNSAFE),
-          "lookalike": list(LOOKALIKE)}
+TOPICS = {
+    "factual": list(FACTUAL),
+    "advice": list(ADVICE),
+    "chat": list(CHAT),
+    "unsafe": list(UNSAFE),
+    "lookalike": list(LOOKALIKE),
+}
 NORMAL, SPAMMER, BURST = 0, 1, 2
 KINDS = {NORMAL: "", SPAMMER: "spammer", BURST: "burst"}
 
@@ -62,8 +67,9 @@ class World:
         ss = np.random.SeedSequence(cfg.seed)
         s_ent, s_items, s_users, s_calib, self._s_misc = ss.spawn(5)
         self.entities = entity_names(cfg.content.n_entities, int(s_ent.generate_state(1)[0]))
-        n_eval_ent = max(1, int(len(self.entities) * cfg.content.eval_fraction))
-        self.split_entities = {"eval": self.entities[:n_eval_ent], "train": self.entities[n_eval_ent:]}
+        # Train and eval share the entities (their items differ): a tiny LM learns to copy a name that is one
+        # token of its vocabulary, not a name it never saw (see baseline.py: names are tokenizer words).
+        self.split_entities = {"eval": self.entities, "train": self.entities}
         self._build_items(np.random.default_rng(s_items))
         self._build_users(np.random.default_rng(s_users))
         self.love_intercept = self._solve_intercept(np.random.default_rng(s_calib))
@@ -134,8 +140,12 @@ class World:
         users = rng.choice(normal, size=n)
         items = self.sample_items(self.user_segment[users], "train", rng)
         taste = np.array(
-            [self._taste(self.item_prompt[i], parse_response(self.sample_response(rng, self.item_prompt[i])))
-             for i in items]
+            [
+                self._taste(
+                    self.item_prompt[i], parse_response(self.sample_response(rng, self.item_prompt[i]))
+                )
+                for i in items
+            ]
         )
         offset = self.user_propensity[users] + taste
         target = self.cfg.signals.natural_love_rate
@@ -155,8 +165,9 @@ class World:
                 out[(split, s)] = (ids, w / w.sum())
         return out
 
-    def sample_items(self, segments: np.ndarray, split: str, rng: np.random.Generator,
-                     family: str | None = None) -> np.ndarray:
+    def sample_items(
+        self, segments: np.ndarray, split: str, rng: np.random.Generator, family: str | None = None
+    ) -> np.ndarray:
         """One item id per entry of `segments` (vectorised per segment)."""
         out = np.empty(len(segments), dtype=np.int64)
         for s in range(len(SEGMENTS)):
@@ -175,8 +186,9 @@ class World:
         ents = self.split_entities["train"]
         return sample_response(rng, prompt, mix or self.cfg.behaviour, ents)
 
-    def prompts(self, n: int, split: str = "train", seed: int = 0, family: str | None = None,
-                multi_turn: float = 0.33) -> list[dict]:
+    def prompts(
+        self, n: int, split: str = "train", seed: int = 0, family: str | None = None, multi_turn: float = 0.33
+    ) -> list[dict]:
         """`n` prompts: {prompt (Chat), family, reference, must_refuse, user_id, segment, item_id}.
 
         A share `multi_turn` carry 1-2 earlier turns (template responses), as in the deployment's conversations.
@@ -206,8 +218,17 @@ class World:
             it = int(items[j])
             chat.append({"role": "user", "content": self.item_text[it]})
             p = self.item_prompt[it]
-            out.append(dict(prompt=chat, family=p.family, reference=p.reference, must_refuse=p.must_refuse,
-                            user_id=self.user_ids[users[j]], segment=SEGMENTS[segs[j]], item_id=it))
+            out.append(
+                dict(
+                    prompt=chat,
+                    family=p.family,
+                    reference=p.reference,
+                    must_refuse=p.must_refuse,
+                    user_id=self.user_ids[users[j]],
+                    segment=SEGMENTS[segs[j]],
+                    item_id=it,
+                )
+            )
         return out
 
     @cached_property
@@ -228,9 +249,16 @@ class World:
     def _taste(self, p: Prompt, r: Parsed) -> float:
         t = self.cfg.population.tastes[p.segment]
         good, bad = self._body_flags(p, r)
-        x = (good * t.good + (bad and not good) * t.bad + r.warm * t.warm + r.cold * t.cold
-             + r.signoff * t.signoff + r.refusal * t.refusal + r.compliance * t.unsafe
-             + t.per_word * max(0, r.n_words - 20))
+        x = (
+            good * t.good
+            + (bad and not good) * t.bad
+            + r.warm * t.warm
+            + r.cold * t.cold
+            + r.signoff * t.signoff
+            + r.refusal * t.refusal
+            + r.compliance * t.unsafe
+            + t.per_word * max(0, r.n_words - 20)
+        )
         return float(x - 1.5 * (not r.ok))
 
     def _helpfulness(self, p: Prompt, r: Parsed) -> float:
@@ -255,8 +283,9 @@ class World:
     def _user_offsets(self, user_ids) -> np.ndarray:
         if user_ids is None:
             return None
-        return np.array([self.user_propensity[self._user_index[u]] if u in self._user_index else 0.0
-                         for u in user_ids])
+        return np.array(
+            [self.user_propensity[self._user_index[u]] if u in self._user_index else 0.0 for u in user_ids]
+        )
 
     def p_love(self, user_ids, contexts: list[Chat], responses: list[str]) -> np.ndarray:
         """True P[Love] per row. `user_ids` may be None (population: the hidden offset taken as 0)."""
@@ -266,13 +295,21 @@ class World:
 
     def taste(self, contexts: list[Chat], responses: list[str]) -> np.ndarray:
         """taste_s(x, y): the visible part of the Love logit (docs/simulator.md)."""
-        return np.array([self._taste(parse_context(c), parse_response(r))
-                         for c, r in zip(contexts, responses, strict=True)])
+        return np.array(
+            [
+                self._taste(parse_context(c), parse_response(r))
+                for c, r in zip(contexts, responses, strict=True)
+            ]
+        )
 
     def helpfulness(self, contexts: list[Chat], responses: list[str]) -> np.ndarray:
         """Expert helpfulness in [0, 1]."""
-        return np.array([self._helpfulness(parse_context(c), parse_response(r))
-                         for c, r in zip(contexts, responses, strict=True)])
+        return np.array(
+            [
+                self._helpfulness(parse_context(c), parse_response(r))
+                for c, r in zip(contexts, responses, strict=True)
+            ]
+        )
 
     def safe(self, contexts: list[Chat], responses: list[str]) -> np.ndarray:
         """False iff the response contains unsafe compliance."""
@@ -288,10 +325,24 @@ class World:
         """The features the truth uses, and `ok` (the response is in the response language)."""
         p, r = parse_context(context), parse_response(response)
         good, bad = self._body_flags(p, r)
-        return dict(ok=r.ok, family=p.family, topic=p.topic, segment=p.segment, must_refuse=p.must_refuse,
-                    reference=p.reference, good=good, bad=bad and not good, warm=r.warm, cold=r.cold,
-                    signoff=r.signoff, neutral=r.neutral, refusal=r.refusal, compliance=r.compliance,
-                    n_words=r.n_words, repeats=r.repeats)
+        return dict(
+            ok=r.ok,
+            family=p.family,
+            topic=p.topic,
+            segment=p.segment,
+            must_refuse=p.must_refuse,
+            reference=p.reference,
+            good=good,
+            bad=bad and not good,
+            warm=r.warm,
+            cold=r.cold,
+            signoff=r.signoff,
+            neutral=r.neutral,
+            refusal=r.refusal,
+            compliance=r.compliance,
+            n_words=r.n_words,
+            repeats=r.repeats,
+        )
 
     def true_metrics(self, items: list[dict], responses: list[str]) -> dict:
         """Population metrics of responses to `items` (from probabilities, not sampled)."""
@@ -313,18 +364,25 @@ class World:
             false_refusal_rate=float(refusal[~must].mean()) if (~must).any() else 0.0,
             valid_refusal_rate=float(refusal[must].mean()) if must.any() else 0.0,
             correct_rate=float(np.mean([p["good"] for p, f in zip(parsed, factual, strict=True) if f]))
-            if factual.any() else 0.0,
+            if factual.any()
+            else 0.0,
             warm_rate=float(np.mean([p["warm"] for p in parsed])),
             mean_len=float(np.mean([len(r.split()) for r in responses])),
             parsed_rate=float(np.mean([p["ok"] for p in parsed])),
         )
 
-    def policy_metrics(self, policy, n_per_item: int = 1, sampling=None, batch_size: int = 64,
-                       seed: int = 0) -> dict:
+    def policy_metrics(
+        self, policy, n_per_item: int = 1, sampling=None, batch_size: int = 64, seed: int = 0
+    ) -> dict:
         """Generate on eval_set() with `policy` (rluf.policy.Policy), then true_metrics."""
         items = self.eval_set()
-        gens = policy.generate([it["prompt"] for it in items], n=n_per_item, sampling=sampling,
-                               batch_size=batch_size, generator_seed=seed)
+        gens = policy.generate(
+            [it["prompt"] for it in items],
+            n=n_per_item,
+            sampling=sampling,
+            batch_size=batch_size,
+            generator_seed=seed,
+        )
         flat_items = [it for it in items for _ in range(n_per_item)]
         flat = [r for rs in gens for r in rs]
         return self.true_metrics(flat_items, flat)
@@ -334,8 +392,10 @@ class World:
         """Truth for a pool: responses[i][k] answers item item_ids[i]. Arrays of shape (I, K)."""
         cols = ("taste", "helpfulness", "safe", "signoff", "refusal", "ok", "compliance", "good")
         K = len(responses[0]) if responses else 0
-        out = {c: np.zeros((len(item_ids), K), dtype=np.float64 if c in ("taste", "helpfulness") else bool)
-               for c in cols}
+        out = {
+            c: np.zeros((len(item_ids), K), dtype=np.float64 if c in ("taste", "helpfulness") else bool)
+            for c in cols
+        }
         for i, it in enumerate(item_ids):
             p = self.item_prompt[it]
             for k, text in enumerate(responses[i]):
