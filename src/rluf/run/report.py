@@ -134,7 +134,7 @@ def build_report(run_dir: str | Path) -> Path:
     sig = _load(run_dir / "signals" / "signals.json") or {}
     if sig:
         r.paragraph(f"Outcome: {sig.get('outcome')}. Trade-off: {sig.get('tradeoff')}", "note")
-    r.table([_flatten(s) for s in sig.get("signals", [])], table_id="signals-table")
+    r.table(signal_rows(sig), table_id="signals-table")
 
     r.heading("2. Curation", "curation")
     manifest = _load(run_dir / "curate" / "manifest.json") or {}
@@ -142,33 +142,35 @@ def build_report(run_dir: str | Path) -> Path:
 
     r.heading("3. Reward models", "rewards")
     love = _load(run_dir / "reward_love" / "eval.json") or {}
-    r.key_values(_scalars(_flatten(love)), table_id="reward-love-table")
+    r.key_values(love_metrics(love), table_id="reward-love-table")
     r.image(run_dir / "reward_love" / "roc.png", "P[Love] ROC (held-out, later in time)")
     r.image(run_dir / "reward_love" / "reliability.png", "P[Love] reliability at the natural rate")
     pair_rows = []
     for name in ("helpfulness", "safety"):
-        e = _load(run_dir / f"reward_{name}" / "eval.json") or {}
-        pair_rows.append({"objective": name, **_scalars(_flatten(e))})
+        e = _flatten(_load(run_dir / f"reward_{name}" / "eval.json") or {})
+        pair_rows.append({"objective": name, **{k: v for k, v in e.items() if "accuracy" in k or "spearman" in k}})
     r.table(pair_rows, table_id="reward-pairs-table")
 
     r.heading("4. Policy optimization (CRRAFT + Mixture of Judges)", "optimize")
     runs = {p.name: p for p in sorted((run_dir / "sweep").glob("*")) if (p / "metrics.jsonl").is_file()}
     for path, title in plot_iterations(runs, fig_dir):
         r.image(path, title)
-    r.heading("5. The paper's weight sweep", "sweep")
+    r.heading("5. The paper's weight sweep (true metrics from the simulator)", "sweep")
     r.table(sweep_rows(sweep), table_id="sweep-table")
     for claim, ok in (sweep.get("claims") or {}).items():
         r.paragraph(f"{claim}: {ok}", "ok" if ok is True else ("warn" if ok is False else "note"))
 
     r.heading("6. Offline evaluation", "evaluate")
-    r.table([_flatten(x) for x in ev.get("ranking", [])], table_id="ranking-table")
-    r.key_values(_scalars(_flatten(ev.get("correlations", {}))), table_id="correlations-table")
+    r.table(ranking_rows(ev), table_id="ranking-table")
+    corr = {f"{k} ({m})": ((v or {}).get("pooled") or {}).get(m) for k, v in (ev.get("correlations") or {}).items()
+            for m in ("pearson", "spearman")}
+    r.key_values(corr, table_id="correlations-table")
     r.heading("7. Offline-online agreement", "agreement")
-    r.key_values(_scalars(agree), table_id="agreement-table")
+    r.key_values(_scalars(agree, ["n_policies", "pearson", "spearman", "spearman_p"]), table_id="agreement-table")
     r.image(run_dir / "evaluate" / "agreement" / "offline_online.png", "Predicted vs true Love rate")
 
     r.heading("8. Simulated A/B test", "abtest")
-    r.key_values(_scalars(_flatten(ab)), table_id="abtest-table")
+    r.table(ab_rows(ab), table_id="abtest-table")
     ab_plot = plot_ab(ab, fig_dir) if ab else None
     if ab_plot:
         r.image(ab_plot, "Love lift with 95% confidence intervals")
@@ -215,3 +217,55 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
         elif v is None or isinstance(v, (int, float, str, bool)):
             out[key] = v
     return out
+
+
+def signal_rows(sig: dict) -> list[dict[str, Any]]:
+    rows = []
+    for x in sig.get("signals", []):
+        a, m, u = x.get("availability") or {}, x.get("message") or {}, x.get("user") or {}
+        rows.append({
+            "rank": x.get("rank"), "signal": x.get("signal"), "kind": x.get("kind"),
+            "rate per message": a.get("rate_per_message"), "users who emit it": a.get("user_share"),
+            "lift (message)": m.get("lift"), "lift 95% CI": m.get("lift_ci") and f"[{m['lift_ci'][0]:.3g}, {m['lift_ci'][1]:.3g}]",
+            "corr (message)": m.get("corr"), "lift (user)": u.get("lift"), "score": x.get("score"), "note": x.get("note"),
+        })
+    return rows
+
+
+def love_metrics(love: dict) -> dict[str, Any]:
+    test, bayes = love.get("test") or {}, love.get("bayes") or {}
+    out = {f"test {k}": test.get(k) for k in ("n", "positives", "auroc", "auprc", "log_loss", "brier", "ece",
+                                               "ece_relative", "mean_pred_over_observed")}
+    out.update({"Bayes-optimal AUROC (true p_love)": bayes.get("auroc"), "AUROC gap": love.get("auroc_gap"),
+                "length r": love.get("length_r"), "true length r": love.get("true_length_r"),
+                "natural rate": love.get("natural_rate"), "training rate": love.get("train_rate")})
+    return out
+
+
+def ranking_rows(ev: dict) -> list[dict[str, Any]]:
+    rows = []
+    for x in ev.get("ranking", []) or []:
+        true = ((ev.get("policies") or {}).get(x.get("policy")) or {}).get("true") or {}
+        ci = x.get("ci") or [None, None]
+        rows.append({"rank": x.get("rank"), "policy": x.get("policy"), "P[Love] (natural rate)": x.get("mean"),
+                     "95% CI": None if None in ci else f"[{ci[0]:.3g}, {ci[1]:.3g}]", "P(best)": x.get("p_best"),
+                     "true Love rate": true.get("love_rate"), "true helpfulness": true.get("helpfulness"),
+                     "true safety violations": true.get("safety_violation_rate"), "sign-off rate": true.get("signoff_rate")})
+    return rows
+
+
+def ab_rows(ab: dict) -> list[dict[str, Any]]:
+    if not ab:
+        return []
+    true = ab.get("true") or {}
+    rows = []
+    for arm in ("control", "treatment"):
+        a = ab.get(arm) or {}
+        rows.append({"arm": arm, "users": a.get("users"), "responses": a.get("responses"), "Love events": a.get("events"),
+                     "Love rate": a.get("rate"), "true Love rate": true.get(f"{arm}_rate")})
+    d, b = ab.get("delta") or {}, ab.get("bootstrap") or {}
+    ci = lambda v: None if not v or None in v else f"[{v[0]:+.1%}, {v[1]:+.1%}]"  # noqa: E731
+    rows.append({"arm": "lift", "Love rate": ab.get("lift"), "true Love rate": true.get("lift"),
+                 "users": f"delta CI {ci(d.get('lift_ci'))}", "responses": f"bootstrap CI {ci(b.get('lift_ci'))}",
+                 "Love events": f"p = {d.get('p_value'):.3g}" if d.get("p_value") is not None else None})
+    return rows
