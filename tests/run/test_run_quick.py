@@ -1,0 +1,41 @@
+"""End to end: `rluf run --quick` with even shorter training, then resume, then the report in Chromium."""
+
+import json
+
+import pytest
+
+from helpers.browser import CHROMIUM, inspect_page
+from rluf.run.config import load_run_config
+from rluf.run.pipeline import run
+
+STAGES = ["simulate", "signals", "curate", "reward_love", "reward_helpfulness", "reward_safety", "sweep",
+          "evaluate", "abtest"]
+
+
+@pytest.mark.slow
+def test_quick_loop_runs_resumes_and_reports(tmp_path):
+    cfg = load_run_config(None, quick=True)
+    cfg = cfg.model_copy(update={
+        "optimize": {**cfg.optimize, "crraft": {"iterations": 2, "batch_prompts": 4}, "eval": {"n_prompts": 16}},
+        "evaluate": {"prompts": {"n_prompts": 16}, "bootstrap_reps": 100},
+    })
+    events: list[tuple[str, str]] = []
+    summary = run(cfg, tmp_path, on_event=lambda s, e: events.append((s, e)))
+    for stage in STAGES:
+        assert (tmp_path / stage / "_stage.json").is_file(), stage
+    assert (tmp_path / "report.html").is_file()
+    assert len(json.loads((tmp_path / "sweep" / "sweep.json").read_text())["runs"]) == 5
+    assert json.loads((tmp_path / "evaluate" / "agreement" / "offline_online.json").read_text())["n_policies"] >= 6
+    ab = json.loads((tmp_path / "abtest" / "abtest.json").read_text())
+    assert ab["control"]["responses"] > 0 and ab["treatment"]["responses"] > 0
+    assert summary["report"].endswith("report.html")
+
+    events.clear()
+    run(cfg, tmp_path, on_event=lambda s, e: events.append((s, e)))  # resume: nothing left to do
+    assert events == [(s, "skipped") for s in STAGES]
+
+    if CHROMIUM and __import__("pathlib").Path(CHROMIUM).is_file():
+        info = inspect_page(tmp_path / "report.html")
+        assert info["images"] and all(i["ok"] for i in info["images"]), info["images"]
+        for table in ("signals-table", "sweep-table", "ranking-table", "agreement-table", "abtest-table"):
+            assert table in info["tables"]
