@@ -66,12 +66,17 @@ def _deep(base: dict, over: dict) -> dict:
 
 def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
     """Run (or resume) the loop in `run_dir`; returns the summaries of every stage and writes report.html."""
-    from rluf.abtest import simulate as abtest_simulate
-    from rluf.evaluate import evaluate, offline_online
-    from rluf.optimize import sweep
-    from rluf.rewards import train_reward
-    from rluf.signals import curate, signals
-    from rluf.sim import World, simulate
+    # Import from the defining modules: a package attribute named like its submodule (rluf.sim.simulate,
+    # rluf.optimize.sweep, rluf.abtest.simulate) is replaced by that submodule once anything imports it.
+    from rluf.abtest.simulate import simulate as abtest_simulate
+    from rluf.evaluate.agreement import offline_online
+    from rluf.evaluate.evaluator import evaluate
+    from rluf.optimize.sweep import sweep
+    from rluf.rewards.train import train_reward
+    from rluf.signals.curate import curate
+    from rluf.signals.selection import signals
+    from rluf.sim.simulate import simulate
+    from rluf.sim.world import World
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
