@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import Field
 
 from rluf.config import StrictModel, load_config, validate_config
-from rluf.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -58,10 +57,7 @@ def stage_config(cls, packaged: str | None, overrides: dict[str, Any], section: 
     from rluf.config import load_yaml
 
     base = load_yaml(CONFIG_DIR / packaged) if packaged and (CONFIG_DIR / packaged).is_file() else {}
-    try:
-        return validate_config(cls, _merge(base, overrides), source=f"run config section '{section}'")
-    except ConfigError:
-        raise
+    return validate_config(cls, _merge(base, overrides), source=f"run config section '{section}'")
 
 
 def load_run_config(path: str | Path | None, quick: bool = False, seed: int | None = None) -> RunConfig:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rluf.run.config import RunConfig, stage_config
+from rluf.run.config import _merge as _deep
 from rluf.run.stages import run_stage
 from rluf.utils import write_json
 
@@ -56,12 +57,6 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         abtest_world=stage_config(WorldConfig, None, _deep(world.model_dump(), {"seed": cfg.seed + 1000, **cfg.abtest}),
                                   "abtest"),
     )
-
-
-def _deep(base: dict, over: dict) -> dict:
-    from rluf.run.config import _merge
-
-    return _merge(base, over)
 
 
 def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
