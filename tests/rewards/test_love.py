@@ -93,3 +93,23 @@ def test_lora_is_merged_into_a_plain_folder(tmp_path):
     assert "score.weight" in keys and not any("lora" in k for k in keys)
     scorer = Scorer.from_pretrained(tmp_path / "m", device="cpu")
     assert type(scorer.model).__name__ == "LlamaForSequenceClassification"
+
+
+def test_downsampled_negatives_keep_weighted_rate_and_every_positive(tmp_path):
+    from pathlib import Path
+
+    from rluf.rewards.data import LoveSplit
+    from rluf.rewards.love import downsample_negatives
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(5000) < 0.01).astype(float)
+    w = rng.uniform(0.5, 2.0, 5000)
+    split = LoveSplit([[{"role": "user", "content": "q"}]] * 5000, [f"r{i}" for i in range(5000)], y, w,
+                      [f"m{i}" for i in range(5000)], Path("test.parquet"))
+    small = downsample_negatives(split, 500, seed=0)
+    assert len(small) == int(y.sum()) + 500
+    assert small.labels.sum() == y.sum()  # every positive kept
+    # the weighted positive rate is an unbiased estimate of the original one
+    assert np.isclose(np.sum(small.weights * small.labels) / small.weights.sum(), np.sum(w * y) / w.sum(), rtol=0.1)
+    assert downsample_negatives(split, None, seed=0) is split
+    assert downsample_negatives(split, 10_000, seed=0) is split

@@ -67,6 +67,12 @@ class TrainSection(StrictModel):
     gradient_accumulation_steps: int = Field(1, ge=1)
     eval_batch_size: int = Field(64, ge=1, description="batch size for scoring validation/test rows")
     max_train_examples: int | None = Field(None, ge=1, description="cap on training rows (None: all)")
+    eval_max_negatives: int | None = Field(
+        20000, ge=1,
+        description="validation and test keep every positive and a seeded sample of at most this many "
+        "negatives, their weights scaled up by the inverse sampling rate, so that weighted metrics and "
+        "calibration stay unbiased while scoring stays cheap (None: score every row)",
+    )
     sample_weights: Literal["within_class", "full", "ignore"] = Field(
         "within_class",
         description="how curation's `weight` column enters the BCE loss. within_class: weights normalised to "

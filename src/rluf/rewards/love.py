@@ -54,6 +54,8 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
         check_truth(true_p, splits["test"])  # fail before training
     natural_rate = natural_rate_of(splits, manifest)
     train = _subsample(splits["train"], cfg.train.max_train_examples, cfg.train.seed)
+    for name in ("validation", "test"):  # later-in-time splits keep the natural rate: mostly negatives
+        splits[name] = downsample_negatives(splits[name], cfg.train.eval_max_negatives, cfg.train.seed)
 
     # 1. setup
     texts = [m["content"] for c in train.contexts for m in c] + train.responses
@@ -106,6 +108,21 @@ def _subsample(split: LoveSplit, cap: int | None, seed: int) -> LoveSplit:
     idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:cap])
     return LoveSplit([split.contexts[i] for i in idx], [split.responses[i] for i in idx], split.labels[idx],
                      split.weights[idx], [split.message_ids[i] for i in idx], split.path)
+
+
+def downsample_negatives(split: LoveSplit, max_negatives: int | None, seed: int) -> LoveSplit:
+    """Every positive and at most `max_negatives` negatives; kept negatives' weights grow by the inverse
+    keep rate, so weighted AUROC, ECE and calibration fits estimate the same quantities as on all rows."""
+    neg = np.flatnonzero(split.labels == 0)
+    if max_negatives is None or len(neg) <= max_negatives:
+        return split
+    keep_neg = np.random.default_rng(seed).choice(neg, size=max_negatives, replace=False)
+    idx = np.sort(np.concatenate([np.flatnonzero(split.labels == 1), keep_neg]))
+    weights = split.weights * np.where(split.labels == 0, len(neg) / max_negatives, 1.0)
+    log.info("%s: scoring all %d positives and %d of %d negatives (weights x %.2f)", split.path.name,
+             int(split.labels.sum()), max_negatives, len(neg), len(neg) / max_negatives)
+    return LoveSplit([split.contexts[i] for i in idx], [split.responses[i] for i in idx], split.labels[idx],
+                     weights[idx], [split.message_ids[i] for i in idx], split.path)
 
 
 def loss_weights(split: LoveSplit, mode: str) -> tuple[np.ndarray, float]:
