@@ -50,10 +50,14 @@ def test_time_split_is_strict_and_dedup_merges(curated):
     assert {r["conversation_id"] for r in t["validation"]} == {"c8"}
     assert {r["conversation_id"] for r in t["test"]} == {"c9"}
     assert max(r["created_at"] for r in t["train"]) < min(r["created_at"] for r in t["validation"])
-    # c1-1 and c2-1 are the same (context, completion): one row survives, the earliest, positive (c1-1 loved)
-    # assistant rows: c0 3, c1 1, c2 1, c3..c9 2 each = 19
-    assert man["counts"]["dedup"] == {"rows_in": 19, "rows_out": 18}
-    assert man["counts"]["split"]["train"] == {"rows": 14, "positives": 3}  # c0..c7; c2-1 merged into c1-1
+    # assistant rows: c0 3, c1 1, c2 1, c3..c9 2 each = 19; train c0..c7 = 15 (split counts are before dedup)
+    assert man["counts"]["split"]["train"] == {"rows": 15, "positives": 3}
+    # c1-1 and c2-1 are the same (context, completion): c2-1 is either not drawn or merged into c1-1 (earliest)
+    ids = {r["message_id"]: r for r in t["train"]}
+    assert "c2-1" not in ids and ids["c1-1"]["label"] is True
+    d = man["counts"]["dedup"]
+    assert d["scope"] == "kept rows" and d["rows_in"] - d["rows_out"] in (0, 1)
+    assert d["rows_out"] == sum(man["counts"]["output"][s]["rows"] for s in ("train", "validation", "test"))
 
 
 def test_resampling_weights_restore_natural_rate(curated):
@@ -62,11 +66,11 @@ def test_resampling_weights_restore_natural_rate(curated):
     pos = [r for r in train if r["label"]]
     neg = [r for r in train if not r["label"]]
     assert len(pos) == 3 and all(r["weight"] == 1.0 for r in pos)
-    # natural 3/14; negatives kept with q = 3 * (1 - 0.5) / (0.5 * 11) = 3/11, each weighs 11 / kept
-    assert man["counts"]["resample"]["plan"]["neg_keep"] == pytest.approx(3 / 11)
-    assert all(r["weight"] == pytest.approx(11 / len(neg)) for r in neg)
+    # natural 3/15; negatives kept with q = 3 * (1 - 0.5) / (0.5 * 12) = 1/4, each weighs 12 / kept
+    assert man["counts"]["resample"]["plan"]["neg_keep"] == pytest.approx(1 / 4)
+    assert all(r["weight"] == pytest.approx(12 / len(neg)) for r in neg)
     w_rate = sum(r["weight"] for r in pos) / sum(r["weight"] for r in train)
-    assert w_rate == pytest.approx(3 / 14) == pytest.approx(man["natural_rate"])
+    assert w_rate == pytest.approx(3 / 15) == pytest.approx(man["natural_rate"])
 
 
 def test_rule_over_several_types_with_upsampling(ten_days, tmp_path):
@@ -78,7 +82,58 @@ def test_rule_over_several_types_with_upsampling(ten_days, tmp_path):
     train = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
     pos = [r for r in train if r["label"]]
     assert len(pos) == 8 and all(r["weight"] == 0.5 for r in pos)  # 2 copies each, weight 1/2
-    assert man["train_weighted_rate"] == pytest.approx(4 / 14)
+    assert man["train_weighted_rate"] == pytest.approx(4 / 15)
+
+
+def test_rule_true_without_reactions(ten_days, tmp_path):
+    """`not dislike` labels every message nobody disliked: the label exceptions are then the negatives."""
+    man = curate(ten_days, tmp_path / "out", cfg(signal={"rule": "not dislike"}, sample={"target_rate": 0.5}))
+    assert man["counts"]["split"]["train"] == {"rows": 15, "positives": 14}  # c6-3 disliked
+    assert man["counts"]["label"] == {"rows": 19, "positives": 18}
+    train = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
+    neg = [r for r in train if not r["label"]]
+    assert [r["message_id"] for r in neg] == ["c6-3"]  # natural 14/15 > 0.5: positives downsampled, negative kept
+    test = pq.read_table(tmp_path / "out" / "test.parquet").to_pylist()
+    assert len(test) == 2 and all(r["label"] for r in test)
+    assert man["train_weighted_rate"] == pytest.approx(14 / 15)
+
+
+def test_dedup_of_kept_rows_across_splits(tmp_path):
+    """Identical (context, completion) pairs among the kept rows merge into the earliest, across splits, and
+    the weights are computed after the merge, so the weighted train rate stays the natural rate exactly."""
+    msgs = []
+    for i in range(10):
+        texts = {1: ["same q", "same a"], 3: ["same q", "same a"], 9: ["same q", "same a", "q9b", "a9b"]}
+        msgs += conversation(f"c{i}", f"u{i}", T0 + i * D, texts.get(i, [f"q{i}", f"a{i}"]))
+    by_id = {m["message_id"]: m for m in msgs}
+    logs = write_logs(tmp_path, msgs, [reaction(by_id["c1-1"], "love"), reaction(by_id["c5-1"], "love")])
+    # train c0..c7: 2 positives, 6 negatives; target 0.25 = the natural rate keeps every row
+    man = curate(logs, tmp_path / "out", cfg(sample={"target_rate": 0.25}))
+    assert man["counts"]["split"]["train"] == {"rows": 8, "positives": 2}
+    assert man["counts"]["split"]["test"] == {"rows": 2, "positives": 0}
+    assert man["counts"]["dedup"] == {"scope": "kept rows", "rows_in": 11, "rows_out": 9}  # c3-1, c9-1 merged
+    t = {s: pq.read_table(tmp_path / "out" / f"{s}.parquet").to_pylist() for s in ("train", "validation", "test")}
+    train = {r["message_id"]: r for r in t["train"]}
+    assert "c3-1" not in train and train["c1-1"]["label"] is True
+    assert [r["message_id"] for r in t["test"]] == ["c9-3"]  # c9-1 equals train row c1-1: dropped from test
+    assert all(r["weight"] == pytest.approx(6 / 5) for r in t["train"] if not r["label"])
+    assert man["train_weighted_rate"] == pytest.approx(0.25) == pytest.approx(man["natural_rate"])
+    assert man["counts"]["output"]["train"] == {"rows": 7, "positives": 2, "rate": pytest.approx(2 / 7),
+                                                "weighted_rate": pytest.approx(0.25)}
+
+
+def test_completion_is_the_rows_own_message(tmp_path):
+    """Regenerated siblings share a turn: each row's completion is its own text, the prompt the turns before."""
+    msgs = []
+    for i in range(10):
+        msgs += conversation(f"c{i}", f"u{i}", T0 + i * D, [f"q{i}", f"a{i}", f"q{i}b", f"a{i}b"])
+    sib = dict(msgs[-3], message_id="c9-1r", text="a9 regenerated", created_at=msgs[-3]["created_at"] + D / 100)
+    logs = write_logs(tmp_path, msgs + [sib], [reaction(m, "love") for m in msgs if m["message_id"].endswith("-3")])
+    curate(logs, tmp_path / "out", cfg(sample={"target_rate": 0.5}))
+    rows = {r["message_id"]: r for r in pq.read_table(tmp_path / "out" / "test.parquet").to_pylist()}
+    assert rows["c9-1"]["completion"] == [{"role": "assistant", "content": "a9"}]
+    assert rows["c9-1r"]["completion"] == [{"role": "assistant", "content": "a9 regenerated"}]
+    assert rows["c9-1r"]["prompt"] == [{"role": "user", "content": "q9"}]
 
 
 def test_pii_scrub_and_counts(tmp_path):

@@ -103,8 +103,8 @@ def _print_manifest(m: dict, out: Path) -> None:
             f = c["filters"][rule]
             t.add_row(rule, str(f["users"]), str(f["reactions"]), str(f["rows"]))
     console.print(t)
-    console.print(f"rows: input {c['input']['rows']} -> filtered {c['filters']['rows_out']} -> "
-                  f"dedup {c['dedup']['rows_out']}")
+    console.print(f"rows: input {c['input']['rows']} -> filtered {c['filters']['rows_out']} -> kept by resampling "
+                  f"{c['dedup']['rows_in']} -> de-duplicated {c['dedup']['rows_out']}")
     for s, o in c["output"].items():
         console.print(f"  {s}: {o['rows']} rows, {o['positives']} positives")
     if "filters_vs_truth" in m:

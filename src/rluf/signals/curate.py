@@ -1,16 +1,22 @@
 """`rluf curate`: canonical logs -> the P[Love] training set, in TRL's unpaired-preference form.
 
-The pipeline is written once as Ibis expressions (DuckDB by default) and ordered so that the expensive work
-touches only rows that survive:
+The pipeline is written once as Ibis expressions (DuckDB by default) and ordered so that only cheap, columnar
+work touches every message, and everything expensive touches only the rows that survive sampling:
 
-  1. label       every assistant message gets label = rule(reaction types) from reactions that passed the filters
-  2. filters     adversarial users / reactions removed (rluf.signals.filters)
-  3. dedup       identical (last-k context, completion) pairs merged, labels aggregated; the key is a windowed
-                 hash sum, so no context is built yet
-  4. split       by conversation time: validation and test strictly later than train (optionally user-disjoint)
-  5. resample    train to `target_rate` positives; each row keeps a weight so the weighted rate is the natural one
-  6. contexts    the last k messages as chat messages, built only for the rows kept, PII optionally scrubbed
-  7. write       train/validation/test.parquet + manifest.json
+  every row   1. load       one pass over the assistant messages: per (conversation, user) start, end and count
+              2. filters    adversarial users / reactions (rluf.signals.filters): aggregates per user, plus one
+                            join of the (small) reactions table with the messages
+              3. label      label = rule(reaction types), kept as the small table of messages whose label differs
+                            from the rule's value for a message nobody reacted to ("exceptions")
+              4. split      by conversation time, from the per-conversation table (validation and test strictly
+                            later than train; optionally user-disjoint)
+              5. resample   per-row hash draws and time cut-offs select the rows kept (train to `target_rate`,
+                            validation/test at the natural rate, optionally capped)
+  kept rows   6. contexts   the messages of the kept rows' conversations, read once (PII scrubbed here)
+              7. dedup      identical (last-k context, completion) pairs among the kept rows merged (hash key),
+                            labels aggregated; weights computed after it so the weighted rate stays exact
+              8. write      one range join per split builds the last k messages as chat messages; DuckDB COPY
+                            writes train/validation/test.parquet; manifest.json
 
 RLUF (Han et al., 2025): Love chosen as the signal, 10-turn context, held-out conversations later in time than
 all training data, Love upsampled from its natural ~0.1% to 10%.
@@ -21,18 +27,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import ibis
+import numpy as np
 
 from rluf.config import load_config, validate_config
 from rluf.errors import ConfigError, DataError
 from rluf.signals import sampling
 from rluf.signals.config import CurateConfig
+from rluf.signals.contexts import write_split
 from rluf.signals.engine import Logs, connect, load_logs, materialize, reaction_type_counts
-from rluf.signals.filters import apply_filters, truth_scores
-from rluf.signals.pii import pii_counts, scrub
+from rluf.signals.filters import apply_filters, reactions_with_message, truth_scores
+from rluf.signals.pii import PATTERNS
 from rluf.signals.rules import Rule, evaluate_rule, parse_rule, rule_names, rule_text
 from rluf.utils import file_fingerprint, write_json
 
@@ -40,7 +49,8 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 HASH_MOD = 4_294_967_291  # largest prime < 2^32: > int32, so Spark (32-bit HASH) adds in bigint too
-STEPS = ["load", "filters", "label", "dedup", "split", "resample", "contexts", "write"]
+STEPS = ["load", "filters", "label", "split", "resample", "contexts", "dedup", "write"]
+ROW_COLUMNS = ["message_id", "conversation_id", "user_id", "created_at", "turn_index", "model_id"]
 
 
 def resolve_config(config: CurateConfig | dict | str | Path | None) -> CurateConfig:
@@ -75,150 +85,193 @@ def check_signal(rule: Rule, types: dict[str, int], logs_dir: Path) -> None:
         )
 
 
-def label_rows(rows: ibis.Table, reactions: ibis.Table, rule: Rule) -> ibis.Table:
-    """rows + `label`: the rule evaluated over which reaction types each message received."""
+def assistant_rows(logs: Logs) -> ibis.Table:
+    """Assistant messages that have a context (turn >= 1): the rows of the training set, narrow (no text)."""
+    m = logs.messages
+    return m.filter((m.role == "assistant") & (m.turn_index >= 1)).select(*ROW_COLUMNS)
+
+
+def conversation_users(rows: ibis.Table) -> ibis.Table:
+    """(conversation_id, user_id) -> first and last row time and row count: the only per-row aggregate."""
+    return rows.group_by(["conversation_id", "user_id"]).agg(
+        start=rows.created_at.min(), end=rows.created_at.max(), n=rows.count())
+
+
+def default_label(rule: Rule) -> bool:
+    """The rule's value for a message without any reaction (True for rules such as `not dislike`)."""
+    return bool(evaluate_rule(rule, lambda name: np.False_))
+
+
+def label_exceptions(reactions: ibis.Table, rule: Rule, bad: ibis.Table | None) -> ibis.Table:
+    """Rows whose label differs from `default_label(rule)`: the rule over the reaction types each message
+    received (`reactions` are the filtered reactions with their message's columns, `msg_*`). Small: at most
+    one row per reacted message. Messages of flagged users (`bad`) are left out."""
     names = rule_names(rule)
-    rx = reactions.filter(reactions.type.isin(names))
-    flags = rx.group_by("message_id").agg(**{f"r{i}": (rx.type == n).any() for i, n in enumerate(names)})
-    j = rows.left_join(flags, rows.message_id == flags.message_id)
-    label = evaluate_rule(rule, lambda n: ibis.coalesce(j[f"r{names.index(n)}"], False))
-    return j.select(*[j[c] for c in rows.columns], label=label)
+    r = reactions.filter(reactions.type.isin(names) & (reactions.msg_role == "assistant")
+                         & (reactions.msg_turn_index >= 1))
+    if bad is not None:
+        r = r.anti_join(bad, r.msg_user_id == bad.user_id)
+    keys = {"message_id": r.message_id, "conversation_id": r.msg_conversation_id, "user_id": r.msg_user_id,
+            "created_at": r.msg_at, "turn_index": r.msg_turn_index, "model_id": r.msg_model_id}
+    flags = r.group_by(**keys).agg(**{f"r{i}": (r.type == n).any() for i, n in enumerate(names)})
+    label = evaluate_rule(rule, lambda n: flags[f"r{names.index(n)}"])
+    c0 = default_label(rule)
+    return flags.filter(~label if c0 else label).select(*ROW_COLUMNS, label=ibis.literal(not c0))
 
 
-def _hashed(messages: ibis.Table) -> ibis.Table:
-    """message_id, conversation_id, turn_index and h = hash(role:text) mod a prime (non-negative)."""
-    h = (((messages.role + ":" + messages.text).hash() % HASH_MOD) + HASH_MOD) % HASH_MOD
-    return messages.select("message_id", "conversation_id", "turn_index", h=h)
+def split_table(conv_users: ibis.Table, t1: float, t2: float, cfg: CurateConfig) -> ibis.Table:
+    """(conversation_id, user_id, n) -> split: train / validation / test, `straddle` or `other_user`.
 
-
-def context_keys(rows: ibis.Table, hashed: ibis.Table, k: int) -> ibis.Table:
-    """message_id -> (ctx0, ctx1): a hash key of the last-k-message context of each row.
-
-    ctx0 = sum_j h_j and ctx1 = sum_j h_j * (t_j - t) over the k messages before turn t: order-sensitive and
-    offset-invariant (the same context at any depth of a conversation gets the same key).
+    A conversation's time span is that of its rows (assistant messages with a context, flagged users' rows
+    dropped), so every validation row is strictly later than every train row and every test row strictly later
+    than every validation row: a row's split is also given by its own time (< t1, [t1, t2), >= t2).
     """
-    pairs = rows.join(hashed, [rows.conversation_id == hashed.conversation_id, hashed.turn_index < rows.turn_index,
-                               hashed.turn_index >= rows.turn_index - k])
-    rel = pairs.turn_index_right - pairs.turn_index  # t_j - t, in [-k, -1]
-    return pairs.group_by(pairs.message_id).agg(ctx0=pairs.h.sum(), ctx1=(pairs.h * rel).sum())
-
-
-def dedup(rows: ibis.Table, messages: ibis.Table, k: int, aggregate: str) -> ibis.Table:
-    """Merge rows with identical (last-k context, completion); keep the earliest, aggregate labels, count copies.
-
-    Two stages, so the k-message context is hashed only where a duplicate is possible: rows whose completion
-    (`comp`, hashed when the rows were read) and previous message are both shared with another row get the full
-    context key; the others are unique as they are.
-    """
-    hashed = _hashed(messages)
-    prev = hashed.select(pcid="conversation_id", pturn="turn_index", prev="h")
-    r = rows.join(prev, [rows.conversation_id == prev.pcid, prev.pturn == rows.turn_index - 1]).drop("pcid", "pturn")
-    r = r.mutate(n1=r.count().over(ibis.window(group_by=["comp", "prev"])))
-    cols = [c for c in rows.columns if c != "comp"]
-    unique = r.filter(r.n1 == 1).select(*cols).mutate(n_copies=ibis.literal(1, "int64"))
-    cand = r.filter(r.n1 > 1)
-    cand = cand.join(context_keys(cand.select("message_id", "conversation_id", "turn_index"), hashed, k),
-                     "message_id")
-    agg = {c: cand[c].argmin(cand.created_at) for c in cols if c != "label"}
-    label = cand.label.any() if aggregate == "any" else cand.label.cast("float64").mean() > 0.5
-    merged = cand.group_by(["ctx0", "ctx1", "comp"]).agg(**agg, label=label, n_copies=cand.count())
-    return unique.union(merged.select(*unique.columns))
-
-
-def split_rows(logs: Logs, rows: ibis.Table, labelled: ibis.Table, cfg: CurateConfig) -> tuple[ibis.Table, dict]:
-    """Assign each row to train / validation / test by its conversation's time (straddlers dropped).
-
-    A conversation's time span is that of its labelled assistant messages, so every validation row is strictly
-    later than every train row, and every test row strictly later than every validation row.
-    """
-    a = labelled
-    conv = a.group_by("conversation_id").agg(start=a.created_at.min().epoch_seconds(),
-                                              end=a.created_at.max().epoch_seconds())
-    f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
-    q = logs.con.execute(conv.agg(t1=conv.start.quantile(1 - f_val - f_test), t2=conv.start.quantile(1 - f_test)))
-    t1, t2 = float(q["t1"][0]), float(q["t2"][0])
-    j = rows.join(conv, "conversation_id")
+    cu = conv_users
+    conv = cu.group_by(cid="conversation_id").agg(cstart=cu.start.min().epoch_seconds(),
+                                                  cend=cu.end.max().epoch_seconds())
+    j = cu.join(conv, cu.conversation_id == conv.cid)
     split = ibis.cases(
-        (j.end < t1, "train"),
-        ((j.start >= t1) & (j.end < t2), "validation"),
-        (j.start >= t2, "test"),
+        (j.cend < t1, "train"),
+        ((j.cstart >= t1) & (j.cend < t2), "validation"),
+        (j.cstart >= t2, "test"),
         else_="straddle",
     )
-    j = j.mutate(split=split)
     if cfg.split.user_disjoint:
+        f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
         u = sampling.uniform(j.user_id, f"users{cfg.sample.seed}")
         user_split = ibis.cases((u < 1 - f_val - f_test, "train"), (u < 1 - f_test, "validation"), else_="test")
-        j = j.mutate(split=ibis.cases((j.split == "straddle", "straddle"), (user_split != j.split, "other_user"),
-                                      else_=j.split))
-    return j.drop("start", "end"), {"train_before": t1, "test_from": t2}
+        split = ibis.cases((split == "straddle", "straddle"), (user_split != split, "other_user"), else_=split)
+    return j.select("conversation_id", "user_id", "n", split=split)
 
 
-def build_split(logs: Logs, kept: ibis.Table, k: int, pii: bool) -> ibis.Table:
-    """Output rows for `kept` rows only: prompt = last k messages as chat messages, completion, label, metadata.
+def split_cutoffs(con, conv_users: ibis.Table, exceptions: ibis.Table, cfg: CurateConfig) -> dict:
+    """Cut-offs t1, t2 (quantiles of conversation start times), rows and label exceptions: one query."""
+    cu = conv_users
+    conv = cu.group_by("conversation_id").agg(start=cu.start.min().epoch_seconds(), n=cu.n.sum())
+    f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
+    r = con.to_pyarrow(conv.agg(t1=conv.start.quantile(1 - f_val - f_test), t2=conv.start.quantile(1 - f_test),
+                                n=conv.n.sum(), x=exceptions.count().as_scalar())).to_pylist()[0]
+    return {"t1": r["t1"], "t2": r["t2"], "n": int(r["n"] or 0), "x": int(r["x"] or 0)}
 
-    One range join fetches, for each kept row at turn t, the messages at turns t-k..t of its conversation:
-    turns < t become the prompt (ordered by turn), turn t the completion.
+
+def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, plan: dict, eval_keep: dict,
+                t1: float, t2: float, c0: bool, seed: int) -> ibis.Table:
+    """The rows resampling keeps, with `label` and `split`, chosen without labelling or splitting every row.
+
+    A row's split follows from its time (train < t1 <= validation < t2 <= test), so one cheap filter over the
+    rows (time against the cut-offs, then a hash draw with the keep probability of that split and of the
+    default label) picks the candidates; rows within 1 ms of a cut-off are always candidates, so float rounding
+    of the cut-offs cannot lose a row. Only the candidates are joined with the (small) label exceptions and
+    the split table, which drops straddling and other-user rows; the draw is then re-checked with the exact
+    split.
     """
-    m = logs.messages.select("conversation_id", turn="turn_index", role="role", text="text")
-    if pii:
-        m = m.mutate(text=scrub(m.text))
-    pairs = kept.join(m, [kept.conversation_id == m.conversation_id, m.turn <= kept.turn_index,
-                          m.turn >= kept.turn_index - k])
-    is_ctx = pairs.turn < pairs.turn_index
-    # (turn, role, content) structs sort by turn first; sorting the array instead of an ordered aggregate
-    # keeps this portable (Spark has no ORDER BY inside collect_list)
-    msg = ibis.struct({"turn": pairs.turn, "role": pairs.role, "content": pairs.text})
-    keys = ["message_id", "copy", "split", "conversation_id", "user_id", "created_at", "model_id", "label", "weight"]
-    out = pairs.group_by(keys).agg(prompt=msg.collect(where=is_ctx), ctext=pairs.text.arbitrary(where=~is_ctx))
-    out = out.mutate(prompt=out.prompt.sort().map(lambda m: ibis.struct({"role": m.role, "content": m.content})))
-    completion = ibis.array([ibis.struct({"role": ibis.literal("assistant"), "content": out.ctext})])
-    return out.select(
-        prompt=out.prompt, completion=completion, label=out.label, message_id=out.message_id,
-        conversation_id=out.conversation_id, user_id=out.user_id, created_at=out.created_at,
-        weight=out.weight, model_id=out.model_id, split=out.split,
+    q_pos, q_neg = plan["pos_keep"], plan["neg_keep"]
+
+    def draw(t: ibis.Table, split: str, q_train: float) -> ibis.BooleanValue:
+        q = q_train if split == "train" else eval_keep[split]
+        if q >= 1:
+            return ibis.literal(True)
+        return sampling.uniform(t.message_id, f"{'train' if split == 'train' else 'eval'}{seed}") < q
+
+    def pick(t: ibis.Table, q_train: float) -> ibis.Table:
+        def at(x: float) -> ibis.TimestampValue:
+            return ibis.literal(datetime.fromtimestamp(x, tz=UTC), type=t.created_at.type())
+
+        margin = 0.001
+        cond = ibis.cases(
+            (t.created_at < at(t1 - margin), draw(t, "train", q_train)),
+            (t.created_at < at(t1 + margin), True),
+            (t.created_at < at(t2 - margin), draw(t, "validation", q_train)),
+            (t.created_at < at(t2 + margin), True),
+            else_=draw(t, "test", q_train),
+        )
+        return t.filter(cond)
+
+    plain = pick(rows, q_pos if c0 else q_neg).anti_join(exceptions, "message_id")
+    plain = plain.mutate(label=ibis.literal(c0))
+    cand = plain.union(pick(exceptions, q_neg if c0 else q_pos).select(*plain.columns))
+    s = splits.filter(splits.split.isin(SPLITS)).select(scid="conversation_id", suid="user_id", split="split")
+    j = cand.join(s, [cand.conversation_id == s.scid, cand.user_id == s.suid])
+    q_train = ibis.ifelse(j.label, q_pos, q_neg)
+    u_train = sampling.uniform(j.message_id, f"train{seed}")
+    exact = ibis.cases(
+        (j.split == "train", u_train < q_train if max(q_pos, q_neg) < 1 else (q_train >= 1) | (u_train < q_train)),
+        (j.split == "validation", draw(j, "validation", 1.0)),
+        else_=draw(j, "test", 1.0),
     )
+    return j.filter(exact).select(*ROW_COLUMNS, "label", "split")
 
 
-def _count(con, table: ibis.Table) -> int:
-    return int(con.execute(table.count()))
+def context_messages(logs: Logs, kept: ibis.Table, dedup: bool, pii: bool) -> ibis.Table:
+    """The messages of the kept rows' conversations, read once, with the conversation's `split` (a kept
+    conversation lies in one split): message_id, turn, role, text (scrubbed with `pii`), the hash h of
+    role:text for the dedup key, and one 0/1 column per kind of PII found (in `scrub`'s order)."""
+    m = logs.messages
+    conv = kept.select(kcid="conversation_id", ksplit="split").distinct()
+    j = m.join(conv, m.conversation_id == conv.kcid)
+    cols: dict[str, Any] = {"conversation_id": j.conversation_id, "message_id": j.message_id, "turn": j.turn_index,
+                            "role": j.role, "split": j.ksplit}
+    text = j.text
+    if dedup:
+        cols["h"] = (((j.role + ":" + j.text).hash() % HASH_MOD) + HASH_MOD) % HASH_MOD
+    if pii:
+        for name, (pattern, placeholder) in PATTERNS.items():
+            cols[f"pii_{name}"] = text.re_search(pattern).cast("int64")
+            text = text.re_replace(pattern, placeholder)
+    cols["text"] = text
+    return j.select(**cols)
+
+
+def dedup_kept(kept: ibis.Table, cm: ibis.Table, k: int, dedup: bool, aggregate: str, pii: bool) -> ibis.Table:
+    """Kept rows + `n_copies` (and per-row PII counts): identical (last-k context, completion) pairs merged.
+
+    Key: for messages h_j = hash(role:text) mod p, ctx0 = sum h_j and ctx1 = sum h_j (t_j - t) over the messages
+    at turns t-k..t-1 (order-sensitive, offset-invariant), and comp = h of the row's own message. A merged row
+    keeps the earliest copy's columns, its split included (so a validation row identical to a kept train row
+    is dropped); its label is `any` (or `majority`) of the copies.
+    """
+    pii_cols = [f"pii_{n}" for n in PATTERNS] if pii else []
+    if not dedup and not pii:
+        return kept.mutate(n_copies=ibis.literal(1, "int64"))
+    r = kept.select(rid="message_id", rcid="conversation_id", rturn="turn_index")
+    p = r.join(cm, [r.rcid == cm.conversation_id, cm.turn <= r.rturn, cm.turn >= r.rturn - k])
+    ctx = p.turn < p.rturn
+    own = p.message_id == p.rid
+    aggs: dict[str, Any] = {c: p[c].sum(where=ctx | own) for c in pii_cols}
+    if dedup:
+        rel = p.turn - p.rturn  # t_j - t, in [-k, -1]
+        aggs.update(ctx0=ibis.coalesce(p.h.sum(where=ctx), 0), ctx1=ibis.coalesce((p.h * rel).sum(where=ctx), 0),
+                    comp=p.h.max(where=own))
+    per_row = p.group_by("rid").agg(**aggs)
+    keyed = kept.join(per_row, kept.message_id == per_row.rid).drop("rid")
+    if not dedup:
+        return keyed.select(*ROW_COLUMNS, "label", "split", *pii_cols, n_copies=ibis.literal(1, "int64"))
+    cols = [c for c in (*ROW_COLUMNS, "split") if c != "created_at"] + pii_cols
+    first = {c: keyed[c].argmin(keyed.created_at) for c in cols}
+    label = keyed.label.any() if aggregate == "any" else keyed.label.cast("float64").mean() > 0.5
+    merged = keyed.group_by(["ctx0", "ctx1", "comp"]).agg(**first, created_at=keyed.created_at.min(), label=label,
+                                                           n_copies=keyed.count())
+    return merged.select(*ROW_COLUMNS, "label", "split", *pii_cols, "n_copies")
 
 
 def _check_times(con, m: ibis.Table, logs_dir: Path) -> None:
-    r = con.execute(m.agg(lo=m.created_at.min(), hi=m.created_at.max(), n=m.count()))
-    if int(r["n"][0]) == 0:
+    r = con.to_pyarrow(m.agg(lo=m.created_at.min(), hi=m.created_at.max(), n=m.count())).to_pylist()[0]
+    if int(r["n"]) == 0:
         raise DataError(f"{logs_dir}/messages.parquet has no messages")
-    if r["lo"][0] == r["hi"][0]:
+    if r["lo"] == r["hi"]:
         raise DataError(
-            f"all {int(r['n'][0])} messages in {logs_dir}/messages.parquet have the same created_at "
-            f"({r['lo'][0]}): splits by time are impossible. Fix the timestamps at ingestion (rluf ingest)"
+            f"all {int(r['n'])} messages in {logs_dir}/messages.parquet have the same created_at "
+            f"({r['lo']}): splits by time are impossible. Fix the timestamps at ingestion (rluf ingest)"
         )
 
 
-def _read_rows(con, logs: Logs) -> ibis.Table:
-    """Assistant messages that have a context (turn >= 1), narrow, with `comp` = hash of the text; read once."""
-    m = logs.messages
-    a = m.filter((m.role == "assistant") & (m.turn_index >= 1))
-    comp = ((("assistant:" + a.text).hash() % HASH_MOD) + HASH_MOD) % HASH_MOD  # same as _hashed
-    return materialize(con, a.select("message_id", "conversation_id", "user_id", "created_at", "turn_index",
-                                     "model_id", comp=comp), "assistant")
-
-
-def _label(con, logs: Logs, rows: ibis.Table, reactions: ibis.Table, rule: Rule, signal: str) -> tuple:
-    labelled = materialize(con, label_rows(rows, reactions, rule), "labelled")
-    lab = con.execute(labelled.agg(n=labelled.count(), pos=labelled.label.cast("int64").sum()))
-    n_lab, n_pos = int(lab["n"][0]), int(lab["pos"][0] or 0)
-    if n_pos == 0:
-        raise DataError(
-            f"no assistant message in {logs.logs_dir} is positive under signal {signal!r} after filtering "
-            f"({n_lab} rows); choose another signal (rluf signals lists them) or relax the filters"
-        )
-    return labelled, n_lab, n_pos
-
-
-def _split_counts(con, rows: ibis.Table, cfg: CurateConfig) -> dict[str, tuple[int, int]]:
-    sc = con.to_pyarrow(rows.group_by("split").agg(n=rows.count(), pos=rows.label.cast("int64").sum()))
-    by_split = dict(zip(sc["split"].to_pylist(), zip(sc["n"].to_pylist(), sc["pos"].to_pylist(), strict=True),
-                        strict=True))
+def _split_counts(con, splits: ibis.Table, exceptions: ibis.Table, c0: bool,
+                  cfg: CurateConfig) -> dict[str, tuple[int, int]]:
+    """split -> (rows, positives), from the split table and the label exceptions (one query)."""
+    x = exceptions.group_by(xcid="conversation_id", xuid="user_id").agg(x=exceptions.count())
+    j = splits.left_join(x, [splits.conversation_id == x.xcid, splits.user_id == x.xuid])
+    t = con.to_pyarrow(j.group_by("split").agg(n=j.n.sum(), x=ibis.coalesce(j.x, 0).sum())).to_pylist()
+    by_split = {r["split"]: (int(r["n"]), int(r["n"]) - int(r["x"]) if c0 else int(r["x"])) for r in t}
     for s in SPLITS:
         if by_split.get(s, (0, 0))[0] == 0:
             raise DataError(
@@ -229,20 +282,48 @@ def _split_counts(con, rows: ibis.Table, cfg: CurateConfig) -> dict[str, tuple[i
     return by_split
 
 
-def _resample(con, rows: ibis.Table, by_split: dict, cfg: CurateConfig) -> tuple[ibis.Table, dict]:
-    """Train resampled to the target rate, validation/test capped; one table with `split`, `copy`, `weight`."""
-    n_train, p_train = by_split["train"]
-    plan = sampling.plan_train(n_train - p_train, p_train, cfg.sample.target_rate, cfg.sample.upsample_positives)
-    train = materialize(con, sampling.resample_train(rows.filter(rows.split == "train"), plan, cfg.sample.seed),
-                        "train")
-    parts = [sampling.weight_train(con, train, plan)]
+def _eval_keep(by_split: dict, max_rows: int | None) -> dict[str, float]:
+    """Keep probability of validation/test rows: 1, or max_rows / n above the cap (natural rate kept)."""
+    out = {}
     for s in ("validation", "test"):
-        parts.append(sampling.cap_eval(con, rows.filter(rows.split == s), by_split[s][0], cfg.sample.eval_max_rows,
-                                       cfg.sample.seed))
-    cols = parts[0].columns
-    parts = [t.select(*cols).mutate(copy=t.copy.cast("int64"), weight=t.weight.cast("float64")) for t in parts]
-    kept = parts[0].union(parts[1]).union(parts[2])
-    return materialize(con, kept, "kept"), plan
+        n = by_split[s][0]
+        out[s] = 1.0 if not max_rows or n <= max_rows else max_rows / n
+    return out
+
+
+def _kept_counts(con, rows: ibis.Table, pii: bool) -> dict[tuple[str, bool], dict[str, int]]:
+    """(split, label) -> rows, rows before dedup, PII counts: one query over the kept rows."""
+    aggs: dict[str, Any] = {"rows": rows.count(), "rows_in": rows.n_copies.sum()}
+    if pii:
+        aggs.update({f"pii_{n}": rows[f"pii_{n}"].sum() for n in PATTERNS})
+    t = con.to_pyarrow(rows.group_by(["split", "label"]).agg(**aggs)).to_pylist()
+    return {(r.pop("split"), bool(r.pop("label"))): {k: int(v or 0) for k, v in r.items()} for r in t}
+
+
+def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict, dict]:
+    """Row weights per (split, label) and the output summary per split.
+
+    Train: w = (rows of the class before resampling) / (rows of the class written, copies included), so
+    sum w y / sum w = P / (P + N) = the natural rate exactly. Validation/test: 1, or rows before / rows kept when
+    capped (`eval_keep` < 1).
+    """
+    weights, output = {}, {}
+    for s in SPLITS:
+        n_pos = kept.get((s, True), {}).get("rows", 0)
+        n_neg = kept.get((s, False), {}).get("rows", 0)
+        if s == "train":
+            w_pos = plan["positives"] / (copies * n_pos) if n_pos else 0.0
+            w_neg = plan["negatives"] / n_neg if n_neg else 0.0
+            n_pos *= copies
+        else:
+            n_before = by_split[s][0]
+            w_pos = w_neg = 1.0 if plan[f"{s}_keep"] >= 1 else n_before / max(n_pos + n_neg, 1)
+        weights[s] = {True: w_pos, False: w_neg}
+        n = n_pos + n_neg
+        w = w_pos * n_pos + w_neg * n_neg
+        output[s] = {"rows": n, "positives": n_pos, "rate": n_pos / n if n else None,
+                     "weighted_rate": w_pos * n_pos / w if w else None}
+    return weights, output
 
 
 def curate(
@@ -257,6 +338,8 @@ def curate(
     """Curate `logs_dir` into `out_dir`/{train,validation,test}.parquet and manifest.json; return the manifest."""
     cfg = resolve_config(config)
     rule = parse_rule(cfg.signal.rule)
+    c0 = default_label(rule)
+    k = cfg.context.k
     step = on_step or (lambda name: None)
     t_start = time.perf_counter()
     e = cfg.engine
@@ -269,52 +352,87 @@ def curate(
     types = reaction_type_counts(logs)
     check_signal(rule, types, logs.logs_dir)
     _check_times(con, logs.messages, logs.logs_dir)
-    asst = _read_rows(con, logs)
-    counts: dict[str, Any] = {"input": {"rows": _count(con, asst), "reactions": sum(types.values())}}
+    rows = assistant_rows(logs)
+    cu = materialize(con, conversation_users(rows), "conv_users")
+    rx = materialize(con, reactions_with_message(logs, ("conversation_id", "user_id", "role", "turn_index",
+                                                        "model_id")), "reactions")
 
     step("filters")
-    fr = apply_filters(logs, asst, cfg.filters)
-    rows = asst
-    if cfg.filters.drop_flagged_rows and fr.bad_table is not None:
-        rows = asst.anti_join(fr.bad_table, "user_id")
+    per_user = cu.group_by("user_id").agg(n=cu.n.sum())
+    fr = apply_filters(logs, rows, cfg.filters, per_user=per_user, reactions=rx)
+    bad = fr.bad_table if cfg.filters.drop_flagged_rows else None
+    if bad is not None:
+        cu = cu.anti_join(bad, "user_id")
 
     step("label")
-    labelled, n_lab, n_pos = _label(con, logs, rows, fr.reactions, rule, cfg.signal.rule)
+    exceptions = materialize(con, label_exceptions(fr.reactions, rule, bad), "exceptions")
+    cut = split_cutoffs(con, cu, exceptions, cfg)
+    n_lab = cut["n"]
+    n_pos = n_lab - cut["x"] if c0 else cut["x"]
+    n_in, rx_out = _input_counts(con, per_user, fr.reactions)
+    counts: dict[str, Any] = {"input": {"rows": n_in, "reactions": sum(types.values())}}
     counts["filters"] = {**fr.report, "users_flagged": len(fr.bad_users), "rows_out": n_lab,
-                         "reactions_out": _count(con, fr.reactions)}
+                         "reactions_out": rx_out}
     counts["label"] = {"rows": n_lab, "positives": n_pos}
-
-    step("dedup")
-    if cfg.dedup.enabled:
-        rows = dedup(labelled, logs.messages, cfg.context.k, cfg.dedup.aggregate)
-    else:
-        rows = labelled.drop("comp").mutate(n_copies=ibis.literal(1, "int64"))
+    if n_pos == 0:
+        raise DataError(
+            f"no assistant message in {logs.logs_dir} is positive under signal {cfg.signal.rule!r} after filtering "
+            f"({n_lab} rows); choose another signal (rluf signals lists them) or relax the filters"
+        )
 
     step("split")
-    rows, cutoffs = split_rows(logs, rows, labelled, cfg)
-    rows = materialize(con, rows, "rows")
-    by_split = _split_counts(con, rows, cfg)
-    counts["dedup"] = {"rows_in": n_lab, "rows_out": sum(n for n, _ in by_split.values())}
+    t1, t2 = float(cut["t1"]), float(cut["t2"])
+    splits = materialize(con, split_table(cu, t1, t2, cfg), "splits")
+    by_split = _split_counts(con, splits, exceptions, c0, cfg)
     counts["split"] = {s: {"rows": n, "positives": p} for s, (n, p) in sorted(by_split.items())}
 
     step("resample")
-    kept, plan = _resample(con, rows, by_split, cfg)
-    counts["resample"] = {"plan": plan}
-    counts["output"] = {s: sampling.summarize(con, kept.filter(kept.split == s)) for s in SPLITS}
+    n_train, p_train = by_split["train"]
+    plan = sampling.plan_train(n_train - p_train, p_train, cfg.sample.target_rate, cfg.sample.upsample_positives)
+    eval_keep = _eval_keep(by_split, cfg.sample.eval_max_rows)
+    plan.update({f"{s}_keep": q for s, q in eval_keep.items()})
+    kept = materialize(con, select_kept(rows, exceptions, splits, plan, eval_keep, t1, t2, c0, cfg.sample.seed),
+                       "kept")
 
     step("contexts")
-    built = materialize(con, build_split(logs, kept, cfg.context.k, cfg.pii.enabled), "built")
+    cm = materialize(con, context_messages(logs, kept, cfg.dedup.enabled, cfg.pii.enabled), "context_messages")
+
+    step("dedup")
+    final = materialize(con, dedup_kept(kept, cm, k, cfg.dedup.enabled, cfg.dedup.aggregate, cfg.pii.enabled),
+                        "deduped")
+    kc = _kept_counts(con, final, cfg.pii.enabled)
+    weights, output = _weights(by_split, kc, plan, plan["copies"])
+    rows_in = sum(v["rows_in"] for v in kc.values())
+    counts["resample"] = {"plan": plan}
+    counts["dedup"] = {"scope": "kept rows", "rows_in": rows_in, "rows_out": sum(v["rows"] for v in kc.values())}
+    counts["output"] = output
+
     step("write")
     for s in SPLITS:
-        con.to_parquet(built.filter(built.split == s).drop("split").order_by(["created_at", "message_id"]),
-                       out / f"{s}.parquet")
-    pii = {s: _pii_report(logs, kept.filter(kept.split == s), cfg.context.k) for s in SPLITS} if cfg.pii.enabled \
-        else None
-    manifest = _manifest(cfg, rule, types, logs, counts, by_split, n_pos / n_lab, cutoffs, pii, t_start)
+        part = final.filter(final.split == s)
+        w = weights[s]
+        part = part.select(*ROW_COLUMNS, "label", weight=ibis.ifelse(part.label, w[True], w[False]),
+                           copy=ibis.literal(0, "int64"))
+        if s == "train":
+            for i in range(1, plan["copies"]):  # c copies of each kept positive
+                part = part.union(part.filter(part.label).mutate(copy=ibis.literal(i, "int64")))
+        write_split(con, part, cm.filter(cm.split == s), k, out / f"{s}.parquet")
+    pii = None
+    if cfg.pii.enabled:
+        pii = {s: {f"pii_{n}": sum(v[f"pii_{n}"] * (plan["copies"] if s == "train" and lab else 1)
+                                   for (sp, lab), v in kc.items() if sp == s) for n in PATTERNS} for s in SPLITS}
+    manifest = _manifest(cfg, rule, types, logs, counts, by_split, n_pos / n_lab, {"train_before": t1,
+                                                                                   "test_from": t2}, pii, t_start)
     if truth_dir is not None:
         manifest["filters_vs_truth"] = truth_scores(fr.flagged, fr.bad_users, load_truth(truth_dir))
     write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _input_counts(con, per_user: ibis.Table, reactions: ibis.Table) -> tuple[int, int]:
+    """Assistant rows with a context (all users) and reactions that survive the filters: one query."""
+    r = con.to_pyarrow(per_user.agg(n=per_user.n.sum(), r=reactions.count().as_scalar())).to_pylist()[0]
+    return int(r["n"] or 0), int(r["r"] or 0)
 
 
 def _manifest(cfg: CurateConfig, rule: Rule, types: dict, logs: Logs, counts: dict, by_split: dict,
@@ -330,15 +448,6 @@ def _manifest(cfg: CurateConfig, rule: Rule, types: dict, logs: Logs, counts: di
         "files": {s: f"{s}.parquet" for s in SPLITS},
         "seconds": round(time.perf_counter() - t_start, 3),
     }
-
-
-def _pii_report(logs: Logs, kept: ibis.Table, k: int) -> dict[str, int]:
-    """How many texts written (context messages and completions) contained each kind of PII."""
-    m = logs.messages
-    j = kept.join(m, [kept.conversation_id == m.conversation_id, m.turn_index <= kept.turn_index,
-                      m.turn_index >= kept.turn_index - k])
-    r = logs.con.execute(j.agg(**pii_counts(j.text)))
-    return {c: int(r[c][0] or 0) for c in r.columns}
 
 
 def load_truth(truth_dir: str | Path) -> dict[str, str]:

@@ -47,11 +47,13 @@ def account_created(logs: Logs) -> ibis.Table:
     return m.group_by("user_id").agg(acct_at=m.created_at.min())
 
 
-def rate_flags(logs: Logs, assistant: ibis.Table, z_threshold: float, min_reactions: int) -> ibis.Table:
-    """Users with robust z-score of their per-type reaction rate above `z_threshold`."""
+def rate_flags(logs: Logs, per_user: ibis.Table, z_threshold: float, min_reactions: int) -> ibis.Table:
+    """Users with robust z-score of their per-type reaction rate above `z_threshold`.
+
+    `per_user` is (user_id, n): the assistant messages each user received (a small, per-user table).
+    """
     r = logs.reactions
-    n_u = assistant.group_by("user_id").agg(n=assistant.count())  # messages each user received
-    grid = n_u.cross_join(r.select("type").distinct())  # (users x types): zeros count in the median
+    grid = per_user.cross_join(r.select("type").distinct())  # (users x types): zeros count in the median
     c = r.group_by(["user_id", "type"]).agg(c=r.count())
     g = grid.left_join(c, [grid.user_id == c.user_id, grid.type == c.type]).select(
         user_id=grid.user_id, type=grid.type, c=ibis.coalesce(c.c, 0), n=grid.n
@@ -98,64 +100,87 @@ def spam_flags(logs: Logs, min_repeats: int) -> ibis.Table:
     return rep.filter(rep.n >= min_repeats).select("user_id").distinct()
 
 
-def too_fast(logs: Logs, min_seconds: float) -> ibis.Table:
-    """Reactions with a `fast` flag: sooner than `min_seconds` after their message (or before it)."""
-    r, m = logs.reactions, logs.messages.select("message_id", msg_at="created_at")
-    j = r.left_join(m, r.message_id == m.message_id)
-    dt_ms = j.created_at.delta(j.msg_at, unit="millisecond")
-    return j.select(
-        *[j[c] for c in ("message_id", "type", "user_id", "created_at")],
-        fast=ibis.coalesce(dt_ms < min_seconds * 1000, False),
-    )
+def reactions_with_message(logs: Logs, columns: tuple[str, ...] = ()) -> ibis.Table:
+    """The reactions with `msg_at`, the time of the message they react to (null if it is not logged), and
+    the message's `columns` (one join of the small reactions table against the messages)."""
+    r = logs.reactions
+    m = logs.messages.select(msg_id="message_id", msg_at="created_at", **{f"msg_{c}": c for c in columns})
+    j = r.left_join(m, r.message_id == m.msg_id)
+    return j.select(*[j[c] for c in r.columns], *[j[c] for c in m.columns if c != "msg_id"])
 
 
-def _users(con, table: ibis.Table) -> list[str]:
-    return sorted(con.to_pyarrow(table)["user_id"].to_pylist())
+def too_fast(reactions: ibis.Table, min_seconds: float) -> ibis.Table:
+    """`reactions` (with `msg_at`) + a `fast` flag: sooner than `min_seconds` after their message (or before it)."""
+    dt_ms = reactions.created_at.delta(reactions.msg_at, unit="millisecond")
+    return reactions.mutate(fast=ibis.coalesce(dt_ms < min_seconds * 1000, False))
 
 
-def apply_filters(logs: Logs, assistant: ibis.Table, cfg: FiltersSection) -> FilterResult:
+def apply_filters(logs: Logs, assistant: ibis.Table, cfg: FiltersSection, *, per_user: ibis.Table | None = None,
+                  reactions: ibis.Table | None = None) -> FilterResult:
     """Run the enabled filters; return surviving reactions, flagged users and a per-rule report.
 
-    Flagged users stay backend tables (materialised); only their ids are fetched, for the report.
+    `per_user` (user_id, n: assistant messages received) is computed from `assistant` when not given;
+    `reactions` (the reactions with `msg_at`, from `reactions_with_message`) likewise. Flagged users stay a
+    backend table (materialised once, all rules together); their ids are fetched for the report, which is one
+    more query over small per-user tables. The surviving reactions keep the columns of `reactions`.
     """
     con = logs.con
-    tables: dict[str, ibis.Table] = {}
+    n_u = per_user if per_user is not None else assistant.group_by("user_id").agg(n=assistant.count())
+    parts: dict[str, ibis.Table] = {}
     if cfg.rate.enabled:
-        tables["rate"] = rate_flags(logs, assistant, cfg.rate.z_threshold, cfg.rate.min_reactions)
+        parts["rate"] = rate_flags(logs, n_u, cfg.rate.z_threshold, cfg.rate.min_reactions)
     if cfg.burst.enabled:
         b = cfg.burst
-        tables["burst"] = burst_flags(logs, b.max_account_age_hours, b.window_minutes, b.min_accounts, b.z_threshold)
+        parts["burst"] = burst_flags(logs, b.max_account_age_hours, b.window_minutes, b.min_accounts, b.z_threshold)
     if cfg.spam.enabled:
-        tables["spam"] = spam_flags(logs, cfg.spam.min_repeats)
-    tables = {rule: materialize(con, t, f"flag_{rule}") for rule, t in tables.items()}
-    flagged = {rule: _users(con, t) for rule, t in tables.items()}
-    bad = sorted(set().union(*flagged.values())) if flagged else []
+        parts["spam"] = spam_flags(logs, cfg.spam.min_repeats)
+    flagged: dict[str, list[str]] = {rule: [] for rule in parts}
+    report: dict[str, dict] = {}
     bad_t = None
-    if tables:
-        union = list(tables.values())
-        bad_t = union[0]
-        for t in union[1:]:
-            bad_t = bad_t.union(t)
-        bad_t = materialize(con, bad_t.distinct(), "flag_all")
+    if parts:
+        tagged = [t.select("user_id", rule=ibis.literal(rule)) for rule, t in parts.items()]
+        union = tagged[0]
+        for t in tagged[1:]:
+            union = union.union(t)
+        flags = materialize(con, union, "flagged")  # (user_id, rule): a few rows
+        pairs = con.to_pyarrow(flags)
+        for u, rule in zip(pairs["user_id"].to_pylist(), pairs["rule"].to_pylist(), strict=True):
+            flagged[rule].append(u)
+        flagged = {rule: sorted(set(users)) for rule, users in flagged.items()}
+        report = _user_rule_counts(logs, flags, n_u, flagged, cfg.drop_flagged_rows)
+        bad_t = flags.select("user_id").distinct()
+    bad = sorted(set().union(*flagged.values())) if flagged else []
 
-    r = too_fast(logs, cfg.too_fast.min_seconds) if cfg.too_fast.enabled else logs.reactions.mutate(fast=False)
-    report = {rule: _user_rule_counts(logs, assistant, t, len(flagged[rule]), cfg.drop_flagged_rows)
-              for rule, t in tables.items()}
+    r = reactions if reactions is not None else reactions_with_message(logs)
+    r = too_fast(r, cfg.too_fast.min_seconds) if cfg.too_fast.enabled else r.mutate(fast=False)
+    kept = r.filter(~r.fast)
+    if bad_t is not None:
+        kept = kept.anti_join(bad_t, "user_id")
+    kept = kept.select(*[c for c in r.columns if c != "fast"])
+    if reactions is None:  # the canonical reaction columns only, as the callers without `reactions` expect
+        kept = kept.select(*logs.reactions.columns)
     if cfg.too_fast.enabled:
         report["too_fast"] = {"users": 0, "reactions": int(con.execute(r.fast.sum()) or 0), "rows": 0}
-    kept = r.filter(~r.fast).drop("fast")
-    if bad_t is not None:
-        kept = kept.anti_join(bad_t, "user_id").select(*kept.columns)
     log.info("filters flagged %d users: %s", len(bad), {k: len(v) for k, v in flagged.items()})
     return FilterResult(reactions=kept, bad_users=bad, flagged=flagged, report=report, bad_table=bad_t)
 
 
-def _user_rule_counts(logs: Logs, assistant: ibis.Table, users: ibis.Table, n: int, drop_rows: bool) -> dict:
-    """Reactions and rows a user-level rule removes on its own."""
-    con = logs.con
-    n_rx = int(con.execute(logs.reactions.semi_join(users, "user_id").count())) if n else 0
-    n_rows = int(con.execute(assistant.semi_join(users, "user_id").count())) if n and drop_rows else 0
-    return {"users": n, "reactions": n_rx, "rows": n_rows}
+def _user_rule_counts(logs: Logs, flags: ibis.Table, per_user: ibis.Table, flagged: dict[str, list[str]],
+                      drop_rows: bool) -> dict[str, dict]:
+    """Users, reactions and rows each user-level rule removes on its own (one query over per-user tables)."""
+    out = {rule: {"users": len(users), "reactions": 0, "rows": 0} for rule, users in flagged.items()}
+    if not any(flagged.values()):
+        return out
+    r = logs.reactions
+    rx_u = r.group_by(ru="user_id").agg(nr=r.count())
+    n_u = per_user.select(nu="user_id", n="n")
+    j = flags.left_join(rx_u, flags.user_id == rx_u.ru).left_join(n_u, flags.user_id == n_u.nu)
+    t = logs.con.to_pyarrow(j.group_by("rule").agg(reactions=ibis.coalesce(j.nr, 0).sum(),
+                                                   rows=ibis.coalesce(j.n, 0).sum()))
+    for rule, nr, nrows in zip(t["rule"].to_pylist(), t["reactions"].to_pylist(), t["rows"].to_pylist(), strict=True):
+        out[rule]["reactions"] = int(nr or 0)
+        out[rule]["rows"] = int(nrows or 0) if drop_rows else 0
+    return out
 
 
 def truth_scores(flagged: dict[str, list[str]], bad: list[str], truth: dict[str, str]) -> dict:
