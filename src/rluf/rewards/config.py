@@ -68,7 +68,7 @@ class TrainSection(StrictModel):
     eval_batch_size: int = Field(64, ge=1, description="batch size for scoring validation/test rows")
     max_train_examples: int | None = Field(None, ge=1, description="cap on training rows (None: all)")
     eval_max_negatives: int | None = Field(
-        20000, ge=1,
+        10000, ge=1,
         description="validation and test keep every positive and a seeded sample of at most this many "
         "negatives, their weights scaled up by the inverse sampling rate, so that weighted metrics and "
         "calibration stay unbiased while scoring stays cheap (None: score every row)",
