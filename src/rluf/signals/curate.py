@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from rluf.errors import ConfigError, DataError
 from rluf.signals import sampling
 from rluf.signals.config import CurateConfig
 from rluf.signals.contexts import write_split
-from rluf.signals.engine import Logs, connect, load_logs, materialize, reaction_type_counts
+from rluf.signals.engine import Logs, connect, load_logs, materialize, reaction_type_counts, release
 from rluf.signals.filters import apply_filters, reactions_with_message, truth_scores
 from rluf.signals.pii import PATTERNS
 from rluf.signals.rules import Rule, evaluate_rule, parse_rule, rule_names, rule_text
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 HASH_MOD = 4_294_967_291  # largest prime < 2^32: > int32, so Spark (32-bit HASH) adds in bigint too
 STEPS = ["load", "filters", "label", "split", "resample", "contexts", "dedup", "write"]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ROW_COLUMNS = ["message_id", "conversation_id", "user_id", "created_at", "turn_index", "model_id"]
 
 
@@ -119,7 +120,12 @@ def label_exceptions(reactions: ibis.Table, rule: Rule, bad: ibis.Table | None) 
     return flags.filter(~label if c0 else label).select(*ROW_COLUMNS, label=ibis.literal(not c0))
 
 
-def split_table(conv_users: ibis.Table, t1: float, t2: float, cfg: CurateConfig) -> ibis.Table:
+def cutoff_time(epoch_s: float) -> datetime:
+    """A cut-off in epoch seconds as an exact microsecond timestamp (the resolution of the logs)."""
+    return EPOCH + timedelta(microseconds=round(epoch_s * 1e6))
+
+
+def split_table(conv_users: ibis.Table, t1: datetime, t2: datetime, cfg: CurateConfig) -> ibis.Table:
     """(conversation_id, user_id, n) -> split: train / validation / test, `straddle` or `other_user`.
 
     A conversation's time span is that of its rows (assistant messages with a context, flagged users' rows
@@ -127,9 +133,10 @@ def split_table(conv_users: ibis.Table, t1: float, t2: float, cfg: CurateConfig)
     than every validation row: a row's split is also given by its own time (< t1, [t1, t2), >= t2).
     """
     cu = conv_users
-    conv = cu.group_by(cid="conversation_id").agg(cstart=cu.start.min().epoch_seconds(),
-                                                  cend=cu.end.max().epoch_seconds())
+    conv = cu.group_by(cid="conversation_id").agg(cstart=cu.start.min(), cend=cu.end.max())
     j = cu.join(conv, cu.conversation_id == conv.cid)
+    ts = cu.start.type()
+    t1, t2 = ibis.literal(t1, type=ts), ibis.literal(t2, type=ts)
     split = ibis.cases(
         (j.cend < t1, "train"),
         ((j.cstart >= t1) & (j.cend < t2), "validation"),
@@ -144,46 +151,39 @@ def split_table(conv_users: ibis.Table, t1: float, t2: float, cfg: CurateConfig)
     return j.select("conversation_id", "user_id", "n", split=split)
 
 
-def split_cutoffs(con, conv_users: ibis.Table, exceptions: ibis.Table, cfg: CurateConfig) -> dict:
-    """Cut-offs t1, t2 (quantiles of conversation start times), rows and label exceptions: one query."""
+def split_cutoffs(con, conv_users: ibis.Table, exceptions: ibis.Table, per_user: ibis.Table,
+                  cfg: CurateConfig) -> dict:
+    """Cut-offs t1, t2 (quantiles of conversation start times), rows after filtering, label exceptions and
+    input rows (all users): one query."""
     cu = conv_users
     conv = cu.group_by("conversation_id").agg(start=cu.start.min().epoch_seconds(), n=cu.n.sum())
     f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
     r = con.to_pyarrow(conv.agg(t1=conv.start.quantile(1 - f_val - f_test), t2=conv.start.quantile(1 - f_test),
-                                n=conv.n.sum(), x=exceptions.count().as_scalar())).to_pylist()[0]
-    return {"t1": r["t1"], "t2": r["t2"], "n": int(r["n"] or 0), "x": int(r["x"] or 0)}
+                                n=conv.n.sum(), x=exceptions.count().as_scalar(),
+                                n_in=per_user.n.sum().as_scalar())).to_pylist()[0]
+    return {"t1": r["t1"], "t2": r["t2"], "n": int(r["n"] or 0), "x": int(r["x"] or 0), "n_in": int(r["n_in"] or 0)}
 
 
 def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, plan: dict, eval_keep: dict,
-                t1: float, t2: float, c0: bool, seed: int) -> ibis.Table:
+                t1: datetime, t2: datetime, c0: bool, seed: int) -> ibis.Table:
     """The rows resampling keeps, with `label` and `split`, chosen without labelling or splitting every row.
 
-    A row's split follows from its time (train < t1 <= validation < t2 <= test), so one cheap filter over the
-    rows (time against the cut-offs, then a hash draw with the keep probability of that split and of the
-    default label) picks the candidates; rows within 1 ms of a cut-off are always candidates, so float rounding
-    of the cut-offs cannot lose a row. Only the candidates are joined with the (small) label exceptions and
-    the split table, which drops straddling and other-user rows; the draw is then re-checked with the exact
-    split.
+    A row's split follows from its time (train < t1 <= validation < t2 <= test, the same exact timestamps as
+    `split_table`), so one cheap filter over the rows (time against the cut-offs, then a hash draw with the keep
+    probability of that split and of the default label) picks the candidates. Only the candidates are joined
+    with the (small) label exceptions and with the split table, which drops straddling and other-user rows.
     """
     q_pos, q_neg = plan["pos_keep"], plan["neg_keep"]
 
-    def draw(t: ibis.Table, split: str, q_train: float) -> ibis.BooleanValue:
-        q = q_train if split == "train" else eval_keep[split]
-        if q >= 1:
-            return ibis.literal(True)
-        return sampling.uniform(t.message_id, f"{'train' if split == 'train' else 'eval'}{seed}") < q
-
     def pick(t: ibis.Table, q_train: float) -> ibis.Table:
-        def at(x: float) -> ibis.TimestampValue:
-            return ibis.literal(datetime.fromtimestamp(x, tz=UTC), type=t.created_at.type())
+        def draw(q: float, salt: str) -> ibis.BooleanValue:
+            return ibis.literal(True) if q >= 1 else sampling.uniform(t.message_id, f"{salt}{seed}") < q
 
-        margin = 0.001
+        ts = t.created_at.type()
         cond = ibis.cases(
-            (t.created_at < at(t1 - margin), draw(t, "train", q_train)),
-            (t.created_at < at(t1 + margin), True),
-            (t.created_at < at(t2 - margin), draw(t, "validation", q_train)),
-            (t.created_at < at(t2 + margin), True),
-            else_=draw(t, "test", q_train),
+            (t.created_at < ibis.literal(t1, type=ts), draw(q_train, "train")),
+            (t.created_at < ibis.literal(t2, type=ts), draw(eval_keep["validation"], "eval")),
+            else_=draw(eval_keep["test"], "eval"),
         )
         return t.filter(cond)
 
@@ -192,14 +192,7 @@ def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, pl
     cand = plain.union(pick(exceptions, q_neg if c0 else q_pos).select(*plain.columns))
     s = splits.filter(splits.split.isin(SPLITS)).select(scid="conversation_id", suid="user_id", split="split")
     j = cand.join(s, [cand.conversation_id == s.scid, cand.user_id == s.suid])
-    q_train = ibis.ifelse(j.label, q_pos, q_neg)
-    u_train = sampling.uniform(j.message_id, f"train{seed}")
-    exact = ibis.cases(
-        (j.split == "train", u_train < q_train if max(q_pos, q_neg) < 1 else (q_train >= 1) | (u_train < q_train)),
-        (j.split == "validation", draw(j, "validation", 1.0)),
-        else_=draw(j, "test", 1.0),
-    )
-    return j.filter(exact).select(*ROW_COLUMNS, "label", "split")
+    return j.select(*ROW_COLUMNS, "label", "split")
 
 
 def context_messages(logs: Logs, kept: ibis.Table, dedup: bool, pii: bool) -> ibis.Table:
@@ -353,7 +346,7 @@ def curate(
     check_signal(rule, types, logs.logs_dir)
     _check_times(con, logs.messages, logs.logs_dir)
     rows = assistant_rows(logs)
-    cu = materialize(con, conversation_users(rows), "conv_users")
+    cu = conv_users_table = materialize(con, conversation_users(rows), "conv_users")
     rx = materialize(con, reactions_with_message(logs, ("conversation_id", "user_id", "role", "turn_index",
                                                         "model_id")), "reactions")
 
@@ -366,13 +359,13 @@ def curate(
 
     step("label")
     exceptions = materialize(con, label_exceptions(fr.reactions, rule, bad), "exceptions")
-    cut = split_cutoffs(con, cu, exceptions, cfg)
+    release(con, rx)
+    cut = split_cutoffs(con, cu, exceptions, per_user, cfg)
     n_lab = cut["n"]
     n_pos = n_lab - cut["x"] if c0 else cut["x"]
-    n_in, rx_out = _input_counts(con, per_user, fr.reactions)
-    counts: dict[str, Any] = {"input": {"rows": n_in, "reactions": sum(types.values())}}
+    counts: dict[str, Any] = {"input": {"rows": cut["n_in"], "reactions": sum(types.values())}}
     counts["filters"] = {**fr.report, "users_flagged": len(fr.bad_users), "rows_out": n_lab,
-                         "reactions_out": rx_out}
+                         "reactions_out": fr.n_reactions}
     counts["label"] = {"rows": n_lab, "positives": n_pos}
     if n_pos == 0:
         raise DataError(
@@ -381,7 +374,7 @@ def curate(
         )
 
     step("split")
-    t1, t2 = float(cut["t1"]), float(cut["t2"])
+    t1, t2 = cutoff_time(float(cut["t1"])), cutoff_time(float(cut["t2"]))
     splits = materialize(con, split_table(cu, t1, t2, cfg), "splits")
     by_split = _split_counts(con, splits, exceptions, c0, cfg)
     counts["split"] = {s: {"rows": n, "positives": p} for s, (n, p) in sorted(by_split.items())}
@@ -393,6 +386,7 @@ def curate(
     plan.update({f"{s}_keep": q for s, q in eval_keep.items()})
     kept = materialize(con, select_kept(rows, exceptions, splits, plan, eval_keep, t1, t2, c0, cfg.sample.seed),
                        "kept")
+    release(con, exceptions, splits, conv_users_table, *fr.temp_tables)
 
     step("contexts")
     cm = materialize(con, context_messages(logs, kept, cfg.dedup.enabled, cfg.pii.enabled), "context_messages")
@@ -400,6 +394,7 @@ def curate(
     step("dedup")
     final = materialize(con, dedup_kept(kept, cm, k, cfg.dedup.enabled, cfg.dedup.aggregate, cfg.pii.enabled),
                         "deduped")
+    release(con, kept)
     kc = _kept_counts(con, final, cfg.pii.enabled)
     weights, output = _weights(by_split, kc, plan, plan["copies"])
     rows_in = sum(v["rows_in"] for v in kc.values())
@@ -421,18 +416,13 @@ def curate(
     if cfg.pii.enabled:
         pii = {s: {f"pii_{n}": sum(v[f"pii_{n}"] * (plan["copies"] if s == "train" and lab else 1)
                                    for (sp, lab), v in kc.items() if sp == s) for n in PATTERNS} for s in SPLITS}
-    manifest = _manifest(cfg, rule, types, logs, counts, by_split, n_pos / n_lab, {"train_before": t1,
-                                                                                   "test_from": t2}, pii, t_start)
+    cutoffs = {"train_before": (t1 - EPOCH).total_seconds(), "test_from": (t2 - EPOCH).total_seconds()}
+    manifest = _manifest(cfg, rule, types, logs, counts, by_split, n_pos / n_lab, cutoffs, pii, t_start)
     if truth_dir is not None:
         manifest["filters_vs_truth"] = truth_scores(fr.flagged, fr.bad_users, load_truth(truth_dir))
     write_json(out / "manifest.json", manifest)
+    release(con, cm, final)
     return manifest
-
-
-def _input_counts(con, per_user: ibis.Table, reactions: ibis.Table) -> tuple[int, int]:
-    """Assistant rows with a context (all users) and reactions that survive the filters: one query."""
-    r = con.to_pyarrow(per_user.agg(n=per_user.n.sum(), r=reactions.count().as_scalar())).to_pylist()[0]
-    return int(r["n"] or 0), int(r["r"] or 0)
 
 
 def _manifest(cfg: CurateConfig, rule: Rule, types: dict, logs: Logs, counts: dict, by_split: dict,

@@ -32,6 +32,7 @@ class Logs:
     users: ibis.Table | None
     files: list[Path]
     logs_dir: Path
+    n_messages: int | None = None  # rows of messages.parquet (from its footer), when known
 
 
 def connect(memory_limit: str = "1GB", threads: int | None = None, temp_directory: str | None = None):
@@ -54,9 +55,11 @@ def resolve_logs_dir(logs_dir: str | Path) -> Path:
     return path
 
 
-def _check_columns(path: Path, schema) -> None:
+def _check_columns(path: Path, schema) -> int:
+    """Check that the Parquet file at `path` has the canonical columns; return its row count (footer only)."""
     try:
-        names = pq.read_schema(path).names
+        meta = pq.read_metadata(path)
+        names = meta.schema.to_arrow_schema().names
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for non-Parquet files
         raise SchemaError(f"{path} is not a readable Parquet file ({e}); write logs with `rluf ingest`") from None
     missing = [n for n in schema.names if n not in names]
@@ -64,6 +67,7 @@ def _check_columns(path: Path, schema) -> None:
         raise SchemaError(
             f"{path} is missing column(s) {missing}; expected {schema.names} (see docs/log-schema.md)"
         )
+    return meta.num_rows
 
 
 def _typed(table: ibis.Table, schema) -> ibis.Table:
@@ -87,7 +91,7 @@ def load_logs(con, logs_dir: str | Path) -> Logs:
         raise DataError(f"{path} has no messages.parquet; produce it with `rluf ingest` or `rluf simulate`")
     if not rx_path.is_file():
         raise DataError(f"{path} has no reactions.parquet: there is no feedback signal to curate")
-    _check_columns(msg_path, MESSAGES)
+    n_messages = _check_columns(msg_path, MESSAGES)
     _check_columns(rx_path, REACTIONS)
     messages = _typed(con.read_parquet(msg_path), MESSAGES)
     reactions = _typed(con.read_parquet(rx_path), REACTIONS)
@@ -97,7 +101,8 @@ def load_logs(con, logs_dir: str | Path) -> Logs:
         _check_columns(users_path, USERS)
         users = _typed(con.read_parquet(users_path), USERS)
         files.append(users_path)
-    return Logs(con=con, messages=messages, reactions=reactions, users=users, files=files, logs_dir=path)
+    return Logs(con=con, messages=messages, reactions=reactions, users=users, files=files, logs_dir=path,
+                n_messages=n_messages)
 
 
 def reaction_type_counts(logs: Logs) -> dict[str, int]:
@@ -116,3 +121,17 @@ def materialize(con, expr: ibis.Table, stem: str) -> ibis.Table:
         return expr.cache()
     name = f"_rluf_{stem}_{next(_counter)}"
     return con.create_table(name, expr, temp=True)
+
+
+def release(con, *tables: ibis.Table | None) -> None:
+    """Free tables made by `materialize` that later steps no longer need (DuckDB keeps temp tables in memory)."""
+    for t in tables:
+        if t is None:
+            continue
+        if con.name != "duckdb":
+            release_cached = getattr(t, "release", None)
+            if release_cached is not None:
+                release_cached()
+            continue
+        op = t.op()
+        con.raw_sql(f'DROP TABLE IF EXISTS "{op.namespace.catalog}"."{op.namespace.database}"."{op.name}"')
