@@ -179,3 +179,37 @@ def test_spam_filter(tmp_path):
     off = {**OFF, "spam": {"enabled": True, "min_repeats": 10}}
     man = curate(logs, tmp_path / "out", cfg(filters=off, sample={"target_rate": 0.5}))
     assert man["counts"]["filters"]["spam"] == {"users": 1, "reactions": 4, "rows": 12}
+
+
+def test_prompts_match_a_plain_range_scan(synth_dir, tmp_path):
+    """Every written prompt is exactly the messages at turns t-k..t-1 of the row's conversation (ordered by
+    turn), every completion the row's own text: checked against a plain Python scan of the logs."""
+    import collections
+
+    man = curate(synth_dir, tmp_path / "out", {"context": {"k": 3}, "sample": {"eval_max_rows": 150}})
+    msgs = pq.read_table(synth_dir / "logs" / "messages.parquet").to_pylist()
+    by_conv = collections.defaultdict(list)
+    for m in msgs:
+        by_conv[m["conversation_id"]].append(m)
+    text = {m["message_id"]: m for m in msgs}
+    for s in ("train", "validation", "test"):
+        rows = pq.read_table(tmp_path / "out" / f"{s}.parquet").to_pylist()
+        assert rows and len(rows) == man["counts"]["output"][s]["rows"]
+        for r in rows:
+            t = text[r["message_id"]]["turn_index"]
+            ctx = sorted((m for m in by_conv[r["conversation_id"]] if t - 3 <= m["turn_index"] < t),
+                         key=lambda m: (m["turn_index"], m["message_id"]))
+            assert r["prompt"] == [{"role": m["role"], "content": m["text"]} for m in ctx]
+            assert r["completion"] == [{"role": "assistant", "content": text[r["message_id"]]["text"]}]
+
+
+def test_eval_cap_weights_and_dedup_off(synth_dir, tmp_path):
+    man = curate(synth_dir, tmp_path / "out", {"sample": {"eval_max_rows": 100}, "dedup": {"enabled": False}})
+    plan, out, split = man["counts"]["resample"]["plan"], man["counts"]["output"], man["counts"]["split"]
+    assert man["counts"]["dedup"]["rows_in"] == man["counts"]["dedup"]["rows_out"]
+    for s in ("validation", "test"):
+        n = split[s]["rows"]
+        assert plan[f"{s}_keep"] == pytest.approx(100 / n)
+        kept = pq.read_table(tmp_path / "out" / f"{s}.parquet").to_pylist()
+        assert 50 < len(kept) < 150 and len(kept) == out[s]["rows"]
+        assert all(r["weight"] == pytest.approx(n / len(kept)) for r in kept)

@@ -1,22 +1,23 @@
 """`rluf curate`: canonical logs -> the P[Love] training set, in TRL's unpaired-preference form.
 
-The pipeline is written once as Ibis expressions (DuckDB by default) and ordered so that only cheap, columnar
-work touches every message, and everything expensive touches only the rows that survive sampling:
+The pipeline is written once as Ibis expressions (DuckDB by default; also run on Spark in the tests) and ordered
+so that only cheap, columnar work touches every message; everything expensive touches only the rows that
+survive sampling:
 
-  every row   1. load       one pass over the assistant messages: per (conversation, user) start, end and count
-              2. filters    adversarial users / reactions (rluf.signals.filters): aggregates per user, plus one
-                            join of the (small) reactions table with the messages
+  every row   1. load       one scan of the assistant messages: per (conversation, user) first/last time and
+                            count; one join of the (small) reactions table with the messages
+              2. filters    adversarial users and reactions (rluf.signals.filters): aggregates per user
               3. label      label = rule(reaction types), kept as the small table of messages whose label differs
                             from the rule's value for a message nobody reacted to ("exceptions")
-              4. split      by conversation time, from the per-conversation table (validation and test strictly
-                            later than train; optionally user-disjoint)
-              5. resample   per-row hash draws and time cut-offs select the rows kept (train to `target_rate`,
-                            validation/test at the natural rate, optionally capped)
+              4. split      cut-offs from conversation start times; per (conversation, user) split, so validation
+                            and test are strictly later than train (optionally user-disjoint)
+              5. resample   one filter over the rows (time against the cut-offs, hash draw) picks the rows kept:
+                            train at `target_rate`, validation/test at the natural rate (optionally capped)
   kept rows   6. contexts   the messages of the kept rows' conversations, read once (PII scrubbed here)
               7. dedup      identical (last-k context, completion) pairs among the kept rows merged (hash key),
                             labels aggregated; weights computed after it so the weighted rate stays exact
-              8. write      one range join per split builds the last k messages as chat messages; DuckDB COPY
-                            writes train/validation/test.parquet; manifest.json
+              8. write      prompts assembled in Arrow from the sorted messages (rluf.signals.contexts) and
+                            written as Parquet row groups; manifest.json
 
 RLUF (Han et al., 2025): Love chosen as the signal, 10-turn context, held-out conversations later in time than
 all training data, Love upsampled from its natural ~0.1% to 10%.
@@ -33,12 +34,14 @@ from typing import Any
 
 import ibis
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rluf.config import load_config, validate_config
 from rluf.errors import ConfigError, DataError
 from rluf.signals import sampling
 from rluf.signals.config import CurateConfig
-from rluf.signals.contexts import write_split
+from rluf.signals.contexts import ContextIndex, dedup_rows, write_split
 from rluf.signals.engine import Logs, connect, load_logs, materialize, reaction_type_counts, release
 from rluf.signals.filters import apply_filters, reactions_with_message, truth_scores
 from rluf.signals.pii import PATTERNS
@@ -196,14 +199,15 @@ def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, pl
 
 
 def context_messages(logs: Logs, kept: ibis.Table, dedup: bool, pii: bool) -> ibis.Table:
-    """The messages of the kept rows' conversations, read once, with the conversation's `split` (a kept
-    conversation lies in one split): message_id, turn, role, text (scrubbed with `pii`), the hash h of
-    role:text for the dedup key, and one 0/1 column per kind of PII found (in `scrub`'s order)."""
+    """The messages of the kept rows' conversations (one scan of the messages, joined with the kept
+    conversation ids), sorted by (conversation, turn, message id): message_id, turn, role, text (scrubbed with
+    `pii`), the hash h of role:text for the dedup key, and one 0/1 column per kind of PII found (in `scrub`'s
+    order). Everything after this is Arrow work over these messages (rluf.signals.contexts)."""
     m = logs.messages
-    conv = kept.select(kcid="conversation_id", ksplit="split").distinct()
+    conv = kept.select(kcid="conversation_id").distinct()
     j = m.join(conv, m.conversation_id == conv.kcid)
     cols: dict[str, Any] = {"conversation_id": j.conversation_id, "message_id": j.message_id, "turn": j.turn_index,
-                            "role": j.role, "split": j.ksplit}
+                            "role": j.role}
     text = j.text
     if dedup:
         cols["h"] = (((j.role + ":" + j.text).hash() % HASH_MOD) + HASH_MOD) % HASH_MOD
@@ -212,39 +216,7 @@ def context_messages(logs: Logs, kept: ibis.Table, dedup: bool, pii: bool) -> ib
             cols[f"pii_{name}"] = text.re_search(pattern).cast("int64")
             text = text.re_replace(pattern, placeholder)
     cols["text"] = text
-    return j.select(**cols)
-
-
-def dedup_kept(kept: ibis.Table, cm: ibis.Table, k: int, dedup: bool, aggregate: str, pii: bool) -> ibis.Table:
-    """Kept rows + `n_copies` (and per-row PII counts): identical (last-k context, completion) pairs merged.
-
-    Key: for messages h_j = hash(role:text) mod p, ctx0 = sum h_j and ctx1 = sum h_j (t_j - t) over the messages
-    at turns t-k..t-1 (order-sensitive, offset-invariant), and comp = h of the row's own message. A merged row
-    keeps the earliest copy's columns, its split included (so a validation row identical to a kept train row
-    is dropped); its label is `any` (or `majority`) of the copies.
-    """
-    pii_cols = [f"pii_{n}" for n in PATTERNS] if pii else []
-    if not dedup and not pii:
-        return kept.mutate(n_copies=ibis.literal(1, "int64"))
-    r = kept.select(rid="message_id", rcid="conversation_id", rturn="turn_index")
-    p = r.join(cm, [r.rcid == cm.conversation_id, cm.turn <= r.rturn, cm.turn >= r.rturn - k])
-    ctx = p.turn < p.rturn
-    own = p.message_id == p.rid
-    aggs: dict[str, Any] = {c: p[c].sum(where=ctx | own) for c in pii_cols}
-    if dedup:
-        rel = p.turn - p.rturn  # t_j - t, in [-k, -1]
-        aggs.update(ctx0=ibis.coalesce(p.h.sum(where=ctx), 0), ctx1=ibis.coalesce((p.h * rel).sum(where=ctx), 0),
-                    comp=p.h.max(where=own))
-    per_row = p.group_by("rid").agg(**aggs)
-    keyed = kept.join(per_row, kept.message_id == per_row.rid).drop("rid")
-    if not dedup:
-        return keyed.select(*ROW_COLUMNS, "label", "split", *pii_cols, n_copies=ibis.literal(1, "int64"))
-    cols = [c for c in (*ROW_COLUMNS, "split") if c != "created_at"] + pii_cols
-    first = {c: keyed[c].argmin(keyed.created_at) for c in cols}
-    label = keyed.label.any() if aggregate == "any" else keyed.label.cast("float64").mean() > 0.5
-    merged = keyed.group_by(["ctx0", "ctx1", "comp"]).agg(**first, created_at=keyed.created_at.min(), label=label,
-                                                           n_copies=keyed.count())
-    return merged.select(*ROW_COLUMNS, "label", "split", *pii_cols, "n_copies")
+    return j.select(**cols).order_by(["conversation_id", "turn", "message_id"])
 
 
 def _check_times(con, m: ibis.Table, logs_dir: Path) -> None:
@@ -284,13 +256,20 @@ def _eval_keep(by_split: dict, max_rows: int | None) -> dict[str, float]:
     return out
 
 
-def _kept_counts(con, rows: ibis.Table, pii: bool) -> dict[tuple[str, bool], dict[str, int]]:
-    """(split, label) -> rows, rows before dedup, PII counts: one query over the kept rows."""
-    aggs: dict[str, Any] = {"rows": rows.count(), "rows_in": rows.n_copies.sum()}
-    if pii:
-        aggs.update({f"pii_{n}": rows[f"pii_{n}"].sum() for n in PATTERNS})
-    t = con.to_pyarrow(rows.group_by(["split", "label"]).agg(**aggs)).to_pylist()
-    return {(r.pop("split"), bool(r.pop("label"))): {k: int(v or 0) for k, v in r.items()} for r in t}
+def _kept_counts(rows: pa.Table, pii: bool) -> dict[tuple[str, bool], dict[str, int]]:
+    """(split, label) -> rows, rows before dedup, PII counts of the final kept rows (copies not included)."""
+    label = rows["label"].to_numpy(zero_copy_only=False)
+    cols = ["n_copies"] + ([f"pii_{n}" for n in PATTERNS] if pii else [])
+    values = {c: rows[c].to_numpy() for c in cols}
+    out = {}
+    for s in SPLITS:
+        in_split = pc.equal(rows["split"], s).to_numpy(zero_copy_only=False)
+        for lab in (True, False):
+            sel = in_split & (label == lab)
+            v = {"rows": int(sel.sum()), "rows_in": int(values["n_copies"][sel].sum())}
+            v.update({c: int(values[c][sel].sum()) for c in cols[1:]})
+            out[(s, lab)] = v
+    return out
 
 
 def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict, dict]:
@@ -317,6 +296,18 @@ def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict,
         output[s] = {"rows": n, "positives": n_pos, "rate": n_pos / n if n else None,
                      "weighted_rate": w_pos * n_pos / w if w else None}
     return weights, output
+
+
+def _split_rows(rows: pa.Table, split: str, weights: dict, copies: int) -> pa.Table:
+    """One split's final rows in output order (the rows' order: created_at, message_id), with `weight` and the
+    copies of train positives next to their original."""
+    part = rows.filter(pc.equal(rows["split"], split))
+    label = part["label"]
+    part = part.append_column("weight", pc.if_else(label, weights[True], weights[False]))
+    if split == "train" and copies > 1:
+        reps = np.where(label.to_numpy(zero_copy_only=False), copies, 1)
+        part = part.take(pa.array(np.repeat(np.arange(part.num_rows), reps)))
+    return part
 
 
 def curate(
@@ -389,29 +380,26 @@ def curate(
     release(con, exceptions, splits, conv_users_table, *fr.temp_tables)
 
     step("contexts")
-    cm = materialize(con, context_messages(logs, kept, cfg.dedup.enabled, cfg.pii.enabled), "context_messages")
+    index = ContextIndex(con.to_pyarrow(context_messages(logs, kept, cfg.dedup.enabled, cfg.pii.enabled)), k)
+    keyed = index.keyed(con.to_pyarrow(kept.order_by(["created_at", "message_id"])))
+    release(con, kept)
 
     step("dedup")
-    final = materialize(con, dedup_kept(kept, cm, k, cfg.dedup.enabled, cfg.dedup.aggregate, cfg.pii.enabled),
-                        "deduped")
-    release(con, kept)
-    kc = _kept_counts(con, final, cfg.pii.enabled)
+    if cfg.dedup.enabled:
+        final = dedup_rows(keyed, cfg.dedup.aggregate)
+    else:
+        final = keyed.append_column("n_copies", pa.array(np.ones(keyed.num_rows, np.int64)))
+    del keyed
+    kc = _kept_counts(final, cfg.pii.enabled)
     weights, output = _weights(by_split, kc, plan, plan["copies"])
-    rows_in = sum(v["rows_in"] for v in kc.values())
     counts["resample"] = {"plan": plan}
-    counts["dedup"] = {"scope": "kept rows", "rows_in": rows_in, "rows_out": sum(v["rows"] for v in kc.values())}
+    counts["dedup"] = {"scope": "kept rows", "rows_in": sum(v["rows_in"] for v in kc.values()),
+                       "rows_out": sum(v["rows"] for v in kc.values())}
     counts["output"] = output
 
     step("write")
     for s in SPLITS:
-        part = final.filter(final.split == s)
-        w = weights[s]
-        part = part.select(*ROW_COLUMNS, "label", weight=ibis.ifelse(part.label, w[True], w[False]),
-                           copy=ibis.literal(0, "int64"))
-        if s == "train":
-            for i in range(1, plan["copies"]):  # c copies of each kept positive
-                part = part.union(part.filter(part.label).mutate(copy=ibis.literal(i, "int64")))
-        write_split(con, part, cm.filter(cm.split == s), k, out / f"{s}.parquet")
+        write_split(_split_rows(final, s, weights[s], plan["copies"]), index, out / f"{s}.parquet")
     pii = None
     if cfg.pii.enabled:
         pii = {s: {f"pii_{n}": sum(v[f"pii_{n}"] * (plan["copies"] if s == "train" and lab else 1)
@@ -421,7 +409,6 @@ def curate(
     if truth_dir is not None:
         manifest["filters_vs_truth"] = truth_scores(fr.flagged, fr.bad_users, load_truth(truth_dir))
     write_json(out / "manifest.json", manifest)
-    release(con, cm, final)
     return manifest
 
 
