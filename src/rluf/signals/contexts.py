@@ -178,7 +178,9 @@ def dedup_rows(keyed: pa.Table, aggregate: str) -> pa.Table:
     label = positives > 0 if aggregate == "any" else 2 * positives > copies
     first = order[starts]
     back = np.argsort(first)  # groups in the order of their first row
-    out = keyed.take(pa.array(first[back]))
+    out = keyed.drop_columns(["ctx0", "ctx1", "comp"])
+    if len(first) < n:  # else nothing merged: keep the rows as they are (no copy)
+        out = out.take(pa.array(first[back]))
     out = out.set_column(out.schema.get_field_index("label"), "label", pa.array(label[back]))
     return out.append_column("n_copies", pa.array(copies[back].astype(np.int64)))
 
