@@ -22,7 +22,8 @@ def test_curate_on_spark_matches_duckdb(ten_days, tmp_path):
     try:
         # Train rows are drawn by hashes, and Spark's HASH is not DuckDB's: compare the deterministic parts
         # (split counts, and the validation/test rows with their labels and contexts).
-        cfg = {"filters": {"rate": {"enabled": False}, "burst": {"enabled": False}, "spam": {"enabled": False}},
+        # spam stays on (min_repeats 2 flags nobody here: no user repeats a text) to run its two passes on Spark
+        cfg = {"filters": {"rate": {"enabled": False}, "burst": {"enabled": False}, "spam": {"min_repeats": 2}},
                "context": {"k": 2}}
         spark_man = curate(ten_days, tmp_path / "spark", cfg, con=ibis.pyspark.connect(spark))
         duck_man = curate(ten_days, tmp_path / "duck", cfg)

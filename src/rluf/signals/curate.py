@@ -42,7 +42,7 @@ from rluf.errors import ConfigError, DataError
 from rluf.signals import sampling
 from rluf.signals.config import CurateConfig
 from rluf.signals.contexts import ContextIndex, dedup_rows, write_split
-from rluf.signals.engine import Logs, connect, load_logs, materialize, reaction_type_counts, release
+from rluf.signals.engine import Logs, connect, load_logs, materialize, raw_hash, reaction_type_counts, release
 from rluf.signals.filters import apply_filters, reactions_with_message, truth_scores
 from rluf.signals.pii import PATTERNS
 from rluf.signals.rules import Rule, evaluate_rule, parse_rule, rule_names, rule_text
@@ -210,7 +210,7 @@ def context_messages(logs: Logs, kept: ibis.Table, dedup: bool, pii: bool) -> ib
                             "role": j.role}
     text = j.text
     if dedup:
-        cols["h"] = (((j.role + ":" + j.text).hash() % HASH_MOD) + HASH_MOD) % HASH_MOD
+        cols["h"] = ((raw_hash(j.role + ":" + j.text) % HASH_MOD) + HASH_MOD) % HASH_MOD
     if pii:
         for name, (pattern, placeholder) in PATTERNS.items():
             cols[f"pii_{name}"] = text.re_search(pattern).cast("int64")

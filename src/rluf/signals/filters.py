@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import ibis
 
 from rluf.signals.config import FiltersSection
-from rluf.signals.engine import Logs, materialize
+from rluf.signals.engine import Logs, materialize, raw_hash
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def spam_flags(logs: Logs, min_repeats: int) -> ibis.Table:
     buckets = 1 << max(10, math.ceil(math.log2(max(n / max(min_repeats, 1), 1))))
 
     def bucket(t: ibis.Table) -> ibis.IntegerValue:
-        key = t.user_id.hash() ^ t.text.hash()
+        key = raw_hash(t.user_id) ^ raw_hash(t.text)
         return ((key % buckets) + buckets) % buckets
 
     # two independent scans (no shared subexpression, so the engine does not materialise the messages)
@@ -118,7 +118,7 @@ def spam_flags(logs: Logs, min_repeats: int) -> ibis.Table:
     full = full.filter(full.n >= min_repeats).select("b")
     m = logs.messages
     m = m.filter((m.role == "user") & bucket(m).isin(full.b))
-    rep = m.group_by(["user_id", m.text.hash().name("h")]).agg(n=m.count())
+    rep = m.group_by(["user_id", raw_hash(m.text).name("h")]).agg(n=m.count())
     return rep.filter(rep.n >= min_repeats).select("user_id").distinct()
 
 

@@ -21,6 +21,8 @@ import logging
 
 import ibis
 
+from rluf.signals.engine import raw_hash
+
 log = logging.getLogger(__name__)
 
 _M = 1_000_000_007
@@ -28,7 +30,7 @@ _M = 1_000_000_007
 
 def uniform(key: ibis.StringValue, salt: str) -> ibis.FloatingValue:
     """A deterministic pseudo-uniform draw in [0, 1) per key."""
-    h = (ibis.literal(salt + ":") + key).hash()
+    h = raw_hash(ibis.literal(salt + ":") + key)
     return (((h % _M) + _M) % _M).cast("float64") / _M
 
 
