@@ -21,6 +21,9 @@ from rluf.utils import write_json
 
 log = logging.getLogger(__name__)
 Event = Callable[[str, str], None]
+# `reward_*: {model: {backbone: baseline}}` in a run config: initialise the reward model from the simulated
+# deployment's baseline policy (<run>/simulate/policy), whose folder exists only once the run has simulated.
+BASELINE_BACKBONE = "baseline"
 
 
 def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -37,11 +40,12 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.quick:
         world = quick_config(world)
     tokenizer = {"model": {"tokenizer": str(sim_dir / "policy")}}
-    rewards = {
-        name: stage_config(RewardConfig, f"reward_{name}.yaml",
-                           _deep({"train": {"seed": cfg.seed}, **tokenizer}, getattr(cfg, f"reward_{name}")), f"reward_{name}")
-        for name in ("love", "helpfulness", "safety")
-    }
+    rewards = {}
+    for name in ("love", "helpfulness", "safety"):
+        overrides = _deep({"train": {"seed": cfg.seed}, **tokenizer}, getattr(cfg, f"reward_{name}"))
+        if overrides["model"].get("backbone") == BASELINE_BACKBONE:  # start from the simulator's baseline LM
+            overrides["model"]["backbone"] = str(sim_dir / "policy")
+        rewards[name] = stage_config(RewardConfig, f"reward_{name}.yaml", overrides, f"reward_{name}")
     optimize = stage_config(OptimizeConfig, "optimize_quick.yaml" if cfg.quick else "optimize.yaml", _deep({
         "seed": cfg.seed,
         "policy": str(sim_dir / "policy"),
