@@ -1,24 +1,27 @@
 """The kept rows' contexts: dedup keys, prompts and the written files, assembled in Arrow.
 
-The engine (any Ibis backend) delivers two flat tables: the messages of the kept rows' conversations sorted by
-(conversation, turn, message id), and the kept rows themselves. Everything after that is columnar Arrow and
-numpy work over those tables, never a loop over rows in Python and never a per-row aggregate in the engine:
+The engine (any Ibis backend) delivers two flat tables, in whatever order it produces them: the messages of the
+kept rows' conversations, and the kept rows. Everything after that is columnar Arrow and numpy work over those
+tables, never a loop over rows in Python and never a per-row aggregate in the engine:
 
-- a row at turn t of conversation c has as context the messages at turns t-k..t-1 of c: in the sorted messages
-  that is one contiguous range [start, end), found by binary search on the key (conversation index, turn);
+- the messages are ordered by (conversation, turn, message id) with one numpy sort of integer keys (a
+  permutation; the texts themselves are never moved), and a row at turn t of conversation c has as context the
+  messages at turns t-k..t-1 of c: one contiguous range [start, end) of that order, found by binary search;
 - the dedup key of a row (sums of message hashes over its context, its own message's hash) is a difference of
-  prefix sums at `start` and `end`, and the copies are merged with one Arrow group-by;
+  prefix sums at `start` and `end`, and the copies are merged with one more sort;
 - the `prompt` lists are one `take` of those ranges cut by offsets, written chunk by chunk as Parquet row groups.
 
 (Building the lists in the engine instead, `collect` over a range join or over a window and a DuckDB COPY, and
 keying the rows with a range join and a group-by, took about twice as long on DuckDB: list aggregation copies
-every message into per-group state, and the COPY sorts the nested rows.)
+every message into per-group state, and the COPY sorts the nested rows. Sorting in the engine before fetching
+costs memory instead: DuckDB holds the sorted rows while Arrow receives them, ~2.7x the result's size.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,11 +34,23 @@ SCHEMA = pa.schema([
     pa.field("created_at", pa.timestamp("us", tz="UTC")), pa.field("weight", pa.float64()),
     pa.field("model_id", pa.string()),
 ])
-META = ["label", "message_id", "conversation_id", "user_id", "created_at", "weight", "model_id"]
+META = ["message_id", "conversation_id", "user_id", "created_at", "model_id"]
 # dictionary pages only where values repeat (roles, arms); statistics only where readers filter: texts are
 # high-cardinality, and building dictionaries and min/max for them costs ~40% of the write
 WRITE_OPTIONS = {"use_dictionary": ["prompt.list.element.role", "completion.list.element.role", "model_id"],
                  "write_statistics": ["label", "created_at", "weight"]}
+
+
+def fetch_arrow(con, expr) -> pa.Table:
+    """The result of `expr` as an Arrow table. On DuckDB it is streamed straight into Arrow (Ibis' `to_pyarrow`
+    holds a second copy of the result while converting it, ~1.3x its size)."""
+    if con.name == "duckdb":
+        return con.con.sql(con.compile(expr)).to_arrow_reader(1 << 30).read_all()
+    return con.to_pyarrow(expr)
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    return table.column(name).combine_chunks()
 
 
 def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -60,50 +75,87 @@ def _prefix(x: np.ndarray) -> np.ndarray:
     return out
 
 
-class ContextIndex:
-    """Messages sorted by (conversation, turn, message id): each row's context is a range found by search.
+def _tie_order(order: np.ndarray, key: np.ndarray, names: pa.Array) -> np.ndarray:
+    """Within runs of equal `key` (in `order`), order the rows by `names` (message ids): deterministic order of
+    siblings that share a turn, whatever order the engine returned them in."""
+    run_start = np.ones(len(key), bool)
+    run_start[1:] = key[1:] != key[:-1]
+    in_tie = ~run_start
+    in_tie[:-1] |= ~run_start[1:]
+    at = np.flatnonzero(in_tie)
+    if len(at) == 0:
+        return order
+    runs = np.cumsum(run_start)[at]
+    sub = pc.sort_indices(pa.table({"r": runs, "m": names.take(pa.array(order[at]))}),
+                          sort_keys=[("r", "ascending"), ("m", "ascending")]).to_numpy()
+    order = order.copy()
+    order[at] = order[at][sub]
+    return order
 
-    `messages` columns: conversation_id, message_id, turn, role, text, and optionally `h` (the dedup hash of
-    role:text) and pii_* (0/1 per kind of PII found); `k` is the context length in turns. `keyed` locates the
-    rows once and then frees the search structures; `prompts` and `completions` need only roles and texts.
+
+class ContextIndex:
+    """The messages of the kept rows' conversations, searchable by (conversation, turn).
+
+    `messages` columns, in any row order: conversation_id, message_id, turn, role, text, and optionally `h` (the
+    dedup hash of role:text) and pii_* (0/1 per kind of PII found); `k` is the context length in turns.
+    `locate` finds the rows once and then frees the search structures; `prompts` and `completions` need only
+    the roles and texts, which stay in the engine's order (`perm` maps sorted positions to them).
     """
 
-    def __init__(self, messages: pa.Table, k: int):
+    def __init__(self, con, messages: ibis.Table, k: int):
+        """Fetch `messages` (an expression) from `con` and index them. Columns are taken out of the fetched
+        table one at a time and dropped from it, so no column exists twice for long."""
         self.k = k
-        conv = messages["conversation_id"].combine_chunks()
-        turn = messages["turn"].to_numpy().astype(np.int64)
-        self.message_id = messages["message_id"].combine_chunks()
-        self.role = messages["role"].combine_chunks()
-        self.text = messages["text"].combine_chunks()
-        n = len(turn)
-        new = np.ones(n, bool)
-        if n > 1:
-            new[1:] = pc.not_equal(conv[1:], conv[:-1]).to_numpy(zero_copy_only=False)
-        self.convs = conv.filter(pa.array(new)) if n else pa.array([], pa.string())
-        group = np.cumsum(new) - 1
+        table = fetch_arrow(con, messages)
+        n = table.num_rows
+
+        def take(name: str) -> pa.Array:
+            nonlocal table
+            col = _column(table, name)
+            table = table.drop_columns([name])
+            return col
+
+        conv = pc.dictionary_encode(take("conversation_id"))
+        self.convs = conv.dictionary
+        code = conv.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        del conv
+        turn = take("turn").to_numpy().astype(np.int64)
         self.span = int(turn.max()) + 2 if n else 1  # keys of two conversations never interleave
-        self.key = group * self.span + turn  # ascending
-        self.sums = {}
+        order = np.lexsort((turn, code))
+        key = code[order] * self.span + turn[order]
+        del code
+        self.message_id = take("message_id")
+        self.perm = _tie_order(order, key, self.message_id)
+        del order
+        self.key = key
+        self.role = pc.dictionary_encode(take("role"))
+        self.text = take("text")
         self.h = None
-        if "h" in messages.column_names:
-            h = messages["h"].to_numpy().astype(np.int64)
-            self.h = h
-            self.sums["h"] = _prefix(h)
-            self.sums["ht"] = _prefix(h * turn)
-        self.pii = [c for c in messages.column_names if c.startswith("pii_")]
-        self.flags = {c: messages[c].to_numpy().astype(np.int64) for c in self.pii}
+        self.sums: dict[str, np.ndarray] = {}
+        if "h" in table.column_names:
+            self.h = take("h").to_numpy().astype(np.int64)[self.perm]
+            self.sums["h"] = _prefix(self.h)
+            self.sums["ht"] = _prefix(self.h * turn[self.perm])
+        self.pii = [c for c in table.column_names if c.startswith("pii_")]
+        self.flags = {c: take(c).to_numpy().astype(np.int64)[self.perm] for c in self.pii}
         for c, f in self.flags.items():
             self.sums[c] = _prefix(f)
 
-    def locate(self, conversation_id: pa.Array, turn: np.ndarray, message_id: pa.Array
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per row: [start, end) of the messages at turns t-k..t-1 of its conversation, and the position of
-        its own message (the one at turn t, or among siblings sharing turn t the one with its message id)."""
-        g = pc.index_in(conversation_id, value_set=self.convs)
+    def locate(self, rows: pa.Table) -> dict[str, np.ndarray]:
+        """Per row (columns conversation_id, message_id, turn_index): `start`, `end` (the sorted positions of the
+        messages at turns t-k..t-1 of its conversation), `pos` (its own message: the one at turn t, or among
+        siblings sharing turn t the one with its message id), the dedup key `ctx0`, `ctx1`, `comp` and the PII
+        counts of its context and completion. Frees the search structures afterwards.
+
+        ctx0 = sum h_j and ctx1 = sum h_j (t_j - t) over the context (order-sensitive, offset-invariant: the same
+        context at any depth of a conversation gets the same key); comp = h of the row's own message.
+        """
+        message_id = _column(rows, "message_id")
+        g = pc.index_in(_column(rows, "conversation_id"), value_set=self.convs)
         if g.null_count:
             raise ValueError("a kept row's conversation has no messages in the context table")
         base = g.to_numpy().astype(np.int64) * self.span
-        t = np.minimum(turn.astype(np.int64), self.span - 1)
+        t = np.minimum(rows.column("turn_index").to_numpy().astype(np.int64), self.span - 1)
         end = np.searchsorted(self.key, base + t, side="left")
         start = np.searchsorted(self.key, base + np.maximum(t - self.k, 0), side="left")
         after = np.searchsorted(self.key, base + t + 1, side="left")  # the messages at turn t: [end, after)
@@ -112,86 +164,76 @@ class ContextIndex:
         if len(many):
             cand = _ranges(end[many], after[many])
             row = np.repeat(many, (after - end)[many])
-            hit = pc.equal(self.message_id.take(pa.array(cand)), message_id.take(pa.array(row)))
+            hit = pc.equal(self.message_id.take(pa.array(self.perm[cand])), message_id.take(pa.array(row)))
             hit = hit.to_numpy(zero_copy_only=False)
             pos[row[hit]] = cand[hit]
-        ok = pc.equal(self.message_id.take(pa.array(pos)), message_id) if len(pos) else None
-        if ok is not None and not pc.all(ok).as_py():
+        if len(pos) and not pc.all(pc.equal(self.message_id.take(pa.array(self.perm[pos])), message_id)).as_py():
             raise ValueError("a kept row's message is missing from the context table")
-        return start, end, pos
-
-    def keyed(self, rows: pa.Table) -> pa.Table:
-        """`rows` + where their messages are (`_start`, `_end`: the context range, `_pos`: the row's own
-        message), the dedup key (ctx0, ctx1, comp) and per-row PII counts (context messages + completion).
-
-        ctx0 = sum h_j and ctx1 = sum h_j (t_j - t) over the context (order-sensitive, offset-invariant: the same
-        context at any depth of a conversation gets the same key); comp = h of the row's own message.
-        """
-        t = rows["turn_index"].to_numpy().astype(np.int64)
-        start, end, pos = self.locate(rows["conversation_id"].combine_chunks(), t,
-                                      rows["message_id"].combine_chunks())
-        out = rows.append_column("_start", pa.array(start)).append_column("_end", pa.array(end))
-        out = out.append_column("_pos", pa.array(pos))
+        out = {"start": start, "end": end, "pos": pos}
         if self.h is not None:
-            ctx0 = self.sums["h"][end] - self.sums["h"][start]
-            ctx1 = (self.sums["ht"][end] - self.sums["ht"][start]) - t * ctx0
-            out = out.append_column("ctx0", pa.array(ctx0)).append_column("ctx1", pa.array(ctx1))
-            out = out.append_column("comp", pa.array(self.h[pos]))
+            out["ctx0"] = self.sums["h"][end] - self.sums["h"][start]
+            out["ctx1"] = (self.sums["ht"][end] - self.sums["ht"][start]) - t * out["ctx0"]
+            out["comp"] = self.h[pos]
         for c in self.pii:
-            out = out.append_column(c, pa.array(self.sums[c][end] - self.sums[c][start] + self.flags[c][pos]))
-        # only roles and texts are needed from here on (the search structures are ~40% of the index)
+            out[c] = self.sums[c][end] - self.sums[c][start] + self.flags[c][pos]
+        # only roles, texts and the permutation are needed from here on
         self.key = self.message_id = self.convs = self.h = None
         self.sums, self.flags = {}, {}
         return out
 
     def prompts(self, start: np.ndarray, end: np.ndarray) -> pa.Array:
-        """list<struct<role, content>>: the messages in [start, end) per row, in order (oldest turn first)."""
-        idx = pa.array(_ranges(start, end))
+        """list<struct<role, content>>: the messages at sorted positions [start, end) per row (oldest turn first)."""
+        idx = pa.array(self.perm[_ranges(start, end)])
         offsets = np.zeros(len(end) + 1, np.int32)
         np.cumsum(end - start, out=offsets[1:])
-        items = pa.StructArray.from_arrays([self.role.take(idx), self.text.take(idx)], fields=list(CHAT.value_type))
+        items = pa.StructArray.from_arrays([self.role.take(idx).cast(pa.string()), self.text.take(idx)],
+                                           fields=list(CHAT.value_type))
         return pa.ListArray.from_arrays(pa.array(offsets), items, type=CHAT)
 
     def completions(self, pos: np.ndarray) -> pa.Array:
-        """[{"role": "assistant", "content": the message at pos}] per row."""
-        text = self.text.take(pa.array(pos))
+        """[{"role": "assistant", "content": the message at sorted position pos}] per row."""
+        text = self.text.take(pa.array(self.perm[pos]))
         n = len(text)
         role = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["assistant"])).cast(pa.string())
         items = pa.StructArray.from_arrays([role, text], fields=list(CHAT.value_type))
         return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), items, type=CHAT)
 
 
-def dedup_rows(keyed: pa.Table, aggregate: str) -> pa.Table:
-    """Merge rows with the same (ctx0, ctx1, comp) into the first copy in the rows' order (the rows come sorted
-    by created_at, message_id: the earliest copy, whose split it keeps); label = `any` (or `majority`) of the
-    copies; `n_copies`. The result keeps the rows' order."""
-    n = keyed.num_rows
-    c0, c1, comp = (keyed[c].to_numpy() for c in ("ctx0", "ctx1", "comp"))
-    order = np.lexsort((comp, c1, c0))  # stable: within a key, rows stay in their (time) order
-    s0, s1, s2 = c0[order], c1[order], comp[order]
+def time_order(rows: pa.Table) -> np.ndarray:
+    """Row indices in output order: created_at, then message_id."""
+    return pc.sort_indices(rows.select(["created_at", "message_id"]),
+                           sort_keys=[("created_at", "ascending"), ("message_id", "ascending")]).to_numpy()
+
+
+def dedup(order: np.ndarray, loc: dict[str, np.ndarray], label: np.ndarray, aggregate: str
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge rows with the same key (ctx0, ctx1, comp) into the earliest copy (the first in `order`, the time
+    order). Returns the surviving rows (indices, in time order), their label (`any`, or `majority` of the
+    copies) and how many rows each one stands for."""
+    n = len(order)
+    c0, c1, comp = (loc[c][order] for c in ("ctx0", "ctx1", "comp"))
+    by_key = np.lexsort((comp, c1, c0))  # stable: within a key, rows stay in time order
+    s0, s1, s2 = c0[by_key], c1[by_key], comp[by_key]
     new = np.ones(n, bool)
     new[1:] = (s0[1:] != s0[:-1]) | (s1[1:] != s1[:-1]) | (s2[1:] != s2[:-1])
     starts = np.flatnonzero(new)
     copies = np.diff(np.append(starts, n))
-    positives = np.add.reduceat(keyed["label"].to_numpy(zero_copy_only=False)[order].astype(np.int64), starts) \
-        if n else np.zeros(0, np.int64)
-    label = positives > 0 if aggregate == "any" else 2 * positives > copies
-    first = order[starts]
-    back = np.argsort(first)  # groups in the order of their first row
-    out = keyed.drop_columns(["ctx0", "ctx1", "comp"])
-    if len(first) < n:  # else nothing merged: keep the rows as they are (no copy)
-        out = out.take(pa.array(first[back]))
-    out = out.set_column(out.schema.get_field_index("label"), "label", pa.array(label[back]))
-    return out.append_column("n_copies", pa.array(copies[back].astype(np.int64)))
+    positives = np.add.reduceat(label[order][by_key].astype(np.int64), starts) if n else np.zeros(0, np.int64)
+    merged = positives > 0 if aggregate == "any" else 2 * positives > copies
+    first = by_key[starts]  # position in time order of each group's earliest row
+    back = np.argsort(first)
+    return order[first[back]], merged[back], copies[back].astype(np.int64)
 
 
-def write_split(rows: pa.Table, index: ContextIndex, path: Path, chunk_rows: int = 100_000) -> None:
-    """Write `rows` (one split's keyed rows with `weight`, in output order) in TRL's unpaired preference form:
+def write_split(rows: pa.Table, idx: np.ndarray, label: np.ndarray, weight: np.ndarray, loc: dict[str, np.ndarray],
+                index: ContextIndex, path: Path, chunk_rows: int = 100_000) -> None:
+    """Write rows `idx` of `rows` (in that order, with `label` and `weight`) in TRL's unpaired preference form:
     prompt, completion, label and metadata, chunk by chunk as Parquet row groups."""
     with pq.ParquetWriter(path, SCHEMA, **WRITE_OPTIONS) as writer:
-        for lo in range(0, max(rows.num_rows, 1), chunk_rows):
-            part = rows.slice(lo, chunk_rows)
-            cols = {"prompt": index.prompts(part["_start"].to_numpy(), part["_end"].to_numpy()),
-                    "completion": index.completions(part["_pos"].to_numpy())}
-            cols.update({c: part[c].combine_chunks().cast(SCHEMA.field(c).type) for c in META})
+        for lo in range(0, max(len(idx), 1), chunk_rows):
+            i = idx[lo:lo + chunk_rows]
+            part = rows.select(META).take(pa.array(i))
+            cols = {"prompt": index.prompts(loc["start"][i], loc["end"][i]), "completion": index.completions(loc["pos"][i]),
+                    "label": pa.array(label[lo:lo + chunk_rows]), "weight": pa.array(weight[lo:lo + chunk_rows])}
+            cols.update({c: part.column(c).combine_chunks().cast(SCHEMA.field(c).type) for c in META})
             writer.write_table(pa.Table.from_pydict(cols, schema=SCHEMA))

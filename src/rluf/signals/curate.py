@@ -34,14 +34,12 @@ from typing import Any
 
 import ibis
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from rluf.config import load_config, validate_config
 from rluf.errors import ConfigError, DataError
 from rluf.signals import sampling
 from rluf.signals.config import CurateConfig
-from rluf.signals.contexts import ContextIndex, dedup_rows, write_split
+from rluf.signals.contexts import ContextIndex, dedup, fetch_arrow, time_order, write_split
 from rluf.signals.engine import Logs, connect, load_logs, materialize, raw_hash, reaction_type_counts, release
 from rluf.signals.filters import apply_filters, reactions_with_message, truth_scores
 from rluf.signals.pii import PATTERNS
@@ -198,13 +196,13 @@ def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, pl
     return j.select(*ROW_COLUMNS, "label", "split")
 
 
-def context_messages(logs: Logs, kept: ibis.Table, dedup: bool, pii: bool) -> ibis.Table:
-    """The messages of the kept rows' conversations (one scan of the messages, joined with the kept
-    conversation ids), sorted by (conversation, turn, message id): message_id, turn, role, text (scrubbed with
-    `pii`), the hash h of role:text for the dedup key, and one 0/1 column per kind of PII found (in `scrub`'s
-    order). Everything after this is Arrow work over these messages (rluf.signals.contexts)."""
+def context_messages(logs: Logs, conversations: ibis.Table, dedup: bool, pii: bool) -> ibis.Table:
+    """The messages of the kept rows' `conversations` (one scan of the messages, joined with their ids):
+    message_id, turn, role, text (scrubbed with `pii`), the hash h of role:text for the dedup key, and one 0/1
+    column per kind of PII found (in `scrub`'s order). Unsorted: everything after this is Arrow work over these
+    messages (rluf.signals.contexts)."""
     m = logs.messages
-    conv = kept.select(kcid="conversation_id").distinct()
+    conv = conversations
     j = m.join(conv, m.conversation_id == conv.kcid)
     cols: dict[str, Any] = {"conversation_id": j.conversation_id, "message_id": j.message_id, "turn": j.turn_index,
                             "role": j.role}
@@ -213,10 +211,10 @@ def context_messages(logs: Logs, kept: ibis.Table, dedup: bool, pii: bool) -> ib
         cols["h"] = ((raw_hash(j.role + ":" + j.text) % HASH_MOD) + HASH_MOD) % HASH_MOD
     if pii:
         for name, (pattern, placeholder) in PATTERNS.items():
-            cols[f"pii_{name}"] = text.re_search(pattern).cast("int64")
+            cols[f"pii_{name}"] = text.re_search(pattern).cast("int8")
             text = text.re_replace(pattern, placeholder)
     cols["text"] = text
-    return j.select(**cols).order_by(["conversation_id", "turn", "message_id"])
+    return j.select(**cols)
 
 
 def _check_times(con, m: ibis.Table, logs_dir: Path) -> None:
@@ -256,18 +254,17 @@ def _eval_keep(by_split: dict, max_rows: int | None) -> dict[str, float]:
     return out
 
 
-def _kept_counts(rows: pa.Table, pii: bool) -> dict[tuple[str, bool], dict[str, int]]:
-    """(split, label) -> rows, rows before dedup, PII counts of the final kept rows (copies not included)."""
-    label = rows["label"].to_numpy(zero_copy_only=False)
-    cols = ["n_copies"] + ([f"pii_{n}" for n in PATTERNS] if pii else [])
-    values = {c: rows[c].to_numpy() for c in cols}
+def _kept_counts(split: np.ndarray, label: np.ndarray, n_copies: np.ndarray, loc: dict,
+                 keep: np.ndarray, pii: bool) -> dict[tuple[str, bool], dict[str, int]]:
+    """(split, label) -> rows, rows before dedup and PII counts of the final kept rows (copies not included).
+    `split`, `label`, `n_copies` are aligned with `keep` (row indices)."""
+    cols = [f"pii_{n}" for n in PATTERNS] if pii else []
     out = {}
     for s in SPLITS:
-        in_split = pc.equal(rows["split"], s).to_numpy(zero_copy_only=False)
         for lab in (True, False):
-            sel = in_split & (label == lab)
-            v = {"rows": int(sel.sum()), "rows_in": int(values["n_copies"][sel].sum())}
-            v.update({c: int(values[c][sel].sum()) for c in cols[1:]})
+            sel = (split == s) & (label == lab)
+            v = {"rows": int(sel.sum()), "rows_in": int(n_copies[sel].sum())}
+            v.update({c: int(loc[c][keep[sel]].sum()) for c in cols})
             out[(s, lab)] = v
     return out
 
@@ -296,18 +293,6 @@ def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict,
         output[s] = {"rows": n, "positives": n_pos, "rate": n_pos / n if n else None,
                      "weighted_rate": w_pos * n_pos / w if w else None}
     return weights, output
-
-
-def _split_rows(rows: pa.Table, split: str, weights: dict, copies: int) -> pa.Table:
-    """One split's final rows in output order (the rows' order: created_at, message_id), with `weight` and the
-    copies of train positives next to their original."""
-    part = rows.filter(pc.equal(rows["split"], split))
-    label = part["label"]
-    part = part.append_column("weight", pc.if_else(label, weights[True], weights[False]))
-    if split == "train" and copies > 1:
-        reps = np.where(label.to_numpy(zero_copy_only=False), copies, 1)
-        part = part.take(pa.array(np.repeat(np.arange(part.num_rows), reps)))
-    return part
 
 
 def curate(
@@ -367,6 +352,7 @@ def curate(
     step("split")
     t1, t2 = cutoff_time(float(cut["t1"])), cutoff_time(float(cut["t2"]))
     splits = materialize(con, split_table(cu, t1, t2, cfg), "splits")
+    release(con, conv_users_table, *fr.temp_tables)
     by_split = _split_counts(con, splits, exceptions, c0, cfg)
     counts["split"] = {s: {"rows": n, "positives": p} for s, (n, p) in sorted(by_split.items())}
 
@@ -377,20 +363,25 @@ def curate(
     plan.update({f"{s}_keep": q for s, q in eval_keep.items()})
     kept = materialize(con, select_kept(rows, exceptions, splits, plan, eval_keep, t1, t2, c0, cfg.sample.seed),
                        "kept")
-    release(con, exceptions, splits, conv_users_table, *fr.temp_tables)
+    release(con, exceptions, splits)
 
     step("contexts")
-    index = ContextIndex(con.to_pyarrow(context_messages(logs, kept, cfg.dedup.enabled, cfg.pii.enabled)), k)
-    keyed = index.keyed(con.to_pyarrow(kept.order_by(["created_at", "message_id"])))
+    rows_kept = fetch_arrow(con, kept)  # unsorted: ordering in the engine would hold a second, sorted copy
+    conversations = materialize(con, kept.select(kcid="conversation_id").distinct(), "kept_conversations")
     release(con, kept)
+    index = ContextIndex(con, context_messages(logs, conversations, cfg.dedup.enabled, cfg.pii.enabled), k)
+    release(con, conversations)
+    loc = index.locate(rows_kept)
 
     step("dedup")
+    order = time_order(rows_kept)
+    label = rows_kept.column("label").to_numpy()
     if cfg.dedup.enabled:
-        final = dedup_rows(keyed, cfg.dedup.aggregate)
+        keep, label, n_copies = dedup(order, loc, label, cfg.dedup.aggregate)
     else:
-        final = keyed.append_column("n_copies", pa.array(np.ones(keyed.num_rows, np.int64)))
-    del keyed
-    kc = _kept_counts(final, cfg.pii.enabled)
+        keep, label, n_copies = order, label[order], np.ones(len(order), np.int64)
+    split = rows_kept.column("split").to_numpy(zero_copy_only=False)[keep]
+    kc = _kept_counts(split, label, n_copies, loc, keep, cfg.pii.enabled)
     weights, output = _weights(by_split, kc, plan, plan["copies"])
     counts["resample"] = {"plan": plan}
     counts["dedup"] = {"scope": "kept rows", "rows_in": sum(v["rows_in"] for v in kc.values()),
@@ -399,7 +390,13 @@ def curate(
 
     step("write")
     for s in SPLITS:
-        write_split(_split_rows(final, s, weights[s], plan["copies"]), index, out / f"{s}.parquet")
+        sel = np.flatnonzero(split == s)
+        lab = label[sel]
+        if s == "train" and plan["copies"] > 1:  # c copies of each kept positive, next to each other
+            sel = np.repeat(sel, np.where(lab, plan["copies"], 1))
+            lab = label[sel]
+        weight = np.where(lab, weights[s][True], weights[s][False])
+        write_split(rows_kept, keep[sel], lab, weight, loc, index, out / f"{s}.parquet")
     pii = None
     if cfg.pii.enabled:
         pii = {s: {f"pii_{n}": sum(v[f"pii_{n}"] * (plan["copies"] if s == "train" and lab else 1)
