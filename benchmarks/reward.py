@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ def ensure_world(work: Path, quick: bool, sim: Path | None = None, extra: list[s
 
 
 # -- 2. P[Love] ---------------------------------------------------------------------------------------
-def bench_love(sim: Path, cur: Path, work: Path, quick: bool) -> dict:
+def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool = False) -> dict:
     from rluf.config import load_config
     from rluf.rewards import RewardConfig, train_reward
     from rluf.rewards.cli import shipped_config
@@ -65,6 +66,14 @@ def bench_love(sim: Path, cur: Path, work: Path, quick: bool) -> dict:
     cfg = load_config(RewardConfig, shipped_config("love"))
     if quick:
         cfg.model.backbone = "tiny"
+    elif not from_scratch:  # what `rluf run` trains: configs/run.yaml's reward_love section on top
+        from rluf.run.config import CONFIG_DIR, _merge, load_run_config
+        from rluf.run.pipeline import BASELINE_BACKBONE
+
+        over = load_run_config(CONFIG_DIR / "run.yaml").reward_love
+        if over.get("model", {}).get("backbone") == BASELINE_BACKBONE:
+            over = _merge(over, {"model": {"backbone": str(sim / "policy")}})
+        cfg = RewardConfig.model_validate(_merge(cfg.model_dump(), over))
     t0 = time.perf_counter()
     rep = train_reward("love", cur, work / "love", cfg, truth=sim / "truth")
     wall = time.perf_counter() - t0
@@ -286,6 +295,8 @@ def main() -> None:
     ap.add_argument("--sim-policy", type=Path, default=None, help="`rluf simulate --policy`: deploy this policy")
     ap.add_argument("--skip", default="", help="comma list of: love, tfidf, kto, scoring, pairs, oasst, hh")
     ap.add_argument("--kto-minutes", type=float, default=15.0)
+    ap.add_argument("--love-from-scratch", action="store_true",
+                    help="P[Love] from the shipped reward_love.yaml alone (default: as `rluf run` trains it)")
     ap.add_argument("--oasst-folds", type=int, default=3)
     ap.add_argument("--oasst-max-folds", type=int, default=None, help="run only the first folds")
     ap.add_argument("--hh-max-train", type=int, default=600, help="HH-RLHF training pairs per objective")
@@ -295,7 +306,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     skip = set(filter(None, args.skip.split(",")))
     results: dict = {}  # save() merges into the file, so partial runs only replace their own keys
-    results["measured_under_load"] = "2 CPU cores shared with other jobs; timings are pessimistic"
+    results["machine"] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
     if args.threads:
         import torch
 
@@ -309,7 +320,7 @@ def main() -> None:
         sim, cur = ensure_world(args.work, args.quick, args.sim, extra, curate=bool(sim_steps - skip - {"pairs"}))
         results["world"] = {"quick": args.quick, "seed": 0, "config": str(args.sim_config or "packaged"),
                             "policy": str(args.sim_policy or "trained baseline")}
-    steps = [("love", lambda: bench_love(sim, cur, args.work, args.quick)),
+    steps = [("love", lambda: bench_love(sim, cur, args.work, args.quick, args.love_from_scratch)),
              ("tfidf", lambda: bench_tfidf(cur)),
              ("scoring", lambda: bench_scoring(cur, args.work)),
              ("pairs", lambda: bench_sim_pairs(sim, args.work, args.quick)),
@@ -326,6 +337,7 @@ def main() -> None:
             log.exception("step %s failed", name)
             results[f"{name}_error"] = f"{type(e).__name__}: {e}"
         results[f"{name}_bench_s"] = time.perf_counter() - t0
+        results["machine"]["load_avg_now"] = os.getloadavg()
         save(results)
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}, indent=1, default=str))
     sys.stdout.flush()
