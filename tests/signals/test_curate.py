@@ -208,8 +208,30 @@ def test_eval_cap_weights_and_dedup_off(synth_dir, tmp_path):
     plan, out, split = man["counts"]["resample"]["plan"], man["counts"]["output"], man["counts"]["split"]
     assert man["counts"]["dedup"]["rows_in"] == man["counts"]["dedup"]["rows_out"]
     for s in ("validation", "test"):
-        n = split[s]["rows"]
-        assert plan[f"{s}_keep"] == pytest.approx(100 / n)
+        n, p = split[s]["rows"], split[s]["positives"]
+        assert plan[f"{s}_pos_keep"] == plan[f"{s}_neg_keep"] == pytest.approx(100 / n)
         kept = pq.read_table(tmp_path / "out" / f"{s}.parquet").to_pylist()
         assert 50 < len(kept) < 150 and len(kept) == out[s]["rows"]
-        assert all(r["weight"] == pytest.approx(n / len(kept)) for r in kept)
+        n_pos = sum(r["label"] for r in kept)
+        assert all(r["weight"] == pytest.approx(p / n_pos if r["label"] else (n - p) / (len(kept) - n_pos))
+                   for r in kept)
+        if n_pos:  # a uniform cap can draw no positive at all; when it draws some, the weights are exact
+            w = sum(r["weight"] for r in kept)
+            assert sum(r["weight"] for r in kept if r["label"]) / w == pytest.approx(p / n)
+
+
+def test_eval_negatives_cap_keeps_every_positive(synth_dir, tmp_path):
+    """Validation/test keep every positive and ~eval_max_negatives negatives, reweighted to the natural rate."""
+    man = curate(synth_dir, tmp_path / "out", {"sample": {"eval_max_negatives": 40}, "dedup": {"enabled": False}})
+    plan, out, split = man["counts"]["resample"]["plan"], man["counts"]["output"], man["counts"]["split"]
+    assert man["config"]["sample"]["eval_max_negatives"] == 40
+    for s in ("validation", "test"):
+        n, p = split[s]["rows"], split[s]["positives"]
+        assert p > 0 and plan[f"{s}_pos_keep"] == 1.0 and plan[f"{s}_neg_keep"] == pytest.approx(40 / (n - p))
+        kept = pq.read_table(tmp_path / "out" / f"{s}.parquet").to_pylist()
+        pos = [r for r in kept if r["label"]]
+        neg = [r for r in kept if not r["label"]]
+        assert len(pos) == p and 15 < len(neg) < 80 and len(kept) == out[s]["rows"]
+        assert all(r["weight"] == 1.0 for r in pos)
+        assert all(r["weight"] == pytest.approx((n - p) / len(neg)) for r in neg)
+        assert out[s]["weighted_rate"] == pytest.approx(p / n)

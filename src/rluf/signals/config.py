@@ -101,8 +101,15 @@ class SampleSection(StrictModel):
     """Positive rate of the resampled train split (RLUF: Love upsampled from ~0.1% to 10%). In (0, 1)."""
     upsample_positives: int = Field(1, ge=1)
     """Copy each train positive this many times (each copy weighs 1/copies); negatives are then downsampled."""
+    eval_max_negatives: int | None = Field(20_000, ge=1)
+    """Validation/test keep every positive and about this many negatives (a seeded hash draw with probability
+    eval_max_negatives / negatives of the split); sampled classes are reweighted by (rows of the class in the
+    split) / (rows of the class written), so the weighted positive rate is the split's natural rate. The later
+    splits keep the natural ~0.1% rate, so uncapped they are almost all negatives (~1M rows at 10M events);
+    20000 is twice the P[Love] trainer's `train.eval_max_negatives`, which scores all positives and 10000
+    reweighted negatives. null keeps every row."""
     eval_max_rows: int | None = Field(None, ge=1)
-    """Cap validation/test at this many rows by uniform sampling (natural rate kept); null keeps all."""
+    """Also cap validation/test at this many rows by uniform sampling (natural rate kept); null: no such cap."""
     seed: int = 0
 
     @model_validator(mode="after")

@@ -12,7 +12,8 @@ survive sampling:
               4. split      cut-offs from conversation start times; per (conversation, user) split, so validation
                             and test are strictly later than train (optionally user-disjoint)
               5. resample   one filter over the rows (time against the cut-offs, hash draw) picks the rows kept:
-                            train at `target_rate`, validation/test at the natural rate (optionally capped)
+                            train at `target_rate`; validation/test every positive and ~`eval_max_negatives`
+                            negatives (both reweighted to the split's natural rate)
   kept rows   6. contexts   the messages of the kept rows' conversations, read once (PII scrubbed here)
               7. dedup      identical (last-k context, completion) pairs among the kept rows merged (hash key),
                             labels aggregated; weights computed after it so the weighted rate stays exact
@@ -165,7 +166,7 @@ def split_cutoffs(con, conv_users: ibis.Table, exceptions: ibis.Table, per_user:
     return {"t1": r["t1"], "t2": r["t2"], "n": int(r["n"] or 0), "x": int(r["x"] or 0), "n_in": int(r["n_in"] or 0)}
 
 
-def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, plan: dict, eval_keep: dict,
+def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, plan: dict,
                 t1: datetime, t2: datetime, c0: bool, seed: int) -> ibis.Table:
     """The rows resampling keeps, with `label` and `split`, chosen without labelling or splitting every row.
 
@@ -173,24 +174,27 @@ def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, pl
     `split_table`), so one cheap filter over the rows (time against the cut-offs, then a hash draw with the keep
     probability of that split and of the default label) picks the candidates. Only the candidates are joined
     with the (small) label exceptions and with the split table, which drops straddling and other-user rows.
+    Keep probabilities: `plan["pos_keep"]`, `plan["neg_keep"]` (train), `plan["{split}_pos_keep"]`,
+    `plan["{split}_neg_keep"]` (validation, test).
     """
-    q_pos, q_neg = plan["pos_keep"], plan["neg_keep"]
 
-    def pick(t: ibis.Table, q_train: float) -> ibis.Table:
+    def pick(t: ibis.Table, cls: str) -> ibis.Table:
         def draw(q: float, salt: str) -> ibis.BooleanValue:
             return ibis.literal(True) if q >= 1 else sampling.uniform(t.message_id, f"{salt}{seed}") < q
 
+        if all(plan[k] >= 1 for k in (f"{cls}_keep", f"validation_{cls}_keep", f"test_{cls}_keep")):
+            return t
         ts = t.created_at.type()
         cond = ibis.cases(
-            (t.created_at < ibis.literal(t1, type=ts), draw(q_train, "train")),
-            (t.created_at < ibis.literal(t2, type=ts), draw(eval_keep["validation"], "eval")),
-            else_=draw(eval_keep["test"], "eval"),
+            (t.created_at < ibis.literal(t1, type=ts), draw(plan[f"{cls}_keep"], "train")),
+            (t.created_at < ibis.literal(t2, type=ts), draw(plan[f"validation_{cls}_keep"], "eval")),
+            else_=draw(plan[f"test_{cls}_keep"], "eval"),
         )
         return t.filter(cond)
 
-    plain = pick(rows, q_pos if c0 else q_neg).anti_join(exceptions, "message_id")
+    plain = pick(rows, "pos" if c0 else "neg").anti_join(exceptions, "message_id")
     plain = plain.mutate(label=ibis.literal(c0))
-    cand = plain.union(pick(exceptions, q_neg if c0 else q_pos).select(*plain.columns))
+    cand = plain.union(pick(exceptions, "neg" if c0 else "pos").select(*plain.columns))
     s = splits.filter(splits.split.isin(SPLITS)).select(scid="conversation_id", suid="user_id", split="split")
     j = cand.join(s, [cand.conversation_id == s.scid, cand.user_id == s.suid])
     return j.select(*ROW_COLUMNS, "label", "split")
@@ -245,12 +249,15 @@ def _split_counts(con, splits: ibis.Table, exceptions: ibis.Table, c0: bool,
     return by_split
 
 
-def _eval_keep(by_split: dict, max_rows: int | None) -> dict[str, float]:
-    """Keep probability of validation/test rows: 1, or max_rows / n above the cap (natural rate kept)."""
+def _eval_keep(by_split: dict, max_rows: int | None, max_negatives: int | None) -> dict[str, float]:
+    """Keep probabilities of validation/test rows per class: every positive and at most ~`max_negatives`
+    negatives (q_neg = max_negatives / negatives), and both classes at max_rows / n above `max_rows`."""
     out = {}
     for s in ("validation", "test"):
-        n = by_split[s][0]
-        out[s] = 1.0 if not max_rows or n <= max_rows else max_rows / n
+        n, p = by_split[s]
+        q = 1.0 if not max_rows or n <= max_rows else max_rows / n
+        q_neg = q if not max_negatives or n - p <= max_negatives else min(q, max_negatives / (n - p))
+        out.update({f"{s}_pos_keep": q, f"{s}_neg_keep": q_neg})
     return out
 
 
@@ -273,8 +280,9 @@ def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict,
     """Row weights per (split, label) and the output summary per split.
 
     Train: w = (rows of the class before resampling) / (rows of the class written, copies included), so
-    sum w y / sum w = P / (P + N) = the natural rate exactly. Validation/test: 1, or rows before / rows kept when
-    capped (`eval_keep` < 1).
+    sum w y / sum w = P / (P + N) = the natural rate exactly. Validation/test: 1 when nothing was sampled, else
+    the same ratio per class (rows of the class in the split / rows of the class written), so the weighted
+    rate is the split's natural rate exactly.
     """
     weights, output = {}, {}
     for s in SPLITS:
@@ -284,9 +292,12 @@ def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict,
             w_pos = plan["positives"] / (copies * n_pos) if n_pos else 0.0
             w_neg = plan["negatives"] / n_neg if n_neg else 0.0
             n_pos *= copies
+        elif plan[f"{s}_pos_keep"] >= 1 and plan[f"{s}_neg_keep"] >= 1:
+            w_pos = w_neg = 1.0
         else:
-            n_before = by_split[s][0]
-            w_pos = w_neg = 1.0 if plan[f"{s}_keep"] >= 1 else n_before / max(n_pos + n_neg, 1)
+            n_split, p_split = by_split[s]
+            w_pos = p_split / n_pos if n_pos else 0.0
+            w_neg = (n_split - p_split) / n_neg if n_neg else 0.0
         weights[s] = {True: w_pos, False: w_neg}
         n = n_pos + n_neg
         w = w_pos * n_pos + w_neg * n_neg
@@ -359,10 +370,8 @@ def curate(
     step("resample")
     n_train, p_train = by_split["train"]
     plan = sampling.plan_train(n_train - p_train, p_train, cfg.sample.target_rate, cfg.sample.upsample_positives)
-    eval_keep = _eval_keep(by_split, cfg.sample.eval_max_rows)
-    plan.update({f"{s}_keep": q for s, q in eval_keep.items()})
-    kept = materialize(con, select_kept(rows, exceptions, splits, plan, eval_keep, t1, t2, c0, cfg.sample.seed),
-                       "kept")
+    plan.update(_eval_keep(by_split, cfg.sample.eval_max_rows, cfg.sample.eval_max_negatives))
+    kept = materialize(con, select_kept(rows, exceptions, splits, plan, t1, t2, c0, cfg.sample.seed), "kept")
     release(con, exceptions, splits)
 
     step("contexts")
