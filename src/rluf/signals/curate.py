@@ -127,17 +127,33 @@ def cutoff_time(epoch_s: float) -> datetime:
     return EPOCH + timedelta(microseconds=round(epoch_s * 1e6))
 
 
-def split_table(conv_users: ibis.Table, t1: datetime, t2: datetime, cfg: CurateConfig) -> ibis.Table:
-    """(conversation_id, user_id, n) -> split: train / validation / test, `straddle` or `other_user`.
-
-    A conversation's time span is that of its rows (assistant messages with a context, flagged users' rows
-    dropped), so every validation row is strictly later than every train row and every test row strictly later
-    than every validation row: a row's split is also given by its own time (< t1, [t1, t2), >= t2).
-    """
+def conversation_spans(conv_users: ibis.Table) -> ibis.Table:
+    """conversation_id -> cstart, cend (first and last row time over its users) and n (rows)."""
     cu = conv_users
-    conv = cu.group_by(cid="conversation_id").agg(cstart=cu.start.min(), cend=cu.end.max())
-    j = cu.join(conv, cu.conversation_id == conv.cid)
-    ts = cu.start.type()
+    return cu.group_by("conversation_id").agg(cstart=cu.start.min(), cend=cu.end.max(), n=cu.n.sum())
+
+
+def split_keys(cfg: CurateConfig) -> list[str]:
+    """The key of the split table: a conversation's rows share its split unless users are split too."""
+    return ["conversation_id", "user_id"] if cfg.split.user_disjoint else ["conversation_id"]
+
+
+def split_table(conv: ibis.Table, conv_users: ibis.Table, t1: datetime, t2: datetime,
+                cfg: CurateConfig) -> ibis.Table:
+    """`split_keys` + n -> split: train / validation / test, `straddle` or `other_user`.
+
+    `conv` is `conversation_spans` of `conv_users` (flagged users' rows dropped). A conversation's time span is
+    that of its rows (assistant messages with a context), so every validation row is strictly later than every
+    train row and every test row strictly later than every validation row: a row's split is also given by its
+    own time (< t1, [t1, t2), >= t2). Without `user_disjoint` the table has one row per conversation (no join
+    back to the per-(conversation, user) table); with it, one per (conversation, user).
+    """
+    j = conv
+    if cfg.split.user_disjoint:
+        cu = conv_users
+        c = conv.select(cid="conversation_id", cstart="cstart", cend="cend")
+        j = cu.join(c, cu.conversation_id == c.cid)
+    ts = conv.cstart.type()
     t1, t2 = ibis.literal(t1, type=ts), ibis.literal(t2, type=ts)
     split = ibis.cases(
         (j.cend < t1, "train"),
@@ -150,31 +166,30 @@ def split_table(conv_users: ibis.Table, t1: datetime, t2: datetime, cfg: CurateC
         u = sampling.uniform(j.user_id, f"users{cfg.sample.seed}")
         user_split = ibis.cases((u < 1 - f_val - f_test, "train"), (u < 1 - f_test, "validation"), else_="test")
         split = ibis.cases((split == "straddle", "straddle"), (user_split != split, "other_user"), else_=split)
-    return j.select("conversation_id", "user_id", "n", split=split)
+    return j.select(*split_keys(cfg), "n", split=split)
 
 
-def split_cutoffs(con, conv_users: ibis.Table, exceptions: ibis.Table, per_user: ibis.Table,
+def split_cutoffs(con, conv: ibis.Table, exceptions: ibis.Table, conv_users_all: ibis.Table,
                   cfg: CurateConfig) -> dict:
-    """Cut-offs t1, t2 (quantiles of conversation start times), rows after filtering, label exceptions and
-    input rows (all users): one query."""
-    cu = conv_users
-    conv = cu.group_by("conversation_id").agg(start=cu.start.min().epoch_seconds(), n=cu.n.sum())
+    """Cut-offs t1, t2 (quantiles of conversation start times in `conv`, `conversation_spans`), rows after
+    filtering, label exceptions and input rows (`conv_users_all`: all users): one query."""
     f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
-    r = con.to_pyarrow(conv.agg(t1=conv.start.quantile(1 - f_val - f_test), t2=conv.start.quantile(1 - f_test),
+    start = conv.cstart.epoch_seconds()
+    r = con.to_pyarrow(conv.agg(t1=start.quantile(1 - f_val - f_test), t2=start.quantile(1 - f_test),
                                 n=conv.n.sum(), x=exceptions.count().as_scalar(),
-                                n_in=per_user.n.sum().as_scalar())).to_pylist()[0]
+                                n_in=conv_users_all.n.sum().as_scalar())).to_pylist()[0]
     return {"t1": r["t1"], "t2": r["t2"], "n": int(r["n"] or 0), "x": int(r["x"] or 0), "n_in": int(r["n_in"] or 0)}
 
 
 def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, plan: dict,
-                t1: datetime, t2: datetime, c0: bool, seed: int) -> ibis.Table:
+                t1: datetime, t2: datetime, c0: bool, seed: int, bad: ibis.Table | None = None) -> ibis.Table:
     """The rows resampling keeps, with `label` and `split`, chosen without labelling or splitting every row.
 
     A row's split follows from its time (train < t1 <= validation < t2 <= test, the same exact timestamps as
     `split_table`), so one cheap filter over the rows (time against the cut-offs, then a hash draw with the keep
     probability of that split and of the default label) picks the candidates. Only the candidates are joined
-    with the (small) label exceptions and with the split table, which drops straddling and other-user rows.
-    Keep probabilities: `plan["pos_keep"]`, `plan["neg_keep"]` (train), `plan["{split}_pos_keep"]`,
+    with the (small) label exceptions and with the split table, which drops straddling and other-user rows
+    (and flagged users' rows, `bad`, when the split table is per conversation). Keep probabilities: `plan["pos_keep"]`, `plan["neg_keep"]` (train), `plan["{split}_pos_keep"]`,
     `plan["{split}_neg_keep"]` (validation, test).
     """
 
@@ -193,10 +208,17 @@ def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, pl
         return t.filter(cond)
 
     plain = pick(rows, "pos" if c0 else "neg").anti_join(exceptions, "message_id")
+    per_user = "user_id" in splits.columns
+    if bad is not None and not per_user:  # exceptions never hold flagged users' rows
+        plain = plain.anti_join(bad, "user_id")
     plain = plain.mutate(label=ibis.literal(c0))
     cand = plain.union(pick(exceptions, "neg" if c0 else "pos").select(*plain.columns))
-    s = splits.filter(splits.split.isin(SPLITS)).select(scid="conversation_id", suid="user_id", split="split")
-    j = cand.join(s, [cand.conversation_id == s.scid, cand.user_id == s.suid])
+    if per_user:
+        s = splits.filter(splits.split.isin(SPLITS)).select(scid="conversation_id", suid="user_id", split="split")
+        j = cand.join(s, [cand.conversation_id == s.scid, cand.user_id == s.suid])
+    else:
+        s = splits.filter(splits.split.isin(SPLITS)).select(scid="conversation_id", split="split")
+        j = cand.join(s, cand.conversation_id == s.scid)
     return j.select(*ROW_COLUMNS, "label", "split")
 
 
@@ -235,8 +257,9 @@ def _check_times(con, m: ibis.Table, logs_dir: Path) -> None:
 def _split_counts(con, splits: ibis.Table, exceptions: ibis.Table, c0: bool,
                   cfg: CurateConfig) -> dict[str, tuple[int, int]]:
     """split -> (rows, positives), from the split table and the label exceptions (one query)."""
-    x = exceptions.group_by(xcid="conversation_id", xuid="user_id").agg(x=exceptions.count())
-    j = splits.left_join(x, [splits.conversation_id == x.xcid, splits.user_id == x.xuid])
+    keys = split_keys(cfg)
+    x = exceptions.group_by(*keys).agg(x=exceptions.count()).rename({f"x_{k}": k for k in keys})
+    j = splits.left_join(x, [splits[k] == x[f"x_{k}"] for k in keys])
     t = con.to_pyarrow(j.group_by("split").agg(n=j.n.sum(), x=ibis.coalesce(j.x, 0).sum())).to_pylist()
     by_split = {r["split"]: (int(r["n"]), int(r["n"]) - int(r["x"]) if c0 else int(r["x"])) for r in t}
     for s in SPLITS:
@@ -347,7 +370,8 @@ def curate(
     step("label")
     exceptions = materialize(con, label_exceptions(fr.reactions, rule, bad), "exceptions")
     release(con, rx)
-    cut = split_cutoffs(con, cu, exceptions, per_user, cfg)
+    conv = materialize(con, conversation_spans(cu), "conversations")
+    cut = split_cutoffs(con, conv, exceptions, conv_users_table, cfg)
     n_lab = cut["n"]
     n_pos = n_lab - cut["x"] if c0 else cut["x"]
     counts: dict[str, Any] = {"input": {"rows": cut["n_in"], "reactions": sum(types.values())}}
@@ -362,8 +386,8 @@ def curate(
 
     step("split")
     t1, t2 = cutoff_time(float(cut["t1"])), cutoff_time(float(cut["t2"]))
-    splits = materialize(con, split_table(cu, t1, t2, cfg), "splits")
-    release(con, conv_users_table, *fr.temp_tables)
+    splits = materialize(con, split_table(conv, cu, t1, t2, cfg), "splits")
+    release(con, conv, conv_users_table)
     by_split = _split_counts(con, splits, exceptions, c0, cfg)
     counts["split"] = {s: {"rows": n, "positives": p} for s, (n, p) in sorted(by_split.items())}
 
@@ -371,8 +395,8 @@ def curate(
     n_train, p_train = by_split["train"]
     plan = sampling.plan_train(n_train - p_train, p_train, cfg.sample.target_rate, cfg.sample.upsample_positives)
     plan.update(_eval_keep(by_split, cfg.sample.eval_max_rows, cfg.sample.eval_max_negatives))
-    kept = materialize(con, select_kept(rows, exceptions, splits, plan, t1, t2, c0, cfg.sample.seed), "kept")
-    release(con, exceptions, splits)
+    kept = materialize(con, select_kept(rows, exceptions, splits, plan, t1, t2, c0, cfg.sample.seed, bad), "kept")
+    release(con, exceptions, splits, *fr.temp_tables)
 
     step("contexts")
     rows_kept = fetch_arrow(con, kept)  # unsorted: ordering in the engine would hold a second, sorted copy
