@@ -38,18 +38,26 @@ def main() -> None:
         help="users of the deployed world (default world: 20,000; 30,000 gives > 1M assistant messages)",
     )
     ap.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
+    ap.add_argument("--baseline-world", type=Path, default=None,
+                    help="reuse a finished `rluf simulate` folder of the same world (e.g. a `rluf run`'s simulate/): "
+                         "its policy and its recorded baseline build time instead of building them again")
     args = ap.parse_args()
     cfg = quick_config(WorldConfig()) if args.quick else WorldConfig()
+    load_at_start = os.getloadavg()[0]
     work = args.out or Path(tempfile.mkdtemp(prefix="rluf-bench-sim-"))
     # 1. the baseline: build time of the default world's baseline (tokenizer + model + SFT + save)
     t0, c0 = time.perf_counter(), time.process_time()
-    base = simulate(cfg, work / "baseline_world")
-    baseline_cpu_s = time.process_time() - c0  # includes its pool, deployment and eval of the small world
+    if args.baseline_world:
+        base = json.loads((args.baseline_world / "simulate.json").read_text())
+        baseline_dir, baseline_cpu_s = args.baseline_world, None
+    else:
+        base = simulate(cfg, work / "baseline_world")
+        baseline_dir, baseline_cpu_s = work / "baseline_world", time.process_time() - c0  # incl. its pool and eval
     baseline_build_s = base["timing"]["baseline_build_s"]
     # 2. a bigger deployment of that baseline: pooling + deployment + writing, per assistant message
     big = cfg.model_copy(update={"population": cfg.population.model_copy(update={"n_users": args.users})})
     t1, c1 = time.perf_counter(), time.process_time()
-    run = simulate(big, work / "deploy", policy_path=work / "baseline_world" / "policy")
+    run = simulate(big, work / "deploy", policy_path=baseline_dir / "policy")
     sim_s, sim_cpu_s = time.perf_counter() - t1, time.process_time() - c1
     n_msgs = run["counts"]["assistant_messages"]
     timing = run["timing"]
@@ -83,6 +91,7 @@ def main() -> None:
         simulate_cpu_s=sim_cpu_s,
         baseline_build_s=baseline_build_s,
         baseline_world_cpu_s=baseline_cpu_s,
+        baseline_world=str(baseline_dir),
         baseline_parse_rate=base["policy"]["pool"]["parse_rate"],
         baseline_eval=base["policy"]["eval"],
         natural_love_rate=run["natural_love_rate"],
@@ -93,6 +102,7 @@ def main() -> None:
             cpus=os.cpu_count(),
             platform=platform.platform(),
             python=platform.python_version(),
+            load_avg_1m_at_start=load_at_start,
             load_avg_1m_at_end=os.getloadavg()[0],
         ),
     )
