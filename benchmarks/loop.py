@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -53,16 +54,20 @@ def main() -> None:
     ap.add_argument("--only", choices=["default", "quick"], default=None)
     ap.add_argument("--work", type=Path, default=HERE / "work" / "loop")
     a = ap.parse_args()
-    out: dict = {}
+    results = HERE / "results" / "loop.json"
+    out: dict = json.loads(results.read_text()) if results.is_file() else {}  # --only keeps the other run's keys
+    load_at_start = os.getloadavg()
     if a.only in (None, "quick"):
         out["quick_s"], out["quick_peak_rss_mb"] = timed_run(["--quick"], a.work / "quick")
         out["quick"] = headline(a.work / "quick")
     if a.only in (None, "default"):
         out["run_s"], out["peak_rss_mb"] = timed_run([], a.work / "default")
         out.update(headline(a.work / "default"))
+    out[f"machine_{a.only or 'both'}"] = {"cpus": os.cpu_count(), "load_avg_at_start": load_at_start,
+                                          "load_avg_at_end": os.getloadavg()}
     print(json.dumps(out, indent=2, default=str))
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "loop.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(out, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":
