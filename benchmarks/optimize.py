@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def report(rows: dict, base: dict, a) -> None:
             "share_of_oracle": r["love_lift"] / oracle_lift if oracle_lift > 0 else None, "flags": r["flags"],
         }
     out = {"oracle_love_lift": oracle_lift, "baseline": _means(base), "methods": methods,
-           "n_eval": a.n_eval, "note": "measured on 2 shared CPU cores under load from other jobs"}
+           "n_eval": a.n_eval, "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS, out)
     print(f"{'method':10s} {'love lift':>10s} {'help Δ':>8s} {'unsafe Δ':>9s} {'hack':>6s} {'of oracle':>9s} {'wall s':>7s}")
