@@ -79,3 +79,28 @@ def test_a_failed_commit_is_not_answered(client, db_url):
     events = sse_events(r.text)
     assert "[DONE]" not in events and "could not be logged" in events[-1]
     assert rows(db_url, "SELECT * FROM messages") == []
+
+
+def test_sqlite_wal_is_checkpointed_off_the_request_path(tmp_path):
+    """Commits never checkpoint (wal_autocheckpoint=0); the Store's background thread copies the WAL back."""
+    import time
+
+    from sqlalchemy import text
+
+    from rluf.serve.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'gw.db'}")
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == 0
+        size_before = (tmp_path / "gw.db").stat().st_size
+        with store.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE filler (x TEXT)"))
+            conn.execute(text("INSERT INTO filler VALUES (:x)"), [{"x": "y" * 500}] * 2000)
+        deadline = time.time() + 10
+        while (tmp_path / "gw.db").stat().st_size <= size_before and time.time() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "gw.db").stat().st_size > size_before + 500_000  # the rows reached the database file
+    finally:
+        store.close()
+    assert not store._checkpointer._thread.is_alive()

@@ -158,6 +158,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int 
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.execute("PRAGMA busy_timeout=30000")
+            # No automatic checkpoint inside a commit (it syncs to disk, on the event loop): the Store's
+            # checkpoint thread copies the WAL back instead (see SqliteCheckpointer)
+            cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine
@@ -168,6 +171,37 @@ def make_engine(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int 
         f"database {safe_url(url)}: backend {parsed.get_backend_name()!r} is not supported; "
         "use sqlite:///file.db or postgresql+psycopg://..."
     )
+
+
+class SqliteCheckpointer:
+    """Copies the SQLite WAL back into the database file from a background thread, every `every_s` seconds.
+
+    A PASSIVE checkpoint never blocks writers, and Python's sqlite3 releases the GIL while it syncs, so the
+    disk sync that SQLite's automatic checkpoint would do inside a request's commit happens off the loop.
+    """
+
+    def __init__(self, path: str, every_s: float = 0.5):
+        self.path, self.every_s = path, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rluf-sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.every_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as e:  # e.g. the file was removed under us: try again next time
+                    log.debug("WAL checkpoint failed: %s", e)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class Store:
@@ -184,6 +218,9 @@ class Store:
         self._pending_known: list[tuple[str, str]] = []
         metadata.create_all(self.engine)
         self._build_statements()
+        db = self.engine.url.database
+        self._checkpointer = (SqliteCheckpointer(db) if self.dialect == "sqlite" and db and db != ":memory:"
+                              else None)
 
     def _build_statements(self) -> None:
         """Statements built once and executed with parameters: no per-request SQL construction."""
@@ -209,6 +246,8 @@ class Store:
             r.message_id == bindparam("mid"), r.user_id == bindparam("uid"), r.type == bindparam("typ"))
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self.engine.dispose()
 
     # -- conversations ---------------------------------------------------------------------------------
@@ -311,7 +350,7 @@ class GroupCommitter:
 
     SQLite: batches commit on the event loop itself, right after the loop turn that queued them. A WAL
     commit with synchronous=NORMAL does not sync to disk, so it is fast, and it saves two thread wake-ups
-    per request; SQLite's automatic checkpoint (every 1000 WAL pages) is the one commit in many that syncs.
+    per request. The WAL is checkpointed (and synced) by SqliteCheckpointer's thread, never inside a commit.
     PostgreSQL: batches commit on a writer thread, since each statement is a network round trip.
     """
 
