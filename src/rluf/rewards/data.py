@@ -52,6 +52,12 @@ class LoveSplit:
         return LoveSplit(self.contexts[:n], self.responses[:n], self.labels[:n], self.weights[:n],
                          self.message_ids[:n], self.path)
 
+    def take(self, idx: np.ndarray, weights: np.ndarray | None = None) -> LoveSplit:
+        """The rows at `idx` (in that order), with `weights` (full length) in place of the split's own."""
+        w = self.weights if weights is None else weights
+        return LoveSplit([self.contexts[i] for i in idx], [self.responses[i] for i in idx], self.labels[idx],
+                         w[idx], [self.message_ids[i] for i in idx], self.path)
+
 
 def _messages(value, where: str) -> Chat:
     """Convert a stored message list (list of {role, content}) to plain dicts, or raise naming `where`."""

@@ -105,9 +105,7 @@ def calibrate(z_val: np.ndarray, val: LoveSplit, cfg: RewardConfig) -> dict[str,
 def _subsample(split: LoveSplit, cap: int | None, seed: int) -> LoveSplit:
     if cap is None or cap >= len(split):
         return split
-    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:cap])
-    return LoveSplit([split.contexts[i] for i in idx], [split.responses[i] for i in idx], split.labels[idx],
-                     split.weights[idx], [split.message_ids[i] for i in idx], split.path)
+    return split.take(np.sort(np.random.default_rng(seed).permutation(len(split))[:cap]))
 
 
 def downsample_negatives(split: LoveSplit, max_negatives: int | None, seed: int) -> LoveSplit:
@@ -121,8 +119,7 @@ def downsample_negatives(split: LoveSplit, max_negatives: int | None, seed: int)
     weights = split.weights * np.where(split.labels == 0, len(neg) / max_negatives, 1.0)
     log.info("%s: scoring all %d positives and %d of %d negatives (weights x %.2f)", split.path.name,
              int(split.labels.sum()), max_negatives, len(neg), len(neg) / max_negatives)
-    return LoveSplit([split.contexts[i] for i in idx], [split.responses[i] for i in idx], split.labels[idx],
-                     weights[idx], [split.message_ids[i] for i in idx], split.path)
+    return split.take(idx, weights)
 
 
 def loss_weights(split: LoveSplit, mode: str) -> tuple[np.ndarray, float]:
