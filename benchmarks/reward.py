@@ -67,13 +67,10 @@ def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool
     if quick:
         cfg.model.backbone = "tiny"
     elif not from_scratch:  # what `rluf run` trains: configs/run.yaml's reward_love section on top
-        from rluf.run.config import CONFIG_DIR, _merge, load_run_config
-        from rluf.run.pipeline import BASELINE_BACKBONE
+        from rluf.run.config import CONFIG_DIR, load_run_config
+        from rluf.run.pipeline import reward_config
 
-        over = load_run_config(CONFIG_DIR / "run.yaml").reward_love
-        if over.get("model", {}).get("backbone") == BASELINE_BACKBONE:
-            over = _merge(over, {"model": {"backbone": str(sim / "policy")}})
-        cfg = RewardConfig.model_validate(_merge(cfg.model_dump(), over))
+        cfg = reward_config(load_run_config(CONFIG_DIR / "run.yaml"), "love", sim)
     t0 = time.perf_counter()
     rep = train_reward("love", cur, work / "love", cfg, truth=sim / "truth")
     wall = time.perf_counter() - t0

@@ -30,7 +30,6 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Validate every stage's config (packaged YAML + the run's overrides + the chaining paths) up front."""
     from rluf.evaluate import EvaluateConfig
     from rluf.optimize import OptimizeConfig
-    from rluf.rewards import RewardConfig
     from rluf.signals.config import CurateConfig
     from rluf.sim import WorldConfig, quick_config
 
@@ -39,13 +38,7 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                          {"seed": cfg.seed, **cfg.simulate}, "simulate")
     if cfg.quick:
         world = quick_config(world)
-    tokenizer = {"model": {"tokenizer": str(sim_dir / "policy")}}
-    rewards = {}
-    for name in ("love", "helpfulness", "safety"):
-        overrides = _deep({"train": {"seed": cfg.seed}, **tokenizer}, getattr(cfg, f"reward_{name}"))
-        if overrides["model"].get("backbone") == BASELINE_BACKBONE:  # start from the simulator's baseline LM
-            overrides["model"]["backbone"] = str(sim_dir / "policy")
-        rewards[name] = stage_config(RewardConfig, f"reward_{name}.yaml", overrides, f"reward_{name}")
+    rewards = {name: reward_config(cfg, name, sim_dir) for name in ("love", "helpfulness", "safety")}
     optimize = stage_config(OptimizeConfig, "optimize_quick.yaml" if cfg.quick else "optimize.yaml", _deep({
         "seed": cfg.seed,
         "policy": str(sim_dir / "policy"),
@@ -61,6 +54,18 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         abtest_world=stage_config(WorldConfig, None, _deep(world.model_dump(), {"seed": cfg.seed + 1000, **cfg.abtest}),
                                   "abtest"),
     )
+
+
+def reward_config(cfg: RunConfig, name: str, sim_dir: Path):
+    """The run's RewardConfig for `name`: reward_<name>.yaml + the run's overrides, with the tokenizer (and a
+    `baseline` backbone) taken from the simulated deployment's policy folder in `sim_dir`."""
+    from rluf.rewards import RewardConfig
+
+    policy = str(sim_dir / "policy")
+    overrides = _deep({"train": {"seed": cfg.seed}, "model": {"tokenizer": policy}}, getattr(cfg, f"reward_{name}"))
+    if overrides["model"].get("backbone") == BASELINE_BACKBONE:  # start from the simulator's baseline LM
+        overrides["model"]["backbone"] = policy
+    return stage_config(RewardConfig, f"reward_{name}.yaml", overrides, f"reward_{name}")
 
 
 def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
