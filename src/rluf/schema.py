@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from rluf.errors import SchemaError
 
 TS = pa.timestamp("us", tz="UTC")
+# A conversation as chat messages (TRL's conversational format): prompts, completions, preference pairs
+CHAT = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
 
 MESSAGES = pa.schema(
     [

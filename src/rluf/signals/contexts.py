@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-CHAT = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
+from rluf.schema import CHAT
+
 SCHEMA = pa.schema([
     pa.field("prompt", CHAT), pa.field("completion", CHAT), pa.field("label", pa.bool_()),
     pa.field("message_id", pa.string()), pa.field("conversation_id", pa.string()), pa.field("user_id", pa.string()),

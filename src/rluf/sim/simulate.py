@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from rluf.errors import ConfigError
 from rluf.policy import Policy
+from rluf.schema import CHAT
 from rluf.sim.baseline import generate_pool, train_baseline
 from rluf.sim.config import BehaviourMix, WorldConfig, quick_config
 from rluf.sim.deploy import Arm, deploy
@@ -29,7 +30,6 @@ from rluf.utils import peak_rss_mb, write_json
 log = logging.getLogger(__name__)
 StageProgress = Callable[[str, int, int, dict], None]  # (stage, done, total, info)
 
-CHAT_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 # A wide behaviour mix for expert pairs, so that pairs differ in every dimension the truth scores.
 PAIR_MIX = BehaviourMix(
     warm=0.35,
@@ -95,7 +95,7 @@ def hash_split(user_ids: list[str], n_arms: int, salt: str = "rluf-ab") -> np.nd
 
 
 def _chat_col(chats: list[list[dict]]) -> pa.Array:
-    return pa.array([[{"role": m["role"], "content": m["content"]} for m in c] for c in chats], CHAT_TYPE)
+    return pa.array([[{"role": m["role"], "content": m["content"]} for m in c] for c in chats], CHAT)
 
 
 def expert_pairs(world: World, objective: str, n: int, seed: int = 0) -> pa.Table:
