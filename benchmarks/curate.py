@@ -30,19 +30,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "curate.json"
-# Peak RSS of the child itself: VmHWM of its own address space. getrusage's ru_maxrss is carried over from the
-# parent through fork and exec, so a child would report the parent's peak (the data generator's) when larger.
-PEAK = """
-def peak_mb():
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    from rluf.utils import peak_rss_mb
-    return peak_rss_mb()
-"""
+# Peak RSS of the child itself (rluf.utils.peak_rss_mb reads its own VmHWM: getrusage's ru_maxrss is carried
+# over from the parent, so a child would report the data generator's peak when larger).
+PEAK = "from rluf.utils import peak_rss_mb as peak_mb\n"
 EVENTS_PER_CONV = 7.4  # mean messages + reactions per synthetic conversation (measured: 9.98M / 1.35M)
 
 CHILD_RLUF = PEAK + """

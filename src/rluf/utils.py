@@ -122,6 +122,16 @@ def run_name(stage: str, config_name: str, seed: int) -> str:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB. On Linux, VmHWM of its own address space: getrusage's
+    ru_maxrss is carried over from the parent through fork and exec, so a child started by a bigger parent
+    would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
