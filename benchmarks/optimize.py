@@ -32,7 +32,7 @@ from rluf.optimize import OptimizeConfig, calibrated_reward, combined_reward, op
 from rluf.optimize.cli import shipped_config
 from rluf.optimize.objectives import load_objectives
 from rluf.optimize.simbridge import load_world
-from rluf.optimize.sweep import SweepEvaluator, compare
+from rluf.optimize.weight_sweep import SweepEvaluator, compare
 from rluf.policy import Policy, Sampling
 from rluf.utils import write_json
 
@@ -196,7 +196,7 @@ def main() -> None:
 
 
 def report(rows: dict, base: dict, a) -> None:
-    from rluf.optimize.sweep import _means
+    from rluf.optimize.weight_sweep import _means
 
     oracle_lift = rows["oracle"]["love_lift"]
     methods = {}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rluf.abtest import AnalyzeConfig
-from rluf.abtest.simulate import simulate
+from rluf.abtest.simulated import simulate
 from rluf.errors import ConfigError
 from rluf.policy import Policy
 
@@ -81,7 +81,7 @@ def test_bad_exclude_option(tmp_path):
 
 
 def test_world_config_quick_and_seed(tmp_path):
-    from rluf.abtest.simulate import world_config
+    from rluf.abtest.simulated import world_config
     from rluf.sim import WorldConfig
 
     cfg = world_config(None, seed=5, quick=True)  # the packaged sim_quick.yaml

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rluf.evaluate.monitor import hack_metrics
-from rluf.optimize.sweep import bootstrap_ci, claims, compare
+from rluf.optimize.weight_sweep import bootstrap_ci, claims, compare
 
 
 def _ev(p_love, help_, unsafe, signoff, responses):

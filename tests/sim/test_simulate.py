@@ -9,7 +9,7 @@ from rluf.policy import Policy
 from rluf.schema import check_table
 from rluf.sim import World, simulate, simulate_ab
 from rluf.sim.deploy import deploy
-from rluf.sim.simulate import hash_split, template_arm
+from rluf.sim.deployment import hash_split, template_arm
 
 from .conftest import micro_config
 

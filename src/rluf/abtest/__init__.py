@@ -29,7 +29,7 @@ __all__ = [
 
 
 def simulate(*args, **kwargs):
-    """Run an A/B test in the simulated deployment and analyse it (see rluf.abtest.simulate)."""
-    from rluf.abtest.simulate import simulate as _simulate
+    """Run an A/B test in the simulated deployment and analyse it (see rluf.abtest.simulated)."""
+    from rluf.abtest.simulated import simulate as _simulate
 
     return _simulate(*args, **kwargs)

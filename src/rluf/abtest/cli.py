@@ -132,7 +132,7 @@ def simulate(
 ) -> None:
     """Deploy two policies to the simulated users (split by a stable hash), log, and analyse."""
     from rluf.abtest.analyze import AnalyzeConfig
-    from rluf.abtest.simulate import simulate as run
+    from rluf.abtest.simulated import simulate as run
 
     with console.status("simulating the A/B test...") as status:
         res = run(control, treatment, out, config=config, seed=seed, quick=quick, signal=signal,

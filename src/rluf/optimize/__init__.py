@@ -12,7 +12,7 @@ from rluf.optimize.crraft import (
 )
 from rluf.optimize.objectives import Objective, calibrated_reward, combined_reward
 from rluf.optimize.runner import optimize
-from rluf.optimize.sweep import PAPER_RUNS, sweep
+from rluf.optimize.weight_sweep import PAPER_RUNS, sweep
 
 __all__ = [
     "DEFAULT_WEIGHTS", "OptimizeConfig", "CRRAFT", "FALLBACK", "SKIP", "Selection", "reward_weighted_sft_loss",

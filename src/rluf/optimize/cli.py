@@ -1,4 +1,4 @@
-"""`rluf optimize` and `rluf sweep`: thin wrappers over rluf.optimize.optimize / rluf.optimize.sweep."""
+"""`rluf optimize` and `rluf sweep`: thin wrappers over rluf.optimize.optimize / rluf.optimize.weight_sweep."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def sweep_cmd(
     device: str | None = typer.Option(None, "--device"),
 ) -> None:
     """The paper's sweep: love 0.0 / 0.1 / 0.3 (helpfulness 0.7, safety 0.3) and love-only, in one table."""
-    from rluf.optimize.sweep import sweep
+    from rluf.optimize.weight_sweep import sweep
 
     cfg = build_config(config, sim, policy, objective, None, iterations, seed, device)
     with _Progress(cfg.crraft.iterations, "sweep") as bar:

@@ -70,16 +70,14 @@ def reward_config(cfg: RunConfig, name: str, sim_dir: Path):
 
 def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
     """Run (or resume) the loop in `run_dir`; returns the summaries of every stage and writes report.html."""
-    # Import from the defining modules: a package attribute named like its submodule (rluf.sim.simulate,
-    # rluf.optimize.sweep, rluf.abtest.simulate) is replaced by that submodule once anything imports it.
-    from rluf.abtest.simulate import simulate as abtest_simulate
+    from rluf.abtest.simulated import simulate as abtest_simulate
     from rluf.evaluate.agreement import offline_online
     from rluf.evaluate.evaluator import evaluate
-    from rluf.optimize.sweep import sweep
+    from rluf.optimize.weight_sweep import sweep
     from rluf.rewards.train import train_reward
     from rluf.signals.curate import curate
     from rluf.signals.selection import signals
-    from rluf.sim.simulate import simulate
+    from rluf.sim.deployment import simulate
     from rluf.sim.world import World
 
     run_dir = Path(run_dir)

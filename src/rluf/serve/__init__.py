@@ -3,6 +3,6 @@
 
 from rluf.serve.app import create_app, serve
 from rluf.serve.config import ServeConfig
-from rluf.serve.export import export
+from rluf.serve.export_logs import export
 
 __all__ = ["ServeConfig", "create_app", "export", "serve"]

@@ -1,4 +1,4 @@
-"""`rluf serve` and `rluf export`: thin wrappers over rluf.serve.serve and rluf.serve.export."""
+"""`rluf serve` and `rluf export`: thin wrappers over rluf.serve.serve and rluf.serve.export_logs."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ See docs/simulator.md.
 """
 
 from rluf.sim.config import WorldConfig, quick_config
-from rluf.sim.simulate import expert_pairs, hash_split, load_policy, simulate, simulate_ab
+from rluf.sim.deployment import expert_pairs, hash_split, load_policy, simulate, simulate_ab
 from rluf.sim.world import World
 
 __all__ = ["World", "WorldConfig", "expert_pairs", "hash_split", "load_policy", "quick_config", "simulate",

@@ -1,4 +1,4 @@
-"""`rluf simulate`: thin wrapper over rluf.sim.simulate."""
+"""`rluf simulate`: thin wrapper over rluf.sim.deployment."""
 
 from __future__ import annotations
 
