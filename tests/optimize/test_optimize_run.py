@@ -117,3 +117,24 @@ def test_lora_run_trains_adapters_and_saves_a_merged_model(tiny_policy_dir, prom
     changed = [k for k in a if not torch.equal(a[k], b[k])]
     assert changed and all("q_proj" in k or "v_proj" in k for k in changed)
     assert np.isfinite(_records(tmp_path / "lora")[-1]["loss"])
+
+
+def test_intermediate_policies_are_saved_and_become_run_candidates(tiny_policy_dir, prompt_file, tmp_path):
+    from safetensors.torch import load_file
+
+    from rluf.run.pipeline import candidate_policies
+
+    cfg = tiny_config(tiny_policy_dir, prompt_file).model_copy(update={"save_policy_every": 2})
+    optimize(cfg, tmp_path / "sweep" / "love_only", objectives={"a": ShareOfA()})
+    run = tmp_path / "sweep" / "love_only"
+    # iterations 4 with every 2: iteration 2 is saved as an intermediate policy; 4 is the final policy/
+    assert sorted(p.name for p in (run / "policies").iterdir()) == ["iter-000002"]
+    mid = load_file(run / "policies" / "iter-000002" / "model.safetensors")
+    final = load_file(run / "policy" / "model.safetensors")
+    assert any(not torch.equal(mid[k], final[k]) for k in final)
+    assert Policy.from_pretrained(run / "policies" / "iter-000002", device="cpu").generate(
+        [[{"role": "user", "content": "hi"}]], n=1, sampling=Sampling(max_new_tokens=4))
+    (tmp_path / "simulate" / "policy").mkdir(parents=True)
+    assert candidate_policies(tmp_path) == {"baseline": tmp_path / "simulate" / "policy",
+                                           "love_only@2": run / "policies" / "iter-000002",
+                                           "love_only": run / "policy"}

@@ -127,6 +127,9 @@ class OptimizeConfig(StrictModel):
     checkpoint_every: int = Field(5, ge=0)
     """Write an atomic checkpoint every N iterations (0: never)."""
     keep_checkpoints: int = Field(2, ge=1)
+    save_policy_every: int = Field(0, ge=0)
+    """Also save the policy as a Hugging Face folder every N iterations, in policies/iter-NNNNNN/ (0: only the
+    final policy/): candidates for offline evaluation and the offline-online check."""
     stop_after: int | None = Field(None, ge=1)
     """Stop (as if killed) after this many iterations of this invocation; for fault-tolerance tests."""
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -139,7 +140,7 @@ def optimize(
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
     trainer = _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, world)
     start = _restore(trainer, out_dir) if resume else 0
-    last = trainer.train(start, on_iteration=_with_trackers(trainer, on_iteration))
+    last = trainer.train(start, on_iteration=_with_trackers(trainer, on_iteration, out_dir))
     if trainer.accelerator is not None and cfg.report_to:
         trainer.accelerator.end_training()
     return _finish(cfg, trainer, out_dir, last, time.time() - t_start)
@@ -185,16 +186,33 @@ def _restore(trainer: CRRAFT, out_dir: Path) -> int:
     return start
 
 
-def _with_trackers(trainer: CRRAFT, on_iteration):
-    acc = trainer.accelerator
+def _with_trackers(trainer: CRRAFT, on_iteration, out_dir: Path):
+    acc, cfg = trainer.accelerator, trainer.cfg
 
     def hook(record: dict[str, Any]) -> None:
-        if acc is not None and trainer.cfg.report_to:
-            acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=record["iteration"])
+        it = record["iteration"]
+        if acc is not None and cfg.report_to:
+            acc.log({k: v for k, v in record.items() if isinstance(v, int | float)}, step=it)
+        if cfg.save_policy_every and 0 < it < cfg.crraft.iterations and it % cfg.save_policy_every == 0:
+            _save_policy(cfg, trainer, out_dir / "policies" / f"iter-{it:06d}")
         if on_iteration:
             on_iteration(record)
 
     return hook
+
+
+def _save_policy(cfg: OptimizeConfig, trainer: CRRAFT, path: Path) -> None:
+    """The current policy as a Hugging Face folder (LoRA merged), written beside `path` and renamed into place."""
+    if not trainer.is_main:
+        return
+    model = trainer.policy.model
+    if cfg.crraft.lora.enabled:
+        model = copy.deepcopy(model).merge_and_unload()
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    Policy(model, trainer.policy.tokenizer, device=trainer.policy.device).save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
 
 
 def _finish(cfg: OptimizeConfig, trainer: CRRAFT, out_dir: Path, last: dict[str, Any], wall: float) -> dict:
@@ -203,11 +221,8 @@ def _finish(cfg: OptimizeConfig, trainer: CRRAFT, out_dir: Path, last: dict[str,
     records = [json.loads(ln) for ln in (out_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     done = max((r["iteration"] for r in records), default=0)
     finished = done >= cfg.crraft.iterations
-    if finished and trainer.is_main:
-        model = trainer.policy.model
-        if cfg.crraft.lora.enabled:
-            model = copy.deepcopy(model).merge_and_unload()
-        Policy(model, trainer.policy.tokenizer, device=trainer.policy.device).save_pretrained(out_dir / "policy")
+    if finished:
+        _save_policy(cfg, trainer, out_dir / "policy")
     baseline = {k: v for k, v in records[0].items() if k.startswith("true/")} if records else {}
     final = {k: v for k, v in records[-1].items() if isinstance(v, int | float)} if records else {}
     summary = {"iterations_done": done, "finished": finished, "policy": str(out_dir / "policy") if finished else None,

@@ -126,11 +126,16 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
 
 
 def candidate_policies(run_dir: Path) -> dict[str, Path]:
-    """The baseline and every sweep run's final policy (and saved intermediate policies, when present)."""
+    """The baseline, every sweep run's final policy, and its intermediate policies (`RUN@ITERATION`, saved
+    with `optimize.save_policy_every`): the checkpoints of a sweep are the candidates RLUF's offline
+    evaluator ranked."""
     out = {"baseline": run_dir / "simulate" / "policy"}
     sweep_dir = run_dir / "sweep"
     if sweep_dir.is_dir():
         for d in sorted(p for p in sweep_dir.iterdir() if (p / "policy" / "config.json").is_file()):
+            for snap in sorted((d / "policies").glob("iter-*[0-9]")):
+                if (snap / "config.json").is_file():
+                    out[f"{d.name}@{int(snap.name.removeprefix('iter-'))}"] = snap
             out[d.name] = d / "policy"
     return out
 
