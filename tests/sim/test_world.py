@@ -57,6 +57,16 @@ def test_world_is_deterministic_and_seed_dependent():
     assert c.item_text != a.item_text
 
 
+def test_traffic_seed_keeps_the_content_and_draws_other_users():
+    a, t = World(micro_config()), World(micro_config(traffic_seed=1000))
+    assert t.entities == a.entities and t.item_text == a.item_text and t.item_prompt == a.item_prompt
+    assert not np.array_equal(t.user_segment, a.user_segment)
+    assert not np.array_equal(t.user_propensity, a.user_propensity)
+    assert t.deploy_rng().random() != a.deploy_rng().random()
+    # the natural Love rate is still calibrated on the new users (intercept solved for them)
+    assert t.love_intercept == pytest.approx(a.love_intercept, abs=0.3)
+
+
 def test_natural_love_rate_is_calibrated(micro_world):
     w = micro_world
     items = w.prompts(4000, "train", seed=5)

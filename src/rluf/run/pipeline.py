@@ -51,7 +51,7 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         rewards=rewards,
         optimize=optimize,
         evaluate=stage_config(EvaluateConfig, "evaluate.yaml", cfg.evaluate, "evaluate"),
-        abtest_world=stage_config(WorldConfig, None, _deep(world.model_dump(), {"seed": cfg.seed + 1000, **cfg.abtest}),
+        abtest_world=stage_config(WorldConfig, None, _deep(world.model_dump(), {"traffic_seed": cfg.seed + 1000, **cfg.abtest}),
                                   "abtest"),
     )
 

@@ -253,6 +253,9 @@ class WorldConfig(StrictModel):
     """The simulated deployment. `load_config(WorldConfig, 'sim.yaml')`."""
 
     seed: int = Field(0, description="seeds everything: world, users, baseline, pool, deployment")
+    traffic_seed: int | None = Field(
+        None, description="if set, seeds the users and their traffic instead of `seed`, which keeps the content "
+        "(entities, user messages): new users of the same product, as in an A/B test after training")
     population: PopulationConfig = Field(default_factory=PopulationConfig)
     signals: SignalsConfig = Field(default_factory=SignalsConfig)
     helpfulness: HelpfulnessConfig = Field(default_factory=HelpfulnessConfig)

@@ -198,7 +198,7 @@ def _run(
     world: World, out: Path, arms: list[Arm], user_arm: np.ndarray, progress: StageProgress | None
 ) -> tuple[dict, dict[str, pa.Table], float]:
     t0 = time.perf_counter()
-    tables = deploy(world, arms, user_arm, np.random.default_rng([world.cfg.seed, 3]))
+    tables = deploy(world, arms, user_arm, world.deploy_rng())
     deploy_s = time.perf_counter() - t0
     if progress:
         progress("deploy", 1, 1, {"assistant_messages": tables["truth_messages"].num_rows})

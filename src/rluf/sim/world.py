@@ -66,6 +66,8 @@ class World:
         self.cfg = cfg
         ss = np.random.SeedSequence(cfg.seed)
         s_ent, s_items, s_users, s_calib, self._s_misc = ss.spawn(5)
+        if cfg.traffic_seed is not None:  # same content, other users (and their traffic: deploy_rng)
+            s_users, s_calib, self._s_misc = np.random.SeedSequence([cfg.seed, cfg.traffic_seed]).spawn(3)
         self.entities = entity_names(cfg.content.n_entities, int(s_ent.generate_state(1)[0]))
         # Train and eval share the entities (their items differ): a tiny LM learns to copy a name that is one
         # token of its vocabulary, not a name it never saw (see baseline.py: names are tokenizer words).
@@ -73,6 +75,11 @@ class World:
         self._build_items(np.random.default_rng(s_items))
         self._build_users(np.random.default_rng(s_users))
         self.love_intercept = self._solve_intercept(np.random.default_rng(s_calib))
+
+    def deploy_rng(self) -> np.random.Generator:
+        """The randomness of a deployment (who talks when, what they send, how they react)."""
+        key = [self.cfg.seed, 3] + ([] if self.cfg.traffic_seed is None else [self.cfg.traffic_seed])
+        return np.random.default_rng(key)
 
     @classmethod
     def load(cls, sim_dir: str | Path) -> World:
