@@ -91,7 +91,7 @@ def curate_pandas(logs_dir: str, out_dir: str, k: int = 10, target: float = 0.1,
     bad = set(x.index[(((x - med) / scale > 3.5) & (c >= 5)).any(axis=1)])
     rr = r.merge(u.rename(columns={"created_at": "acct_at"}), on="user_id")
     new = rr[(rr.created_at - rr.acct_at).dt.total_seconds() <= 48 * 3600]
-    win = new.created_at.astype("int64") // (3600 * 10**9)
+    win = new.created_at.dt.floor("D")  # 1440-minute windows, as rluf's default burst.window_minutes
     n_w = new.groupby(win).user_id.nunique()
     mad = max(1.4826 * (n_w - n_w.median()).abs().median(), 1.0)
     burst_w = n_w.index[(n_w >= 10) & ((n_w - n_w.median()) / mad > 5.0)]

@@ -19,8 +19,11 @@ import math
 from dataclasses import dataclass, field
 
 import ibis
+import numpy as np
+import pyarrow as pa
 
 from rluf.signals.config import FiltersSection
+from rluf.signals.contexts import fetch_arrow
 from rluf.signals.engine import Logs, materialize, raw_hash
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,42 @@ def burst_flags(
 
 def spam_flags(logs: Logs, min_repeats: int) -> ibis.Table:
     """Users who sent one user-message text at least `min_repeats` times.
+
+    On DuckDB (in-process): one scan of the user messages delivers a 64-bit key per message, hash(user_id) xor
+    hash(text), and one numpy sort counts the keys; only if some key reaches `min_repeats` does a second scan,
+    restricted to the messages with such a key, count (user_id, hash(text)) exactly. Elsewhere (Spark, warehouses:
+    the keys should not travel to the driver) the bucketed two-pass count in the engine (`_spam_flags_bucketed`).
+    Both give the users of the exact (user_id, hash(text)) count; the numpy key count only decides which
+    messages the exact count looks at (a 64-bit key shared by two pairs can only add messages to it).
+    """
+    if logs.con.name != "duckdb":
+        return _spam_flags_bucketed(logs, min_repeats)
+    u = logs.messages.filter(lambda t: t.role == "user")
+    keys = fetch_arrow(logs.con, u.select(k=raw_hash(u.user_id) ^ raw_hash(u.text))).column("k")
+    k = np.sort(keys.to_numpy())  # a copy: the fetched keys are read-only
+    del keys
+    if len(k) == 0:
+        return _no_users()
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    runs = np.diff(np.r_[starts, len(k)])
+    hot = k[starts[runs >= min_repeats]]
+    del k, starts, runs
+    if len(hot) == 0:
+        return _no_users()
+    hot_t = ibis.memtable(pa.table({"hot_k": pa.array(hot, pa.uint64())}))
+    m = logs.messages
+    m = m.filter(m.role == "user").mutate(k=raw_hash(m.user_id) ^ raw_hash(m.text))
+    m = m.semi_join(hot_t, m.k == hot_t.hot_k)
+    rep = m.group_by(["user_id", raw_hash(m.text).name("h")]).agg(n=m.count())
+    return rep.filter(rep.n >= min_repeats).select("user_id").distinct()
+
+
+def _no_users() -> ibis.Table:
+    return ibis.memtable({"user_id": []}, schema={"user_id": "string"})
+
+
+def _spam_flags_bucketed(logs: Logs, min_repeats: int) -> ibis.Table:
+    """`spam_flags` in the engine, for backends whose results should stay there.
 
     Two passes keep memory small: counting every (user, text) pair needs a hash table as large as the number
     of distinct user messages (~50-100 bytes each in DuckDB: ~450 MB at 10M events), so the pairs are first
