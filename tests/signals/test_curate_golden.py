@@ -1,8 +1,8 @@
 """`rluf curate` output on a fixed synthetic log set, compared with a saved expectation.
 
-tests/signals/data/curate_golden.json was written by the pipeline *before* the fused scans (commit fdda6a4:
-separate passes for the spans, the reactions join, the bucketed two-pass spam filter and the kept-row draw),
-with `python tests/signals/test_curate_golden.py --write`. The fused pipeline must give the same rows, labels,
+tests/signals/data/curate_golden.json was written by the pipeline *before* the spam filter's numpy key count
+(src/rluf/signals as of commit 59e7d5e: the bucketed two-pass spam count in the engine), with
+`python tests/signals/test_curate_golden.py --write`. Later changes for speed must give the same rows, labels,
 weights, prompts and manifest counts. The draws are DuckDB hashes, so a DuckDB upgrade that changes `hash()`
 changes the expectation (then regenerate it from a commit known to be right, and say so).
 """
