@@ -121,3 +121,21 @@ def test_simulated_logs_ingest_with_zero_quarantined(sim_dir, tmp_path):
     for name in LOGS:
         t = report["tables"][name]
         assert t["quarantined"] == 0 and t["accepted"] == t["read"] > 0, (name, t)
+
+
+def test_baseline_loss_on_response_tokens_matches_hf_loss_and_batches_cover_the_corpus(tiny_baseline):
+    import torch
+
+    from rluf.sim.baseline import _batch, _length_grouped_batches, _response_loss
+
+    tok, model = tiny_baseline[1].tokenizer, tiny_baseline[1].model
+    examples = [([1, 5, 6, 7, 8, 9], 3), ([1, 5, 6, 10, 11, 12, 13, 14, 2], 4), ([1, 9, 9, 2], 2)]
+    batch = _batch(examples, tok.pad_token_id)
+    with torch.no_grad():  # the LM head only at response positions gives HF's full-sequence loss exactly
+        assert float(_response_loss(model, batch)) == pytest.approx(float(model(**batch).loss), rel=1e-5)
+    lengths = np.random.default_rng(0).integers(5, 100, 1000)
+    batches = _length_grouped_batches(list(lengths), 32, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    padded = np.mean([lengths[b].max() for b in batches])
+    random_padded = np.mean([lengths[b].max() for b in np.array_split(np.random.default_rng(2).permutation(1000), 32)])
+    assert padded < 0.7 * random_padded

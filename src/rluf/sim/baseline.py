@@ -63,6 +63,23 @@ def _batch(examples: list[tuple[list[int], int]], pad_id: int) -> dict[str, torc
     return dict(input_ids=input_ids, attention_mask=attn, labels=labels)
 
 
+def _length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of similar length (sorted with jitter, then cut): about a third of the padding of random
+    batches on this corpus, so a third of the compute. Steps draw batches at random."""
+    order = np.argsort(np.asarray(lengths) + rng.uniform(0, 8, len(lengths)), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _response_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over response tokens. The LM head runs only where a label is predicted
+    (response positions): most positions are context or padding, and the head is a third of the model's FLOPs."""
+    hidden = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]  # position t predicts token t + 1
+    keep = targets != -100
+    logits = model.lm_head(hidden[:, :-1][keep])  # (n_response_tokens, vocab)
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+
 def train_baseline(
     world: World, out_dir: str | Path, progress: Progress | None = None, device: str = "auto"
 ) -> Policy:
@@ -83,11 +100,12 @@ def train_baseline(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     sched = get_cosine_schedule_with_warmup(opt, int(cfg.warmup * cfg.steps), cfg.steps)
     rng = np.random.default_rng([world.cfg.seed, 11])
+    batches = _length_grouped_batches([len(ids) for ids, _ in examples], cfg.batch_size, rng)
     losses = []
     for step in range(cfg.steps):
-        idx = rng.choice(len(examples), size=min(cfg.batch_size, len(examples)), replace=False)
+        idx = batches[rng.integers(len(batches))]
         batch = {k: v.to(device) for k, v in _batch([examples[i] for i in idx], tok.pad_token_id).items()}
-        loss = model(**batch).loss  # mean next-token cross-entropy over response tokens
+        loss = _response_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
