@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from rluf.utils import select_device
@@ -72,9 +73,11 @@ class Policy:
     @torch.no_grad()
     def generate(
         self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
-        generator_seed: int | None = None,
-    ) -> list[list[str]]:
-        """Sample `n` responses per context (batched HF generate with KV cache). Returns [len(contexts)][n]."""
+        generator_seed: int | None = None, return_finished: bool = False,
+    ) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
+        """Sample `n` responses per context (batched HF generate with KV cache). Returns [len(contexts)][n];
+        with `return_finished`, also a (len(contexts), n) bool array: False where a response was cut off by
+        `max_new_tokens` before its end-of-sequence token."""
         sampling = sampling or Sampling()
         if generator_seed is not None:
             torch.manual_seed(generator_seed)
@@ -82,6 +85,7 @@ class Policy:
         self.model.eval()
         flat = [self.encode_context(c) for c in contexts for _ in range(n)]
         out: list[str] = []
+        finished: list[bool] = []
         for start in range(0, len(flat), batch_size):
             ids, mask = self._left_pad(flat[start : start + batch_size])  # (B, T)
             do_sample = sampling.temperature > 0
@@ -99,10 +103,14 @@ class Policy:
             )
             new = gen[:, ids.shape[1] :]  # (B, new_tokens)
             out.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
+            finished.extend((new == self.tokenizer.eos_token_id).any(dim=1).tolist())
         if was_training:
             self.model.train()
         texts = [t.strip() for t in out]
-        return [texts[i * n : (i + 1) * n] for i in range(len(contexts))]
+        nested = [texts[i * n : (i + 1) * n] for i in range(len(contexts))]
+        if return_finished:
+            return nested, np.array(finished, dtype=bool).reshape(len(contexts), n)
+        return nested
 
     # -- log-probabilities ----------------------------------------------------------------------------
     def sequence_logprobs(

@@ -84,3 +84,27 @@ def test_reward_weighted_sft_loss_hand_computed():
     # micro-batches with the batch's n sum to the full loss
     parts = reward_weighted_sft_loss(logp[:1], R[:1], n=2) + reward_weighted_sft_loss(logp[1:], R[1:], n=2)
     assert parts.item() == pytest.approx(1.0)
+
+
+def test_generate_reports_cut_off_samples_and_crraft_drops_them(tiny_policy_dir, prompt_file, tmp_path):
+    from optimize.optimize_helpers import ShareOfA, tiny_config
+    from rluf.judges.config import build_judges
+    from rluf.optimize.runner import _build_trainer, _models, build_pool
+    from rluf.policy import Policy, Sampling
+
+    policy = Policy.from_pretrained(tiny_policy_dir, device="cpu")
+    ctx = [[{"role": "user", "content": "hello there"}]] * 3
+    texts, finished = policy.generate(ctx, n=4, sampling=Sampling(max_new_tokens=2), generator_seed=0,
+                                      return_finished=True)
+    assert finished.shape == (3, 4) and len(texts) == 3
+    _, long_finished = policy.generate(ctx, n=4, sampling=Sampling(max_new_tokens=200), generator_seed=0,
+                                       return_finished=True)
+    assert long_finished.mean() > finished.mean()  # 2 tokens cut most samples off; 200 lets them end
+    cfg = tiny_config(tiny_policy_dir, prompt_file, sampling=dict(max_new_tokens=2))
+    pol, ref = _models(cfg, "cpu")
+    objectives = {"a": ShareOfA()}
+    judges = build_judges(cfg.judges, objectives)
+    trainer = _build_trainer(cfg, pol, ref, objectives, judges, build_pool(cfg, None, ref), tmp_path, None)
+    cand = trainer.candidates(0)
+    assert cand.judge_rates["complete"] < 1.0
+    assert cand.judge_rates["all"] <= cand.judge_rates["complete"]

@@ -63,6 +63,8 @@ class CrraftConfig(StrictModel):
     """K: responses sampled per prompt (RLUF used best-of-4)."""
     kl_max: float = Field(8.0, gt=0)
     """KL_max: drop candidates whose sequence KL to the reference, sum(log pi - log pi_ref), exceeds it."""
+    drop_cut_off: bool = True
+    """Drop samples cut off by `sampling.max_new_tokens` before their end-of-sequence token, like a judge failure."""
     fallback: Literal["y_base", "skip"] = "y_base"
     """When no candidate survives: train on y_base if it passes the judges (CGPO), or always skip."""
     lr: float = Field(2e-4, gt=0)

@@ -163,7 +163,8 @@ class CRRAFT:
         prompts = [self.pool[i] for i in idx]
         contexts = [p.context for p in prompts]
         torch.manual_seed(self.cfg.seed * 1_000_003 + iteration)  # same samples after a resume
-        responses = self.policy.generate(contexts, n=cfg.k, sampling=self.sampling)  # (B, K)
+        responses, finished = self.policy.generate(contexts, n=cfg.k, sampling=self.sampling,
+                                                   return_finished=True)  # (B, K), (B, K)
         flat_ctx = [c for c in contexts for _ in range(cfg.k)]  # (B*K,)
         flat_rsp = [r for rs in responses for r in rs]  # (B*K,)
         B, K = len(prompts), cfg.k
@@ -181,11 +182,12 @@ class CRRAFT:
         metas = [p.metadata for p in prompts]
         flat_meta = [m for m in metas for _ in range(K)]  # (B*K,)
         verdict = self.judges.judge(make_items(flat_ctx + contexts, flat_rsp + bases, flat_meta + metas))
-        return Candidates(
-            prompts, responses, kl, R_k, R, R_base, _rates_on(verdict, B * K),
-            passed=verdict.passed[: B * K].reshape(B, K),  # (B*K,) -> (B, K)
-            base_passed=verdict.passed[B * K :],  # (B,)
-        )
+        # A sample cut off by max_new_tokens is not an answer: it fails like a judge. Trained on (with the eos
+        # appended), it would teach the policy to stop mid-sentence.
+        passed = verdict.passed[: B * K].reshape(B, K) & (finished | (not cfg.drop_cut_off))  # (B*K,) -> (B, K)
+        rates = {**_rates_on(verdict, B * K), "complete": float(finished.mean()), "all": float(passed.mean())}
+        return Candidates(prompts, responses, kl, R_k, R, R_base, rates, passed=passed,
+                          base_passed=verdict.passed[B * K :])  # (B,)
 
     # -- steps 5-6: select and update ----------------------------------------------------------------
     def update(self, cand: Candidates, sel: Selection) -> dict[str, float]:
