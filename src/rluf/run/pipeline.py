@@ -80,7 +80,7 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
     from rluf.sim.deployment import simulate
     from rluf.sim.world import World
 
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # stage fingerprints hold paths: the same run however it is spelled
     run_dir.mkdir(parents=True, exist_ok=True)
     sc = resolve_stage_configs(cfg, run_dir)
     write_json(run_dir / "run_config.json", cfg.model_dump(mode="json"))
