@@ -286,10 +286,12 @@ def deploy(
     }
 
 
-def _interleave(a: pa.Array, b: pa.Array) -> pa.Array:
-    """[a0, b0, a1, b1, ...]: user and assistant rows of each turn, in order."""
+def _interleave(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """[a0, b0, a1, b1, ...]: user and assistant rows of each turn, in order. Either input may be chunked
+    (Arrow returns chunked arrays from `take` on large string columns, e.g. an A/B test with 60,000 users)."""
     n = len(a)
-    return pa.concat_arrays([a, b]).take(pa.array(np.stack([np.arange(n), n + np.arange(n)], 1).ravel()))
+    chunks = [c for x in (a, b) for c in (x.chunks if isinstance(x, pa.ChunkedArray) else [x])]
+    return pa.chunked_array(chunks, type=a.type).take(pa.array(np.stack([np.arange(n), n + np.arange(n)], 1).ravel()))
 
 
 def pool_col(arms: list[Arm], rows: np.ndarray, k: np.ndarray, col: str) -> np.ndarray:
