@@ -184,7 +184,9 @@ class CRRAFT:
         verdict = self.judges.judge(make_items(flat_ctx + contexts, flat_rsp + bases, flat_meta + metas))
         # A sample cut off by max_new_tokens is not an answer: it fails like a judge. Trained on (with the eos
         # appended), it would teach the policy to stop mid-sentence.
-        passed = verdict.passed[: B * K].reshape(B, K) & (finished | (not cfg.drop_cut_off))  # (B*K,) -> (B, K)
+        passed = verdict.passed[: B * K].reshape(B, K)  # (B*K,) -> (B, K)
+        if cfg.drop_cut_off:
+            passed = passed & finished
         rates = {**_rates_on(verdict, B * K), "complete": float(finished.mean()), "all": float(passed.mean())}
         return Candidates(prompts, responses, kl, R_k, R, R_base, rates, passed=passed,
                           base_passed=verdict.passed[B * K :])  # (B,)

@@ -140,7 +140,7 @@ def optimize(
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
     trainer = _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, world)
     start = _restore(trainer, out_dir) if resume else 0
-    last = trainer.train(start, on_iteration=_with_trackers(trainer, on_iteration, out_dir))
+    last = trainer.train(start, on_iteration=_iteration_hook(trainer, on_iteration, out_dir))
     if trainer.accelerator is not None and cfg.report_to:
         trainer.accelerator.end_training()
     return _finish(cfg, trainer, out_dir, last, time.time() - t_start)
@@ -186,7 +186,8 @@ def _restore(trainer: CRRAFT, out_dir: Path) -> int:
     return start
 
 
-def _with_trackers(trainer: CRRAFT, on_iteration, out_dir: Path):
+def _iteration_hook(trainer: CRRAFT, on_iteration, out_dir: Path):
+    """After each iteration: log to the trackers, save an intermediate policy when due, call `on_iteration`."""
     acc, cfg = trainer.accelerator, trainer.cfg
 
     def hook(record: dict[str, Any]) -> None:

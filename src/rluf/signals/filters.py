@@ -124,8 +124,7 @@ def spam_flags(logs: Logs, min_repeats: int) -> ibis.Table:
     if len(hot) == 0:
         return _no_users()
     hot_t = ibis.memtable(pa.table({"hot_k": pa.array(hot, pa.uint64())}))
-    m = logs.messages
-    m = m.filter(m.role == "user").mutate(k=raw_hash(m.user_id) ^ raw_hash(m.text))
+    m = u.mutate(k=raw_hash(u.user_id) ^ raw_hash(u.text))
     m = m.semi_join(hot_t, m.k == hot_t.hot_k)
     rep = m.group_by(["user_id", raw_hash(m.text).name("h")]).agg(n=m.count())
     return rep.filter(rep.n >= min_repeats).select("user_id").distinct()
