@@ -151,3 +151,30 @@ def test_interleave_takes_plain_and_chunked_arrays():
     answers = pa.chunked_array([pa.array(["a0"]), pa.array(["a1", "a2"])])
     assert _interleave(users, answers).to_pylist() == ["q0", "a0", "q1", "a1", "q2", "a2"]
     assert _interleave(pa.nulls(2, pa.string()), pa.array(["m", "m"])).to_pylist() == [None, "m", None, "m"]
+
+
+def test_pooled_arm_reuses_the_first_answers_of_a_simulated_pool(sim_dir, tmp_path):
+    from rluf.errors import ConfigError
+    from rluf.sim.deployment import pooled_arm
+
+    out, _, policy = sim_dir
+    world = World(micro_config(traffic_seed=9, pool={"k": 1}))  # same content, new users, a pool of one
+    arm = pooled_arm(world, out)
+    pool = pq.read_table(out / "truth" / "pool.parquet").to_pandas()
+    first = pool[pool["k"] == 0].sort_values("item_id")
+    assert arm.item_ids.tolist() == first["item_id"].tolist() == np.flatnonzero(world.item_split == "train").tolist()
+    assert [r[0] for r in arm.responses] == first["text"].tolist()
+    assert np.array_equal(arm.table["taste"][:, 0], first["taste"].to_numpy())  # the same truth, recomputed
+
+    for bad, field in ((micro_config(seed=4), "seed"), (micro_config(pool={"k": 3}), "pool.k"),
+                       (micro_config(pool={"temperature": 0.5}), "pool sampling")):
+        with pytest.raises(ConfigError, match=field):
+            pooled_arm(World(bad), out)
+
+    # the A/B test's control arm: the pooled answers, the policy never loaded (the path does not exist)
+    ab = simulate_ab(micro_config(traffic_seed=9), tmp_path / "no-policy", policy, tmp_path / "ab",
+                     control_pool=out)
+    ab_pool = pq.read_table(tmp_path / "ab" / "truth" / "pool.parquet").to_pandas()
+    control = ab_pool[ab_pool["arm"] == "control"].sort_values(["item_id", "k"])
+    assert control["text"].tolist() == pool.sort_values(["item_id", "k"])["text"].tolist()
+    assert set(ab["by_arm"]) == {"control", "treatment"}

@@ -129,6 +129,8 @@ def simulate(
     exclude: str = typer.Option("filters", "--exclude", help="Accounts left out: 'filters' (curation's "
                                 "adversarial filters), 'truth' (the simulator's list) or 'none'."),
     bootstrap_reps: int = typer.Option(2000, "--bootstrap-reps", help="User-bootstrap replicates (0 = none)."),
+    control_pool: Path = typer.Option(None, "--control-pool", help="A `rluf simulate` folder of the same world "
+                                      "that deployed the control policy: reuse its pooled answers (no generation)."),
 ) -> None:
     """Deploy two policies to the simulated users (split by a stable hash), log, and analyse."""
     from rluf.abtest.analyze import AnalyzeConfig
@@ -137,7 +139,7 @@ def simulate(
     with console.status("simulating the A/B test...") as status:
         res = run(control, treatment, out, config=config, seed=seed, quick=quick, signal=signal,
                   segment_by=segment or None, exclude=exclude,
-                  analyze_config=AnalyzeConfig(signal=signal, bootstrap_reps=bootstrap_reps),
+                  analyze_config=AnalyzeConfig(signal=signal, bootstrap_reps=bootstrap_reps), control_pool=control_pool,
                   progress=lambda stage, done, total, info: status.update(f"{stage} {done}/{total}..."))
     console.print(f"excluded {res['excluded']['users']} accounts ({res['excluded']['how']})")
     print_result(res)

@@ -98,8 +98,12 @@ def simulate(
     exclude: Exclude = "filters",
     analyze_config: AnalyzeConfig | None = None,
     progress: Any = None,
+    control_pool: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run an A/B test of two policies (HF folders or rluf.policy.Policy) in the simulated deployment.
+
+    `control_pool`: a `rluf simulate` folder of the same world in which the control policy was deployed
+    (as `rluf run`'s baseline): its pooled answers are reused rather than generated again.
 
     Returns analyze()'s result plus ``true`` (the simulator's rates per arm and the true lift, over
     normal users), ``simulation`` (the simulator's summary) and ``excluded`` (how accounts were excluded).
@@ -111,7 +115,8 @@ def simulate(
         raise ConfigError(f"exclude = {exclude!r}: choose 'filters', 'truth' or 'none'")
     cfg = world_config(config, seed, quick)
     out = Path(out)
-    sim_summary = simulate_ab(cfg, control, treatment, out, arms=ARMS, progress=progress)
+    sim_summary = simulate_ab(cfg, control, treatment, out, arms=ARMS, progress=progress,
+                              control_pool=control_pool)
     logs = out / "logs"
     excluded = flagged_users(logs, exclude)
     log.info("excluding %d accounts (%s)", len(excluded), exclude)
@@ -119,7 +124,8 @@ def simulate(
                      config=analyze_config or AnalyzeConfig())
     result["true"] = true_rates(out / "truth" / "messages.parquet")
     result["excluded"] = {"how": exclude, "users": len(excluded)}
-    result["policies"] = {"control": str(control), "treatment": str(treatment)}
+    result["policies"] = {"control": str(control), "treatment": str(treatment),
+                          "control_pool": None if control_pool is None else str(control_pool)}
     result["simulation"] = sim_summary
     write_json(out / "abtest.json", result)
     return result

@@ -112,10 +112,11 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
     # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator.
     stage("evaluate", sc["evaluate"], ["sweep"], lambda d: _evaluate(
         evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"]))
-    # 7. The simulated A/B test: baseline (control) against the promoted sweep run (treatment).
+    # 7. The simulated A/B test: baseline (control) against the promoted sweep run (treatment). The control
+    #    arm reuses the baseline's pooled answers from step 1 (same content, new users): no generation.
     treatment = run_dir / "sweep" / cfg.sweep.candidate / "policy"
-    stage("abtest", [sc["abtest_world"], cfg.sweep.candidate], ["sweep"],
-          lambda d: abtest_simulate(sim / "policy", treatment, d, config=sc["abtest_world"]))
+    stage("abtest", [sc["abtest_world"], cfg.sweep.candidate, "control_pool"], ["sweep"],
+          lambda d: abtest_simulate(sim / "policy", treatment, d, config=sc["abtest_world"], control_pool=sim))
 
     from rluf.run.report import build_report
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,41 @@ def build_arm(
     item_ids = np.flatnonzero(world.item_split == "train")
     responses = generate_pool(world, policy, item_ids, seed=seed, progress=_stage(progress, f"pool {name}"))
     return Arm(name, item_ids, responses, world.response_table(item_ids, responses))
+
+
+def pooled_arm(world: World, sim_dir: str | Path) -> Arm:
+    """The pool an earlier simulation of the same world wrote (sim_dir/truth/pool.parquet), first K answers per
+    item: a policy already deployed there (the baseline, as an A/B test's control) needs no new generation.
+
+    The pool must come from the same content and sampling settings (its world.json); only pool.k may be
+    larger, since any K of its i.i.d. answers are a pool of K.
+    """
+    sim_dir = Path(sim_dir)
+    path, meta = sim_dir / "truth" / "pool.parquet", sim_dir / "world.json"
+    if not path.is_file() or not meta.is_file():
+        raise ConfigError(f"{sim_dir} holds no pooled responses (truth/pool.parquet and world.json from `rluf simulate`)")
+    theirs = WorldConfig.model_validate_json(meta.read_text())
+    ours = world.cfg
+    for field, a, b in (("seed", theirs.seed, ours.seed), ("content", theirs.content, ours.content),
+                        ("population.tastes", theirs.population.tastes, ours.population.tastes)):
+        if a != b:  # these make the items (World._build_items)
+            raise ConfigError(f"{meta}: `{field}` differs from this world's; its pool answers other messages")
+    strip = {"k", "batch_size"}
+    if theirs.pool.model_dump(exclude=strip) != ours.pool.model_dump(exclude=strip):
+        raise ConfigError(f"{meta}: pool sampling {theirs.pool.model_dump(exclude=strip)} differs from this "
+                          f"world's {ours.pool.model_dump(exclude=strip)}")
+    K = ours.pool.k
+    if theirs.pool.k < K:
+        raise ConfigError(f"{meta}: pool.k = {theirs.pool.k} answers per item, this world needs {K}")
+    pool = pq.read_table(path, columns=["arm", "item_id", "k", "text"]).to_pandas()
+    if pool["arm"].nunique() != 1:
+        raise ConfigError(f"{path} holds the pools of several arms {sorted(pool['arm'].unique())}; give one policy's")
+    pool = pool[pool["k"] < K].sort_values(["item_id", "k"])
+    item_ids = np.flatnonzero(world.item_split == "train")
+    if not np.array_equal(pool["item_id"].to_numpy()[::K], item_ids):
+        raise ConfigError(f"{path}: its items are not this world's training items")
+    responses = pool["text"].to_numpy().reshape(len(item_ids), K).tolist()
+    return Arm(str(pool["arm"].iloc[0]), item_ids, responses, world.response_table(item_ids, responses))
 
 
 def template_arm(
@@ -266,8 +302,13 @@ def simulate_ab(
     out_dir: str | Path,
     arms: tuple[str, str] = ("control", "treatment"),
     progress: StageProgress | None = None,
+    control_pool: str | Path | None = None,
 ) -> dict:
-    """Deploy two policies to hash-split users (model_id = arm name); logs in the canonical schema."""
+    """Deploy two policies to hash-split users (model_id = arm name); logs in the canonical schema.
+
+    `control_pool`: a `rluf simulate` folder of the same world that deployed the control policy; its pooled
+    answers are reused (`pooled_arm`) instead of generating the control's pool again.
+    """
     if len(arms) != 2 or arms[0] == arms[1]:
         raise ConfigError(f"simulate_ab needs two distinct arm names, got {arms!r}")
     out = Path(out_dir)
@@ -275,6 +316,7 @@ def simulate_ab(
     world = World(cfg)
     built = [
         build_arm(world, name, load_policy(p), seed=cfg.seed + i, progress=progress)
+        if i or control_pool is None else replace(pooled_arm(world, control_pool), name=name)
         for i, (name, p) in enumerate(zip(arms, (control_policy, treatment_policy), strict=True))
     ]
     user_arm = hash_split(world.user_ids, 2)
