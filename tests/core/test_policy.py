@@ -29,3 +29,28 @@ def test_batched_logprobs_equal_one_by_one(tmp_path):
     p.save_pretrained(tmp_path / "m")
     q = Policy.from_pretrained(tmp_path / "m", device="cpu")
     torch.testing.assert_close(q.sequence_logprobs(ctx, rsp), batched, atol=1e-4, rtol=1e-4)
+
+
+def test_sampling_draws_from_the_warped_distribution():
+    import numpy as np
+    from scipy.stats import chisquare
+
+    from rluf.policy import sampling_processors
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -30.0, 0.5]]).repeat(20_000, 1)  # (N, V), one row per draw
+    torch.manual_seed(0)
+    ids = torch.zeros(len(logits), 1, dtype=torch.long)
+    for sampling, expected in (
+        (Sampling(temperature=1.0), torch.softmax(logits[0], 0)),
+        (Sampling(temperature=0.5, top_k=3), torch.softmax(torch.tensor([4.0, 2.0, -60, -60, -60, 1.0]), 0)),
+        # top-p keeps the fewest tokens reaching 0.6: token 0 (p = 0.56) and token 1 (0.21)
+        (Sampling(temperature=1.0, top_p=0.6), torch.softmax(torch.tensor([2.0, 1.0, -60, -60, -60, -60]), 0)),
+    ):
+        out = sampling_processors(sampling)(ids, logits.clone())
+        assert torch.isfinite(out).sum(1).eq(1).all()  # one token left per row: greedy decoding takes it
+        counts = np.bincount(out.argmax(1).numpy(), minlength=6)
+        exp = expected.double().numpy()
+        keep = exp > 1e-9
+        assert counts[~keep].sum() == 0  # tokens the warpers removed are never drawn
+        assert chisquare(counts[keep], exp[keep] / exp[keep].sum() * counts.sum()).pvalue > 1e-3
+    assert len(sampling_processors(Sampling(temperature=0))) == 0  # greedy: no draw at all
