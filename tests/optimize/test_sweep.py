@@ -88,3 +88,24 @@ def test_tiny_sweep_end_to_end(tmp_path):
             assert key in row
     assert "love_0.1_lift_ok" in saved["claims"] and "love_only" in saved["claims"]["hack"]
     assert (tmp_path / "sweep" / "love_only" / "policy" / "config.json").is_file()
+
+
+def test_sweep_evaluator_averages_several_answers_per_prompt():
+    from rluf.models import build_causal_lm, train_tokenizer
+    from rluf.optimize.weight_sweep import SweepEvaluator
+    from rluf.policy import Policy, Sampling
+    from rluf.sim.config import WorldConfig, quick_config
+    from rluf.sim.world import World
+
+    world = World(quick_config(WorldConfig()))
+    tok = train_tokenizer([m["content"] for p in world.prompts(100, seed=3) for m in p["prompt"]], vocab_size=300)
+    policy = Policy(build_causal_lm(tok, "tiny", max_positions=256), tok, device="cpu")
+    ev = SweepEvaluator(world, 5, Sampling(max_new_tokens=8), seed=1, samples=3)
+    out = ev(policy, policy)
+    assert len(out["responses"]) == 15 and out["p_love"].shape == out["kl"].shape == (5,)
+    ctx = [c for c in ev.contexts for _ in range(3)]
+    users = [u for u in ev.users for _ in range(3)]
+    expected = world.p_love(users, ctx, out["responses"]).reshape(5, 3).mean(1)
+    np.testing.assert_allclose(out["p_love"], expected)
+    np.testing.assert_allclose(out["kl"], 0.0, atol=1e-4)  # the policy against itself
+    assert out["unsafe"].min() >= 0 and out["unsafe"].max() <= 1

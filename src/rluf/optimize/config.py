@@ -103,6 +103,8 @@ class EvalConfig(StrictModel):
     every: int = Field(0, ge=0)
     """Evaluate every N iterations (0: only before and after training)."""
     n_prompts: int = Field(256, ge=1)
+    samples_per_prompt: int = Field(1, ge=1)
+    """Answers sampled per prompt, averaged per prompt: the sweep's figures then move less with the seed."""
     enabled: bool = True
     """Needs the simulator; ignored (with a log line) when the prompts do not come from it."""
 

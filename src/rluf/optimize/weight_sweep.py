@@ -57,29 +57,35 @@ def bootstrap_ci(
 
 
 class SweepEvaluator:
-    """Per-item truth of a policy's answers on the fixed evaluation sample."""
+    """Per-item truth of a policy's answers on the fixed evaluation sample (each a mean over `samples` answers)."""
 
-    def __init__(self, world, n_prompts: int, sampling: Sampling, seed: int):
-        self.world, self.sampling, self.seed = world, sampling, seed
+    def __init__(self, world, n_prompts: int, sampling: Sampling, seed: int, samples: int = 1):
+        self.world, self.sampling, self.seed, self.samples = world, sampling, seed, samples
         self.items = world.eval_set()[:n_prompts]
         self.contexts = [it["prompt"] for it in self.items]
         self.users = [it.get("user_id") for it in self.items]
 
     def __call__(self, policy: Policy, reference: Policy) -> dict[str, Any]:
-        gens = policy.generate(self.contexts, n=1, sampling=self.sampling, generator_seed=self.seed)
-        rsp = [g[0] for g in gens]
+        m = self.samples
+        gens = policy.generate(self.contexts, n=m, sampling=self.sampling, generator_seed=self.seed)
+        rsp = [r for g in gens for r in g]  # prompt-major: prompt i's answers at i*m .. i*m+m-1
+        ctx = [c for c in self.contexts for _ in range(m)]
         with torch.no_grad():
-            kl = (policy.sequence_logprobs(self.contexts, rsp)
-                  - policy.sequence_logprobs(self.contexts, rsp, model=reference.model)).cpu().numpy()
+            kl = (policy.sequence_logprobs(ctx, rsp)
+                  - policy.sequence_logprobs(ctx, rsp, model=reference.model)).cpu().numpy()
         w = self.world
+
+        def per_prompt(v: np.ndarray) -> np.ndarray:  # (n*m,) -> (n,)
+            return np.asarray(v, dtype=float).reshape(len(self.contexts), m).mean(1)
+
         return {
             "responses": rsp,
-            "p_love": w.p_love(self.users, self.contexts, rsp),
-            "helpfulness": w.helpfulness(self.contexts, rsp),
-            "unsafe": (~w.safe(self.contexts, rsp)).astype(float),
-            "signoff": w.signoff_hack(rsp).astype(float),
-            "refusal": w.is_refusal(rsp).astype(float),
-            "kl": kl,
+            "p_love": per_prompt(w.p_love([u for u in self.users for _ in range(m)], ctx, rsp)),
+            "helpfulness": per_prompt(w.helpfulness(ctx, rsp)),
+            "unsafe": per_prompt(~w.safe(ctx, rsp)),
+            "signoff": per_prompt(w.signoff_hack(rsp)),
+            "refusal": per_prompt(w.is_refusal(rsp)),
+            "kl": per_prompt(kl),
             "monitor": hack_metrics(rsp),
         }
 
@@ -160,7 +166,7 @@ def sweep(
         cfg.model_copy(update={"weights": weights}).check(list(objectives or cfg.objectives))
     s = cfg.crraft.sampling
     evaluate = SweepEvaluator(world, cfg.eval.n_prompts, Sampling(s.max_new_tokens, s.temperature, s.top_p, s.top_k),
-                              seed=cfg.seed + 13)
+                              seed=cfg.seed + 13, samples=cfg.eval.samples_per_prompt)
     start = Policy.from_pretrained(cfg.policy, device=cfg.device)
     base = evaluate(start, start)
     results: dict[str, dict[str, Any]] = {}
