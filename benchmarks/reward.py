@@ -116,17 +116,19 @@ def bench_tfidf(cur: Path) -> dict:
                                        _flat(te.contexts, te.responses), te.labels, te.weights)}
 
 
-def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool) -> dict:
-    """TRL KTOTrainer from the simulator's policy; AUROC of the implicit reward on the test split."""
+def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool, max_negatives: int | None) -> dict:
+    """TRL KTOTrainer from the simulator's policy; AUROC of the implicit reward on the test split (every
+    positive and `max_negatives` reweighted negatives, drawn as P[Love]'s own evaluation draws them)."""
     from sklearn.metrics import roc_auc_score
     from transformers import TrainerCallback
     from trl import KTOConfig, KTOTrainer
 
     from rluf.policy import Policy
     from rluf.rewards.data import read_curated
+    from rluf.rewards.love import downsample_negatives
 
     splits, _ = read_curated(cur)
-    tr, te = splits["train"], splits["test"]
+    tr, te = splits["train"], downsample_negatives(splits["test"], max_negatives, seed=0)
     policy = Policy.from_pretrained(sim / "policy", device="cpu")
     ref = Policy.from_pretrained(sim / "policy", device="cpu")
     from datasets import Dataset
@@ -157,7 +159,8 @@ def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool) -> 
     steps, total = trainer.state.global_step, trainer.state.max_steps
     return {"kto_auroc": float(roc_auc_score(te.labels, implicit, sample_weight=te.weights)),
             "kto_steps": steps, "kto_planned_steps": total, "kto_train_s": secs,
-            "kto_finished": bool(steps >= total)}
+            "kto_finished": bool(steps >= total), "kto_test_rows": len(te.labels),
+            "kto_test_positives": int(te.labels.sum())}
 
 
 # -- 4. scoring throughput ----------------------------------------------------------------------------
@@ -292,6 +295,8 @@ def main() -> None:
     ap.add_argument("--sim-policy", type=Path, default=None, help="`rluf simulate --policy`: deploy this policy")
     ap.add_argument("--skip", default="", help="comma list of: love, tfidf, kto, scoring, pairs, oasst, hh")
     ap.add_argument("--kto-minutes", type=float, default=15.0)
+    ap.add_argument("--kto-max-negatives", type=int, default=5000,
+                    help="test negatives scored for KTO's AUROC (reweighted; every positive is scored)")
     ap.add_argument("--love-from-scratch", action="store_true",
                     help="P[Love] from the shipped reward_love.yaml alone (default: as `rluf run` trains it)")
     ap.add_argument("--oasst-folds", type=int, default=3)
@@ -321,7 +326,8 @@ def main() -> None:
              ("tfidf", lambda: bench_tfidf(cur)),
              ("scoring", lambda: bench_scoring(cur, args.work)),
              ("pairs", lambda: bench_sim_pairs(sim, args.work, args.quick)),
-             ("kto", lambda: bench_kto(sim, cur, args.work, args.kto_minutes, args.quick)),
+             ("kto", lambda: bench_kto(sim, cur, args.work, args.kto_minutes, args.quick,
+                                              args.kto_max_negatives)),
              ("oasst", lambda: bench_oasst(args.work, args.oasst_folds, args.quick, args.oasst_max_folds)),
              ("hh", lambda: bench_hh(args.work, args.quick, args.hh_max_train, args.hh_test_fraction))]
     for name, step in steps:

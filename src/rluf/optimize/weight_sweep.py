@@ -70,9 +70,12 @@ class SweepEvaluator:
         gens = policy.generate(self.contexts, n=m, sampling=self.sampling, generator_seed=self.seed)
         rsp = [r for g in gens for r in g]  # prompt-major: prompt i's answers at i*m .. i*m+m-1
         ctx = [c for c in self.contexts for _ in range(m)]
-        with torch.no_grad():
-            kl = (policy.sequence_logprobs(ctx, rsp)
-                  - policy.sequence_logprobs(ctx, rsp, model=reference.model)).cpu().numpy()
+        if policy is reference:  # the baseline's row: zero by definition, two log-prob passes saved
+            kl = np.zeros(len(rsp))
+        else:
+            with torch.no_grad():
+                kl = (policy.sequence_logprobs(ctx, rsp)
+                      - policy.sequence_logprobs(ctx, rsp, model=reference.model)).cpu().numpy()
         w = self.world
 
         def per_prompt(v: np.ndarray) -> np.ndarray:  # (n*m,) -> (n,)
