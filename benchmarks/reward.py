@@ -295,8 +295,9 @@ def main() -> None:
     ap.add_argument("--sim-policy", type=Path, default=None, help="`rluf simulate --policy`: deploy this policy")
     ap.add_argument("--skip", default="", help="comma list of: love, tfidf, kto, scoring, pairs, oasst, hh")
     ap.add_argument("--kto-minutes", type=float, default=15.0)
-    ap.add_argument("--kto-max-negatives", type=int, default=5000,
-                    help="test negatives scored for KTO's AUROC (reweighted; every positive is scored)")
+    ap.add_argument("--kto-max-negatives", type=int, default=2500,
+                    help="test negatives scored for KTO's AUROC (reweighted; every positive is scored); the default "
+                    "is configs/run.yaml's reward_love.train.eval_max_negatives, so KTO and P[Love] score the same rows")
     ap.add_argument("--love-from-scratch", action="store_true",
                     help="P[Love] from the shipped reward_love.yaml alone (default: as `rluf run` trains it)")
     ap.add_argument("--oasst-folds", type=int, default=3)
