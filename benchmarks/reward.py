@@ -58,6 +58,14 @@ def ensure_world(work: Path, quick: bool, sim: Path | None = None, extra: list[s
 
 
 # -- 2. P[Love] ---------------------------------------------------------------------------------------
+def run_love_config(sim: Path):
+    """P[Love]'s RewardConfig as `rluf run` builds it (configs/run.yaml over reward_love.yaml)."""
+    from rluf.run.config import CONFIG_DIR, load_run_config
+    from rluf.run.pipeline import reward_config
+
+    return reward_config(load_run_config(CONFIG_DIR / "run.yaml"), "love", sim)
+
+
 def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool = False) -> dict:
     from rluf.config import load_config
     from rluf.rewards import RewardConfig, train_reward
@@ -67,10 +75,7 @@ def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool
     if quick:
         cfg.model.backbone = "tiny"
     elif not from_scratch:  # what `rluf run` trains: configs/run.yaml's reward_love section on top
-        from rluf.run.config import CONFIG_DIR, load_run_config
-        from rluf.run.pipeline import reward_config
-
-        cfg = reward_config(load_run_config(CONFIG_DIR / "run.yaml"), "love", sim)
+        cfg = run_love_config(sim)
     t0 = time.perf_counter()
     rep = train_reward("love", cur, work / "love", cfg, truth=sim / "truth")
     wall = time.perf_counter() - t0
@@ -127,6 +132,8 @@ def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool, max
     from rluf.rewards.data import read_curated
     from rluf.rewards.love import downsample_negatives
 
+    if max_negatives is None:  # the rows `rluf run`'s P[Love] is evaluated on
+        max_negatives = run_love_config(sim).train.eval_max_negatives
     splits, _ = read_curated(cur)
     tr, te = splits["train"], downsample_negatives(splits["test"], max_negatives, seed=0)
     policy = Policy.from_pretrained(sim / "policy", device="cpu")
@@ -295,9 +302,9 @@ def main() -> None:
     ap.add_argument("--sim-policy", type=Path, default=None, help="`rluf simulate --policy`: deploy this policy")
     ap.add_argument("--skip", default="", help="comma list of: love, tfidf, kto, scoring, pairs, oasst, hh")
     ap.add_argument("--kto-minutes", type=float, default=15.0)
-    ap.add_argument("--kto-max-negatives", type=int, default=2500,
-                    help="test negatives scored for KTO's AUROC (reweighted; every positive is scored); the default "
-                    "is configs/run.yaml's reward_love.train.eval_max_negatives, so KTO and P[Love] score the same rows")
+    ap.add_argument("--kto-max-negatives", type=int, default=None,
+                    help="test negatives scored for KTO's AUROC (reweighted; every positive is scored); default: "
+                    "configs/run.yaml's reward_love.train.eval_max_negatives, so KTO and P[Love] score the same rows")
     ap.add_argument("--love-from-scratch", action="store_true",
                     help="P[Love] from the shipped reward_love.yaml alone (default: as `rluf run` trains it)")
     ap.add_argument("--oasst-folds", type=int, default=3)
