@@ -22,8 +22,10 @@ from rluf.signals.synth import synth_logs
 
 DATA = Path(__file__).parent / "data" / "curate_golden.json"
 SPLITS = ("train", "validation", "test")
-# small text pools and min_repeats 3: some users repeat a text often enough for the spam filter to flag them
-SPAM = {"spam": {"min_repeats": 3}}
+# small text pools and min_repeats 3: some users repeat a text often enough for the spam filter to flag them.
+# The rate rule is pinned to the robust z-score it had when the expectation was written (the beta-binomial
+# test, now the default, has its own tests in test_filters.py).
+SPAM = {"spam": {"min_repeats": 3}, "rate": {"method": "robust_z"}}
 CONFIGS = {
     "default_capped": {"filters": SPAM, "sample": {"eval_max_negatives": 30}},
     "user_disjoint_upsample_majority": {"filters": SPAM, "split": {"user_disjoint": True},

@@ -28,10 +28,19 @@ class ContextSection(StrictModel):
 
 class RateFilter(StrictModel):
     enabled: bool = True
+    method: Literal["betabinomial", "robust_z"] = "betabinomial"
+    """betabinomial: a user's count of each reaction type is tested against a beta-binomial fitted to the users
+    (sees small-count spammers, tolerates users who are simply keen); robust_z: the robust z-score of the rate."""
+    alpha: float = Field(0.01, gt=0, lt=1)
+    """betabinomial: the chance of flagging any normal user at all (Bonferroni over users x types)."""
+    trim: float = Field(0.05, ge=0, lt=1)
+    """betabinomial: the first fit leaves out each type's top `trim` share of rates (an upper bound on the share
+    of adversarial users), so that they cannot widen the null that should expose them."""
     z_threshold: float = 3.5
-    """Flag a user whose per-type reaction rate has robust z = (x - median) / (1.4826 MAD) above this."""
-    min_reactions: int = 5
-    """...and who left at least this many reactions of that type (rare types make z-scores explode)."""
+    """robust_z: flag a user whose per-type rate has z = (x - median) / (1.4826 MAD) above this..."""
+    min_reactions: int = Field(5, ge=1)
+    """robust_z: ...and who left at least this many reactions of that type (rare types make z-scores explode).
+    The beta-binomial test needs no such floor: it weighs a count against the messages behind it."""
 
 
 class BurstFilter(StrictModel):
