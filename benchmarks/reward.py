@@ -85,6 +85,11 @@ def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool
         "bayes_auroc": rep["bayes"]["auroc"], "bayes_auprc": rep["bayes"]["auprc"], "auroc_gap": rep["auroc_gap"],
         "ece_natural": t["ece"], "ece_relative": t["ece_relative"],
         "bayes_ece_relative": rep["bayes"]["ece_relative"],
+        # the same figures against the true p_love (soft labels): no label noise from ~150 test positives
+        "expected_auroc": rep["expected"]["model"]["auroc"], "expected_bayes_auroc": rep["expected"]["bayes"]["auroc"],
+        "expected_auroc_gap": rep["expected"]["auroc_gap"],
+        "expected_ece_relative": rep["expected"]["model"]["ece_relative"],
+        "expected_mean_pred_over_expected": rep["expected"]["model"]["mean_pred_over_expected"],
         "mean_pred_over_observed": t["mean_pred_over_observed"],
         "prior_shift_only_mean_pred_over_observed": rep["test_prior_shift_only"]["mean_pred_over_observed"],
         "prior_shift_only_ece_relative": rep["test_prior_shift_only"]["ece_relative"],
@@ -102,23 +107,61 @@ def _flat(contexts, responses) -> list[str]:
     return [" ".join(m["content"] for m in c[-4:]) + " ||| " + r for c, r in zip(contexts, responses, strict=True)]
 
 
-def tfidf_auroc(train_texts, y_train, test_texts, y_test, w_test=None) -> float:
+def tfidf_scores(train_texts, y_train, test_texts) -> np.ndarray:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
 
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     clf = LogisticRegression(C=1.0, max_iter=2000).fit(vec.fit_transform(train_texts), y_train)
-    return float(roc_auc_score(y_test, clf.predict_proba(vec.transform(test_texts))[:, 1], sample_weight=w_test))
+    return clf.predict_proba(vec.transform(test_texts))[:, 1]
 
 
-def bench_tfidf(cur: Path) -> dict:
+def tfidf_auroc(train_texts, y_train, test_texts, y_test, w_test=None) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y_test, tfidf_scores(train_texts, y_train, test_texts), sample_weight=w_test))
+
+
+def world_features(world, contexts, responses) -> np.ndarray:
+    """The simulator's own Love features (docs/simulator.md: taste_s), one block per user segment."""
+    from rluf.sim.language import SEGMENTS
+
+    names = ("good", "bad", "warm", "cold", "signoff", "refusal", "compliance")
+    rows = np.zeros((len(responses), len(SEGMENTS) * (len(names) + 3)))
+    for i, (c, r) in enumerate(zip(contexts, responses, strict=True)):
+        f = world.parse(c, r)
+        block = [1.0, *(float(f[k]) for k in names), max(0, f["n_words"] - 20), float(not f["ok"])]
+        s = SEGMENTS.index(f["segment"]) * len(block)
+        rows[i, s:s + len(block)] = block
+    return rows
+
+
+def bench_tfidf(sim: Path, cur: Path) -> dict:
+    """TF-IDF + LR on the curated rows, and the data's own ceiling: a logistic regression on the simulator's
+    true Love features (the right model family, ~50 weights) fitted to the same training labels. Both on the
+    whole test split, against its labels and against the true p_love (soft labels, rluf.rewards.metrics)."""
+    from sklearn.linear_model import LogisticRegression
+
     from rluf.rewards.data import read_curated
+    from rluf.rewards.love import check_truth, load_true_p_love
+    from rluf.rewards.metrics import binary_metrics, expected_metrics
+    from rluf.sim.world import World
 
     splits, _ = read_curated(cur)
     tr, te = splits["train"], splits["test"]
-    return {"tfidf_auroc": tfidf_auroc(_flat(tr.contexts, tr.responses), tr.labels,
-                                       _flat(te.contexts, te.responses), te.labels, te.weights)}
+    true_p = check_truth(load_true_p_love(sim / "truth"), te)
+    tfidf = tfidf_scores(_flat(tr.contexts, tr.responses), tr.labels, _flat(te.contexts, te.responses))
+    world = World.load(sim)
+    lr = LogisticRegression(C=1.0, max_iter=3000).fit(world_features(world, tr.contexts, tr.responses), tr.labels)
+    feat = lr.decision_function(world_features(world, te.contexts, te.responses))
+    feat = 1 / (1 + np.exp(-feat))
+    return {"tfidf_auroc": binary_metrics(te.labels, tfidf, te.weights)["auroc"],
+            "tfidf_expected_auroc": expected_metrics(true_p, tfidf, te.weights)["auroc"],
+            "feature_lr_auroc": binary_metrics(te.labels, feat, te.weights)["auroc"],
+            "feature_lr_expected_auroc": expected_metrics(true_p, feat, te.weights)["auroc"],
+            "whole_test_bayes_auroc": binary_metrics(te.labels, true_p, te.weights)["auroc"],
+            "whole_test_expected_bayes_auroc": expected_metrics(true_p, true_p, te.weights)["auroc"],
+            "whole_test_rows": len(te.labels), "whole_test_positives": int(te.labels.sum())}
 
 
 def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool, max_negatives: int | None) -> dict:
@@ -331,7 +374,7 @@ def main() -> None:
         results["world"] = {"quick": args.quick, "seed": 0, "config": str(args.sim_config or "packaged"),
                             "policy": str(args.sim_policy or "trained baseline")}
     steps = [("love", lambda: bench_love(sim, cur, args.work, args.quick, args.love_from_scratch)),
-             ("tfidf", lambda: bench_tfidf(cur)),
+             ("tfidf", lambda: bench_tfidf(sim, cur)),
              ("scoring", lambda: bench_scoring(cur, args.work)),
              ("pairs", lambda: bench_sim_pairs(sim, args.work, args.quick)),
              ("kto", lambda: bench_kto(sim, cur, args.work, args.kto_minutes, args.quick,

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from rluf.rewards.metrics import binary_metrics, expected_calibration_error, pairwise_accuracy
+from rluf.rewards.metrics import (
+    binary_metrics,
+    expected_calibration_error,
+    expected_metrics,
+    pairwise_accuracy,
+)
 
 
 def test_ece_hand_computed_two_bins():
@@ -40,3 +45,25 @@ def test_weights_make_the_natural_rate():
 
 def test_pairwise_accuracy_counts_ties_half():
     assert pairwise_accuracy([1, 2, 3, 0], [0, 2, 4, -1]) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+
+
+def test_expected_metrics_hand_computed():
+    # two rows: true p 0.2 and 0.6; the model ranks them correctly. Positive mass 0.2 and 0.6, negative mass
+    # 0.8 and 0.4: ordered pairs 0.6 * 0.8, tied pairs (same row) 0.2 * 0.8 + 0.6 * 0.4 count half
+    t, p = np.array([0.2, 0.6]), np.array([0.1, 0.9])
+    m = expected_metrics(t, p, n_bins=2)
+    assert m["auroc"] == pytest.approx((0.6 * 0.8 + 0.5 * (0.2 * 0.8 + 0.6 * 0.4)) / (0.8 * 1.2))
+    assert m["expected_rate"] == pytest.approx(0.4) and m["mean_pred_over_expected"] == pytest.approx(1.25)
+    assert m["ece"] == pytest.approx(0.5 * 0.1 + 0.5 * 0.3) and m["ece_relative"] == pytest.approx(0.2 / 0.4)
+
+
+def test_expected_auroc_is_the_mean_over_label_draws():
+    """Against soft labels the AUROC is what labelled AUROCs average to (the numerator and denominator are
+    expectations, so the ratio matches closely when there are many rows)."""
+    rng = np.random.default_rng(0)
+    t = rng.beta(0.5, 5, 400)
+    score = np.clip(t + rng.normal(0, 0.1, 400), 0, 1)  # a probability: binary_metrics also scores Brier
+    w = rng.uniform(0.5, 2, 400)
+    draws = [binary_metrics(rng.random(400) < t, score, w)["auroc"] for _ in range(400)]
+    assert expected_metrics(t, score, w)["auroc"] == pytest.approx(np.mean(draws), abs=0.003)
+    assert np.std(draws) > 0.01  # what the soft labels take away

@@ -75,8 +75,11 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         keys = ("auroc", "auprc", "log_loss", "brier", "ece", "ece_relative", "mean_pred_over_observed")
         s = {k: t[k] for k in keys} | {"length_r": report["length_r"]}
         if "bayes" in report:
+            e = report["expected"]
             s |= {"bayes_auroc": report["bayes"]["auroc"], "auroc_gap": report["auroc_gap"],
-                  "true_length_r": report["true_length_r"]}
+                  "true_length_r": report["true_length_r"], "expected_auroc": e["model"]["auroc"],
+                  "expected_bayes_auroc": e["bayes"]["auroc"], "expected_auroc_gap": e["auroc_gap"],
+                  "expected_ece_relative": e["model"]["ece_relative"]}
         return s
     return {"test_accuracy": report["test"]["accuracy"], "train_accuracy": report["train_accuracy"],
             **({"spearman_true": report["test"]["spearman_true"]} if "spearman_true" in report["test"] else {})}

@@ -21,7 +21,7 @@ from rluf.rewards.calibration import apply_calibration, fit_calibration
 from rluf.rewards.common import base_meta, fit, save_reward_folder
 from rluf.rewards.config import RewardConfig
 from rluf.rewards.data import Encoder, LoveSplit, natural_rate_of, read_curated
-from rluf.rewards.metrics import binary_metrics, pearson, plot_reliability, plot_roc
+from rluf.rewards.metrics import binary_metrics, expected_metrics, pearson, plot_reliability, plot_roc
 from rluf.rewards.scorer import Scorer
 from rluf.rewards.trainers import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
 from rluf.utils import seed_everything, select_device, write_json
@@ -158,6 +158,8 @@ def evaluate_love(scorer: Scorer, test: LoveSplit, out: Path, *, true_p: pd.Seri
         report["bayes"] = bayes
         report["true_length_r"] = pearson(tp, length)
         report["auroc_gap"] = bayes["auroc"] - report["test"]["auroc"]
+        report["expected"] = {"model": expected_metrics(tp, p, w, n_bins), "bayes": expected_metrics(tp, tp, w, n_bins)}
+        report["expected"]["auroc_gap"] = report["expected"]["bayes"]["auroc"] - report["expected"]["model"]["auroc"]
         report["pearson_with_true_p"] = pearson(p, tp)
         curves["true p_love (Bayes)"] = tp
         rows["true_p_love"] = tp

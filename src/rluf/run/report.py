@@ -236,7 +236,11 @@ def love_metrics(love: dict) -> dict[str, Any]:
     test, bayes = love.get("test") or {}, love.get("bayes") or {}
     out = {f"test {k}": test.get(k) for k in ("n", "positives", "auroc", "auprc", "log_loss", "brier", "ece",
                                                "ece_relative", "mean_pred_over_observed")}
+    exp = love.get("expected") or {}
     out.update({"Bayes-optimal AUROC (true p_love)": bayes.get("auroc"), "AUROC gap": love.get("auroc_gap"),
+                "AUROC against true p_love (model / Bayes)": exp and f"{exp['model']['auroc']:.3f} / "
+                                                               f"{exp['bayes']['auroc']:.3f}",
+                "ECE / rate against true p_love": exp and exp["model"]["ece_relative"],
                 "length r": love.get("length_r"), "true length r": love.get("true_length_r"),
                 "natural rate": love.get("natural_rate"), "training rate": love.get("train_rate")})
     return out
