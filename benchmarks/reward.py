@@ -53,7 +53,13 @@ def ensure_world(work: Path, quick: bool, sim: Path | None = None, extra: list[s
         subprocess.run([RLUF, "simulate", "--out", str(sim), "--seed", "0", *(["--quick"] if quick else []),
                         *(extra or [])], check=True)
     if curate and not (cur / "manifest.json").is_file():
-        subprocess.run([RLUF, "curate", str(sim), "--out", str(cur), "--truth", str(sim / "truth")], check=True)
+        from rluf.run.config import CONFIG_DIR, load_run_config
+        from rluf.run.pipeline import curate_config
+        from rluf.signals import curate as run_curate
+
+        # curated as `rluf run` curates: configs/run.yaml's curate section over curate.yaml
+        run_cfg = load_run_config(CONFIG_DIR / ("run_quick.yaml" if quick else "run.yaml"))
+        run_curate(sim, cur, curate_config(run_cfg), truth_dir=sim / "truth")
     return sim, cur
 
 

@@ -30,7 +30,6 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Validate every stage's config (packaged YAML + the run's overrides + the chaining paths) up front."""
     from rluf.evaluate import EvaluateConfig
     from rluf.optimize import OptimizeConfig
-    from rluf.signals.config import CurateConfig
     from rluf.sim import WorldConfig, quick_config
 
     sim_dir = run_dir / "simulate"
@@ -47,13 +46,20 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     }, cfg.optimize), "optimize")
     return dict(
         world=world,
-        curate=stage_config(CurateConfig, "curate.yaml", _deep({"sample": {"seed": cfg.seed}}, cfg.curate), "curate"),
+        curate=curate_config(cfg),
         rewards=rewards,
         optimize=optimize,
         evaluate=stage_config(EvaluateConfig, "evaluate.yaml", cfg.evaluate, "evaluate"),
         abtest_world=stage_config(WorldConfig, None, _deep(world.model_dump(), {"traffic_seed": cfg.seed + 1000, **cfg.abtest}),
                                   "abtest"),
     )
+
+
+def curate_config(cfg: RunConfig):
+    """The run's CurateConfig: curate.yaml + the run's overrides, seeded by the run."""
+    from rluf.signals.config import CurateConfig
+
+    return stage_config(CurateConfig, "curate.yaml", _deep({"sample": {"seed": cfg.seed}}, cfg.curate), "curate")
 
 
 def reward_config(cfg: RunConfig, name: str, sim_dir: Path):
