@@ -179,7 +179,8 @@ def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool, max
 
     from rluf.policy import Policy
     from rluf.rewards.data import read_curated
-    from rluf.rewards.love import downsample_negatives
+    from rluf.rewards.love import check_truth, downsample_negatives, load_true_p_love
+    from rluf.rewards.metrics import expected_metrics
 
     if max_negatives is None:  # the rows `rluf run`'s P[Love] is evaluated on
         max_negatives = run_love_config(sim).train.eval_max_negatives
@@ -213,7 +214,11 @@ def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool, max
     lp_ref = ref.sequence_logprobs(te.contexts, te.responses).numpy()
     implicit = beta * (lp - lp_ref)
     steps, total = trainer.state.global_step, trainer.state.max_steps
+    true_p = check_truth(load_true_p_love(sim / "truth"), te)
     return {"kto_auroc": float(roc_auc_score(te.labels, implicit, sample_weight=te.weights)),
+            "kto_expected_auroc": expected_metrics(true_p, implicit, te.weights)["auroc"],
+            "kto_note": f"TRL KTOTrainer (beta {beta}, lr 5e-5, batch 16, one epoch) from the baseline policy; "
+                        "AUROC of the implicit reward beta * (log pi - log pi_ref) on P[Love]'s test rows",
             "kto_steps": steps, "kto_planned_steps": total, "kto_train_s": secs,
             "kto_finished": bool(steps >= total), "kto_test_rows": len(te.labels),
             "kto_test_positives": int(te.labels.sum())}
