@@ -94,8 +94,9 @@ def betabinomial_flags(con, g: ibis.Table, alpha: float, trim: float, max_rounds
     (a, b) per type come from the users' moments; the first fit leaves out rates above each type's (1 - trim)
     quantile, each later fit the users flagged so far; flags accumulate until a round adds none. The trimmed
     first fit is narrower than the normal users' true spread, so a few very keen normal users can be flagged
-    beyond `alpha` (tests/signals/test_filters.py: 2 of 3,000). Only per-type
-    sums and the distinct message counts n travel to Python; the thresholds c*(n) go back as a small table.
+    beyond `alpha` (tests/signals/test_filters.py: 2 of 3,000). Only per-type sums, the distinct message
+    counts n and the flagged users travel to Python; the thresholds c*(n) go back as a small table. Each
+    distinct n costs a pmf of n + 1 terms, so logs with very long-lived users pay for their longest history.
     """
     g = materialize(con, g, "rate_grid")
     tests = int(con.to_pyarrow(g.count()).as_py())
