@@ -6,7 +6,7 @@ import pyarrow as pa
 from scipy.stats import binom
 
 from rluf.signals.engine import connect
-from rluf.signals.filters import _betabinomial_thresholds, betabinomial_flags, robust_z_flags
+from rluf.signals.filters import betabinomial_flags, betabinomial_thresholds, robust_z_flags
 
 
 def population(seed=0, normal=3000, spammers=30):
@@ -62,7 +62,7 @@ def test_thresholds_match_the_binomial_tail_when_users_do_not_differ():
     # sum c^2/n chosen so that the between-user variance is binomial noise alone (rho = 0)
     sums = {"type": "love", "c": total_c, "n": total_n, "users": users, "c2n": p * total_c + p * (1 - p) * users}
     ns = np.array([1, 3, 10, 40, 200, 1000])
-    got = _betabinomial_thresholds(sums, ns, m).to_pydict()
+    got = betabinomial_thresholds(sums, ns, m).to_pydict()
     expected = {}
     for n in ns:
         below = [c for c in range(1, n + 1) if binom.sf(c - 1, n, p) < m]  # P[C >= c] < m

@@ -110,7 +110,7 @@ def betabinomial_flags(con, g: ibis.Table, alpha: float, trim: float, max_rounds
             c=fit_on.c.sum(), n=fit_on.n.sum(), users=fit_on.count(), c2n=(fit_on.c * fit_on.c / fit_on.n).sum()))
         if sums.num_rows == 0:
             break
-        thr = ibis.memtable(pa.concat_tables([_betabinomial_thresholds(t, ns, m) for t in sums.to_pylist()]))
+        thr = ibis.memtable(pa.concat_tables([betabinomial_thresholds(t, ns, m) for t in sums.to_pylist()]))
         new = g.join(thr, ["type", "n"]).filter(lambda t: t.c >= t.cstar).select("user_id").distinct()
         users = set(con.to_pyarrow(new).column("user_id").to_pylist())
         if users <= flagged:
@@ -118,13 +118,13 @@ def betabinomial_flags(con, g: ibis.Table, alpha: float, trim: float, max_rounds
         # Flags accumulate: a refit without the users flagged so far is still widened by the adversaries no
         # test can see (two loves in four messages), and would let the obvious ones go again (masking).
         flagged |= users
-        fit_on = g.anti_join(ibis.memtable(pa.table({"user_id": pa.array(sorted(flagged), pa.string())})), "user_id")
+        fit_on = g.anti_join(_users(flagged), "user_id")
     release(con, g)
     log.info("rate filter (beta-binomial, alpha %.3g over %d tests): %d users", alpha, tests, len(flagged))
-    return ibis.memtable(pa.table({"user_id": pa.array(sorted(flagged), pa.string())}))
+    return _users(flagged)
 
 
-def _betabinomial_thresholds(s: dict, ns: np.ndarray, m: float) -> pa.Table:
+def betabinomial_thresholds(s: dict, ns: np.ndarray, m: float) -> pa.Table:
     """(type, n, cstar): the smallest count with P[C >= cstar] < m under the beta-binomial fitted by moments to
     the per-type sums `s` (c, n, users, c2n = sum c^2/n). Rows with no such count <= n are left out."""
     from scipy.stats import betabinom
@@ -207,8 +207,13 @@ def spam_flags(logs: Logs, min_repeats: int) -> ibis.Table:
     return rep.filter(rep.n >= min_repeats).select("user_id").distinct()
 
 
+def _users(ids) -> ibis.Table:
+    """A one-column (user_id) table of `ids`, sorted."""
+    return ibis.memtable(pa.table({"user_id": pa.array(sorted(ids), pa.string())}))
+
+
 def _no_users() -> ibis.Table:
-    return ibis.memtable({"user_id": []}, schema={"user_id": "string"})
+    return _users([])
 
 
 def _spam_flags_bucketed(logs: Logs, min_repeats: int) -> ibis.Table:
