@@ -159,8 +159,7 @@ def bench_tfidf(sim: Path, cur: Path) -> dict:
     tfidf = tfidf_scores(_flat(tr.contexts, tr.responses), tr.labels, _flat(te.contexts, te.responses))
     world = World.load(sim)
     lr = LogisticRegression(C=1.0, max_iter=3000).fit(world_features(world, tr.contexts, tr.responses), tr.labels)
-    feat = lr.decision_function(world_features(world, te.contexts, te.responses))
-    feat = 1 / (1 + np.exp(-feat))
+    feat = lr.predict_proba(world_features(world, te.contexts, te.responses))[:, 1]
     return {"tfidf_auroc": binary_metrics(te.labels, tfidf, te.weights)["auroc"],
             "tfidf_expected_auroc": expected_metrics(true_p, tfidf, te.weights)["auroc"],
             "feature_lr_auroc": binary_metrics(te.labels, feat, te.weights)["auroc"],
