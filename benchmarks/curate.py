@@ -67,7 +67,10 @@ print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak_mb(), 
 
 
 def betabinomial_users(c, n_u, alpha: float = 0.01, trim: float = 0.05, rounds: int = 5) -> set:
-    """rluf's default rate rule, plainly: users x types counts `c`, messages `n_u`; see rluf.signals.filters."""
+    """rluf's default rate rule, plainly: users x types counts `c`, messages `n_u`; see rluf.signals.filters.
+
+    A copy of the moment fit and tail sums of rluf.signals.filters.betabinomial_thresholds on purpose: importing
+    that module would load Ibis into the pandas baseline's process and its measured memory."""
     import numpy as np
     from scipy.stats import betabinom
 
