@@ -33,7 +33,7 @@ from rluf.optimize.cli import shipped_config
 from rluf.optimize.objectives import load_objectives
 from rluf.optimize.simbridge import load_world
 from rluf.optimize.weight_sweep import SweepEvaluator, compare
-from rluf.policy import Policy, Sampling
+from rluf.policy import Policy
 from rluf.utils import write_json
 
 log = logging.getLogger("bench.optimize")
@@ -166,8 +166,7 @@ def main() -> None:
     world = load_world(a.sim)
     objectives = load_objectives(cfg.objectives, "cpu")
     judges = build_judges(cfg.judges, objectives)
-    s = cfg.crraft.sampling
-    ev = SweepEvaluator(world, a.n_eval, Sampling(s.max_new_tokens, s.temperature, s.top_p, s.top_k), seed=13)
+    ev = SweepEvaluator(world, a.n_eval, cfg.crraft.sampling.to_sampling(), seed=13)
     start_dir = Path(a.sim) / "policy"
     start = Policy.from_pretrained(start_dir, device="cpu")
     base = ev(start, start)

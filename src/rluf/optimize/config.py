@@ -27,6 +27,12 @@ class SamplingConfig(StrictModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0)
 
+    def to_sampling(self):
+        """The generation parameters as `rluf.policy.Sampling` (imported here: policy loads torch)."""
+        from rluf.policy import Sampling
+
+        return Sampling(self.max_new_tokens, self.temperature, self.top_p, self.top_k)
+
 
 class LoraSettings(StrictModel):
     """Optional LoRA (peft). The reference policy is then the base model with adapters disabled."""

@@ -36,7 +36,7 @@ from rluf.judges.mixture import MixtureOfJudges
 from rluf.optimize.config import OptimizeConfig
 from rluf.optimize.objectives import Objective, calibrated_reward, combined_reward
 from rluf.optimize.prompts import PromptItem, batch_indices
-from rluf.policy import Policy, Sampling
+from rluf.policy import Policy
 from rluf.utils import JsonlLogger
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,7 @@ class CRRAFT:
         self.logger = JsonlLogger(self.out_dir / "metrics.jsonl")
         # under `accelerate launch` only the main process writes files
         self.is_main = accelerator is None or accelerator.is_main_process
-        c = cfg.crraft.sampling
-        self.sampling = Sampling(c.max_new_tokens, c.temperature, c.top_p, c.top_k)
+        self.sampling = cfg.crraft.sampling.to_sampling()
         self.signoff_pattern = cfg.monitor.signoff_pattern or DEFAULT_SIGNOFF_PATTERN
 
     # -- steps 1-4: sample, score, judge ----------------------------------------------------------------

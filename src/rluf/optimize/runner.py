@@ -157,11 +157,9 @@ def _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, wo
     train_model, opt = acc.prepare(policy.model, opt)
     if cfg.report_to:
         acc.init_trackers("rluf-optimize", config=cfg.model_dump(mode="json"))
-    s = cfg.crraft.sampling
     evaluator = None
     if world is not None and cfg.eval.enabled:
-        evaluator = WorldEvaluator(world, cfg.eval.n_prompts, Sampling(s.max_new_tokens, s.temperature, s.top_p,
-                                                                        s.top_k), seed=cfg.seed + 13)
+        evaluator = WorldEvaluator(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(), seed=cfg.seed + 13)
     config_dump = cfg.model_dump(mode="json")
 
     def save(iteration: int) -> None:

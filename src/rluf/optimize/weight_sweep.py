@@ -167,9 +167,8 @@ def sweep(
     cfg = resolve_config(cfg, world)
     for weights in runs.values():  # validate every run before training any
         cfg.model_copy(update={"weights": weights}).check(list(objectives or cfg.objectives))
-    s = cfg.crraft.sampling
-    evaluate = SweepEvaluator(world, cfg.eval.n_prompts, Sampling(s.max_new_tokens, s.temperature, s.top_p, s.top_k),
-                              seed=cfg.seed + 13, samples=cfg.eval.samples_per_prompt)
+    evaluate = SweepEvaluator(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(), seed=cfg.seed + 13,
+                              samples=cfg.eval.samples_per_prompt)
     start = Policy.from_pretrained(cfg.policy, device=cfg.device)
     base = evaluate(start, start)
     results: dict[str, dict[str, Any]] = {}
