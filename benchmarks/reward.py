@@ -100,6 +100,7 @@ def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool
         "prior_shift_only_mean_pred_over_observed": rep["test_prior_shift_only"]["mean_pred_over_observed"],
         "prior_shift_only_ece_relative": rep["test_prior_shift_only"]["ece_relative"],
         "length_r": rep["length_r"], "true_length_r": rep["true_length_r"],
+        "length_slope_ratio": rep["length_slope_ratio"],
         "pearson_with_true_p": rep["pearson_with_true_p"],
         "natural_rate": rep["natural_rate"], "train_rate": rep["train_rate"],
         "test_rows": t["n"], "test_positives": t["positives"], "train_rows": rep["train"]["examples"],

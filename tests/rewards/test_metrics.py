@@ -5,7 +5,9 @@ from rluf.rewards.metrics import (
     binary_metrics,
     expected_calibration_error,
     expected_metrics,
+    length_slope_ratio,
     pairwise_accuracy,
+    pearson,
 )
 
 
@@ -67,3 +69,21 @@ def test_expected_auroc_is_the_mean_over_label_draws():
     draws = [binary_metrics(rng.random(400) < t, score, w)["auroc"] for _ in range(400)]
     assert expected_metrics(t, score, w)["auroc"] == pytest.approx(np.mean(draws), abs=0.003)
     assert np.std(draws) > 0.01  # what the soft labels take away
+
+
+def test_length_slope_ratio_is_one_for_the_conditional_mean_whose_r_is_larger():
+    # truth: p depends on length and on a hidden feature; the model knows length only: p_hat = E[p | length]
+    length = np.repeat(np.arange(10, 60), 400).astype(float)
+    hidden = np.tile([0.0, 1.0], 10_000)  # half of each length has it
+    true_p = 0.001 + 0.00002 * length + 0.004 * hidden
+    p_hat = 0.001 + 0.00002 * length + 0.004 * 0.5
+    assert length_slope_ratio(p_hat, true_p, length) == pytest.approx(1.0)
+    assert pearson(p_hat, length) > pearson(true_p, length) + 0.5  # r alone would call it length-biased
+    assert length_slope_ratio(p_hat + 0.00002 * length, true_p, length) == pytest.approx(2.0)
+
+
+def test_length_slope_ratio_weighted_equals_duplicated_rows():
+    p, t, n = np.array([0.1, 0.3, 0.2, 0.6]), np.array([0.2, 0.1, 0.4, 0.5]), np.array([5.0, 9.0, 12.0, 20.0])
+    w = np.array([2, 1, 1, 1], float)
+    dup = np.r_[0, np.arange(4)]
+    assert length_slope_ratio(p, t, n, w) == pytest.approx(length_slope_ratio(p[dup], t[dup], n[dup]))

@@ -77,7 +77,8 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         if "bayes" in report:
             e = report["expected"]
             s |= {"bayes_auroc": report["bayes"]["auroc"], "auroc_gap": report["auroc_gap"],
-                  "true_length_r": report["true_length_r"], "expected_auroc": e["model"]["auroc"],
+                  "true_length_r": report["true_length_r"],
+                  "length_slope_ratio": report["length_slope_ratio"], "expected_auroc": e["model"]["auroc"],
                   "expected_bayes_auroc": e["bayes"]["auroc"], "expected_auroc_gap": e["auroc_gap"],
                   "expected_ece_relative": e["model"]["ece_relative"]}
         return s

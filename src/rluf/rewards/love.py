@@ -21,7 +21,14 @@ from rluf.rewards.calibration import apply_calibration, fit_calibration
 from rluf.rewards.common import base_meta, fit, save_reward_folder
 from rluf.rewards.config import RewardConfig
 from rluf.rewards.data import Encoder, LoveSplit, natural_rate_of, read_curated
-from rluf.rewards.metrics import binary_metrics, expected_metrics, pearson, plot_reliability, plot_roc
+from rluf.rewards.metrics import (
+    binary_metrics,
+    expected_metrics,
+    length_slope_ratio,
+    pearson,
+    plot_reliability,
+    plot_roc,
+)
 from rluf.rewards.scorer import Scorer
 from rluf.rewards.trainers import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
 from rluf.utils import seed_everything, select_device, write_json
@@ -157,6 +164,7 @@ def evaluate_love(scorer: Scorer, test: LoveSplit, out: Path, *, true_p: pd.Seri
         bayes = binary_metrics(y, tp, w, n_bins)
         report["bayes"] = bayes
         report["true_length_r"] = pearson(tp, length)
+        report["length_slope_ratio"] = length_slope_ratio(p, tp, length, w)
         report["auroc_gap"] = bayes["auroc"] - report["test"]["auroc"]
         report["expected"] = {"model": expected_metrics(tp, p, w, n_bins), "bayes": expected_metrics(tp, tp, w, n_bins)}
         report["expected"]["auroc_gap"] = report["expected"]["bayes"]["auroc"] - report["expected"]["model"]["auroc"]

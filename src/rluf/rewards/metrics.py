@@ -90,6 +90,25 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(pearsonr(a, b).statistic)
 
 
+def length_slope_ratio(p: np.ndarray, true_p: np.ndarray, length: np.ndarray, w: np.ndarray | None = None) -> float:
+    """Cov_w(p, length) / Cov_w(true_p, length): how much the model's probability rises with length, relative
+    to how much the true probability does (the ratio of their least-squares slopes on length).
+
+    1 for p = E[true_p | what the model reads] (length being part of it); above 1, the model rewards length
+    beyond the truth. Pearson r cannot tell this apart: a calibrated model that knows less has a smaller
+    spread than the truth, so its r with length is larger for the same covariance (r_model = r_true x
+    sd(true_p) / sd(p) when the slopes agree).
+    """
+    p, true_p, length = (np.asarray(x, float) for x in (p, true_p, length))
+    w = np.ones_like(p) if w is None else np.asarray(w, float)
+
+    def cov(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.average((a - np.average(a, weights=w)) * (b - np.average(b, weights=w)), weights=w))
+
+    denom = cov(true_p, length)
+    return float("nan") if denom == 0 else cov(p, length) / denom
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 3 or a.std() == 0 or b.std() == 0:

@@ -242,6 +242,7 @@ def love_metrics(love: dict) -> dict[str, Any]:
                                                                f"{exp['bayes']['auroc']:.3f}",
                 "ECE / rate against true p_love": exp and exp["model"]["ece_relative"],
                 "length r": love.get("length_r"), "true length r": love.get("true_length_r"),
+                "length slope / true slope": love.get("length_slope_ratio"),
                 "natural rate": love.get("natural_rate"), "training rate": love.get("train_rate")})
     return out
 
