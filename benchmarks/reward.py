@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -52,14 +53,20 @@ def ensure_world(work: Path, quick: bool, sim: Path | None = None, extra: list[s
     if not (sim / "simulate.json").is_file():
         subprocess.run([RLUF, "simulate", "--out", str(sim), "--seed", "0", *(["--quick"] if quick else []),
                         *(extra or [])], check=True)
-    if curate and not (cur / "manifest.json").is_file():
-        from rluf.run.config import CONFIG_DIR, load_run_config
-        from rluf.run.pipeline import curate_config
-        from rluf.signals import curate as run_curate
+    if not curate:
+        return sim, cur
+    from rluf.run.config import CONFIG_DIR, load_run_config
+    from rluf.run.pipeline import curate_config
+    from rluf.signals import curate as run_curate
 
-        # curated as `rluf run` curates: configs/run.yaml's curate section over curate.yaml
-        run_cfg = load_run_config(CONFIG_DIR / ("run_quick.yaml" if quick else "run.yaml"))
-        run_curate(sim, cur, curate_config(run_cfg), truth_dir=sim / "truth")
+    # curated as `rluf run` curates: configs/run.yaml's curate section over curate.yaml
+    cfg = curate_config(load_run_config(CONFIG_DIR / ("run_quick.yaml" if quick else "run.yaml")))
+    old = json.loads((cur / "manifest.json").read_text()) if (cur / "manifest.json").is_file() else {}
+    if old.get("config") != cfg.model_dump(mode="json") or old.get("input", {}).get("logs_dir") != str(
+            (sim / "logs").resolve()):  # a folder cached from another config or world
+        if cur.exists():
+            shutil.rmtree(cur)
+        run_curate(sim, cur, cfg, truth_dir=sim / "truth")
     return sim, cur
 
 
