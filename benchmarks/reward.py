@@ -208,8 +208,12 @@ def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool, max
                 control.should_training_stop = True
 
     beta = 0.1
+    # TRL's KTO docs: keep desirable_weight * n_desirable / (undesirable_weight * n_undesirable) in [1, 4/3]
+    n_pos, n_neg = int(tr.labels.sum()), int(len(tr.labels) - tr.labels.sum())
+    desirable_weight = max(1.0, n_neg / max(n_pos, 1))
     args = KTOConfig(output_dir=str(work / "kto"), per_device_train_batch_size=16, num_train_epochs=1,
                      learning_rate=5e-5, beta=beta, max_length=256, logging_steps=10, report_to="none",
+                     desirable_weight=desirable_weight, undesirable_weight=1.0,
                      save_strategy="no", use_cpu=True, max_steps=20 if quick else -1)
     trainer = KTOTrainer(model=policy.model, ref_model=ref.model, args=args, train_dataset=ds,
                          processing_class=policy.tokenizer, callbacks=[Deadline()])
@@ -224,7 +228,9 @@ def bench_kto(sim: Path, cur: Path, work: Path, minutes: float, quick: bool, max
     true_p = check_truth(load_true_p_love(sim / "truth"), te)
     return {"kto_auroc": float(roc_auc_score(te.labels, implicit, sample_weight=te.weights)),
             "kto_expected_auroc": expected_metrics(true_p, implicit, te.weights)["auroc"],
-            "kto_note": f"TRL KTOTrainer (beta {beta}, lr 5e-5, batch 16, one epoch) from the baseline policy; "
+            "kto_desirable_weight": desirable_weight,
+            "kto_note": f"TRL KTOTrainer (beta {beta}, lr 5e-5, batch 16, one epoch, desirable_weight "
+                        f"{desirable_weight:.2f} from the class ratio) from the baseline policy; "
                         "AUROC of the implicit reward beta * (log pi - log pi_ref) on P[Love]'s test rows",
             "kto_steps": steps, "kto_planned_steps": total, "kto_train_s": secs,
             "kto_finished": bool(steps >= total), "kto_test_rows": len(te.labels),
