@@ -99,14 +99,8 @@ def length_slope_ratio(p: np.ndarray, true_p: np.ndarray, length: np.ndarray, w:
     spread than the truth, so its r with length is larger for the same covariance (r_model = r_true x
     sd(true_p) / sd(p) when the slopes agree).
     """
-    p, true_p, length = (np.asarray(x, float) for x in (p, true_p, length))
-    w = np.ones_like(p) if w is None else np.asarray(w, float)
-
-    def cov(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.average((a - np.average(a, weights=w)) * (b - np.average(b, weights=w)), weights=w))
-
-    denom = cov(true_p, length)
-    return float("nan") if denom == 0 else cov(p, length) / denom
+    c = np.cov(np.vstack([p, true_p, length]).astype(float), aweights=w)  # the normalisation cancels
+    return float("nan") if c[1, 2] == 0 else float(c[0, 2] / c[1, 2])
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
