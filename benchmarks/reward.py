@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -57,16 +56,15 @@ def ensure_world(work: Path, quick: bool, sim: Path | None = None, extra: list[s
         return sim, cur
     from rluf.run.config import CONFIG_DIR, load_run_config
     from rluf.run.pipeline import curate_config
+    from rluf.run.stages import run_stage
     from rluf.signals import curate as run_curate
+    from rluf.utils import file_fingerprint
 
-    # curated as `rluf run` curates: configs/run.yaml's curate section over curate.yaml
+    # curated as `rluf run` curates (configs/run.yaml's curate section over curate.yaml), and redone like a run's
+    # stage when the config or the logs differ from those of the cached folder
     cfg = curate_config(load_run_config(CONFIG_DIR / ("run_quick.yaml" if quick else "run.yaml")))
-    old = json.loads((cur / "manifest.json").read_text()) if (cur / "manifest.json").is_file() else {}
-    if old.get("config") != cfg.model_dump(mode="json") or old.get("input", {}).get("logs_dir") != str(
-            (sim / "logs").resolve()):  # a folder cached from another config or world
-        if cur.exists():
-            shutil.rmtree(cur)
-        run_curate(sim, cur, cfg, truth_dir=sim / "truth")
+    run_stage(work, cur.name, [cfg, file_fingerprint([sim / "logs"])], [],
+              lambda d: run_curate(sim, d, cfg, truth_dir=sim / "truth"), {})
     return sim, cur
 
 
