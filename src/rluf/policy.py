@@ -110,10 +110,13 @@ class Policy:
         was_training = self.model.training
         self.model.eval()
         flat = [self.encode_context(c) for c in contexts for _ in range(n)]
+        # Batches of similar context length: left padding to the longest context of a batch costs compute on
+        # every generated token (long multi-turn contexts next to one-line questions).
+        order = np.argsort([len(s) for s in flat], kind="stable")
         out: list[str] = []
         finished: list[bool] = []
         for start in range(0, len(flat), batch_size):
-            ids, mask = self._left_pad(flat[start : start + batch_size])  # (B, T)
+            ids, mask = self._left_pad([flat[i] for i in order[start : start + batch_size]])  # (B, T)
             gen = self.model.generate(
                 input_ids=ids,
                 attention_mask=mask,
@@ -129,10 +132,12 @@ class Policy:
             finished.extend((new == self.tokenizer.eos_token_id).any(dim=1).tolist())
         if was_training:
             self.model.train()
-        texts = [t.strip() for t in out]
+        texts, done = [""] * len(flat), [False] * len(flat)
+        for j, i in enumerate(order):  # back to the callers' order
+            texts[i], done[i] = out[j].strip(), finished[j]
         nested = [texts[i * n : (i + 1) * n] for i in range(len(contexts))]
         if return_finished:
-            return nested, np.array(finished, dtype=bool).reshape(len(contexts), n)
+            return nested, np.array(done, dtype=bool).reshape(len(contexts), n)
         return nested
 
     # -- log-probabilities ----------------------------------------------------------------------------

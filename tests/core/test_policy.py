@@ -19,6 +19,19 @@ def test_generate_shapes_and_seed():
     assert a == b
 
 
+def test_length_sorted_batches_return_answers_in_the_callers_order():
+    # generate() batches contexts by length; greedy answers must come back where each context was
+    p = _policy()
+    long_ctx = [{"role": "user", "content": "I feel sad today."}, {"role": "assistant", "content": "I'm sorry."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    ctx = [long_ctx, [{"role": "user", "content": "hi"}], long_ctx[:1], [{"role": "user", "content": "Paris?"}]]
+    greedy = Sampling(max_new_tokens=6, temperature=0.0)
+    batched, finished = p.generate(ctx, n=2, sampling=greedy, batch_size=3, return_finished=True)
+    single = [p.generate([c], n=1, sampling=greedy)[0][0] for c in ctx]
+    assert [b[0] for b in batched] == single and [b[1] for b in batched] == single
+    assert finished.shape == (4, 2)
+    assert len({len(p.encode_context(c)) for c in ctx}) == 4  # the order really changes
+
 def test_batched_logprobs_equal_one_by_one(tmp_path):
     p = _policy()
     ctx = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "What is the capital of France?"}]]
