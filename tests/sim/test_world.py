@@ -57,6 +57,16 @@ def test_world_is_deterministic_and_seed_dependent():
     assert c.item_text != a.item_text
 
 
+def test_eval_set_on_held_out_or_deployment_items():
+    w = World(micro_config())
+    held, dep = w.eval_set(), w.eval_set("deployment")
+    assert dep == World(micro_config()).eval_set("deployment")  # fixed, like the held-out sample
+    assert {w.item_split[it["item_id"]] for it in held} == {"eval"}
+    assert {w.item_split[it["item_id"]] for it in dep} == {"train"}  # the questions the deployment serves
+    with pytest.raises(ConfigError, match="held_out"):
+        w.eval_set("heldout")
+
+
 def test_traffic_seed_keeps_the_content_and_draws_other_users():
     a, t = World(micro_config()), World(micro_config(traffic_seed=1000))
     assert t.entities == a.entities and t.item_text == a.item_text and t.item_prompt == a.item_prompt

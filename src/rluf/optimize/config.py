@@ -109,6 +109,9 @@ class EvalConfig(StrictModel):
     every: int = Field(0, ge=0)
     """Evaluate every N iterations (0: only before and after training)."""
     n_prompts: int = Field(256, ge=1)
+    items: Literal["held_out", "deployment"] = "held_out"
+    """held_out: questions the deployment never served; deployment: new conversations over its own questions,
+    the population a simulated A/B test serves (rluf.sim.World.eval_set)."""
     samples_per_prompt: int = Field(1, ge=1)
     """Answers sampled per prompt, averaged per prompt: the sweep's figures then move less with the seed."""
     enabled: bool = True

@@ -159,7 +159,8 @@ def _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, wo
         acc.init_trackers("rluf-optimize", config=cfg.model_dump(mode="json"))
     evaluator = None
     if world is not None and cfg.eval.enabled:
-        evaluator = WorldEvaluator(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(), seed=cfg.seed + 13)
+        evaluator = WorldEvaluator(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(), seed=cfg.seed + 13,
+                                   items=cfg.eval.items)
     config_dump = cfg.model_dump(mode="json")
 
     def save(iteration: int) -> None:

@@ -70,9 +70,9 @@ class TruthObjective:
 class WorldEvaluator:
     """True Love rate, helpfulness, safety violations, sign-off rate... of a policy on a fixed eval sample."""
 
-    def __init__(self, world, n_prompts: int, sampling: Sampling, seed: int = 0):
+    def __init__(self, world, n_prompts: int, sampling: Sampling, seed: int = 0, items: str = "held_out"):
         self.world, self.sampling, self.seed = world, sampling, seed
-        self.items = world.eval_set()[:n_prompts]
+        self.items = world.eval_set(items)[:n_prompts]
 
     def __call__(self, policy: Policy) -> dict[str, float]:
         responses = self.responses(policy)

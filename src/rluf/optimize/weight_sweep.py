@@ -59,9 +59,10 @@ def bootstrap_ci(
 class SweepEvaluator:
     """Per-item truth of a policy's answers on the fixed evaluation sample (each a mean over `samples` answers)."""
 
-    def __init__(self, world, n_prompts: int, sampling: Sampling, seed: int, samples: int = 1):
+    def __init__(self, world, n_prompts: int, sampling: Sampling, seed: int, samples: int = 1,
+                 items: str = "held_out"):
         self.world, self.sampling, self.seed, self.samples = world, sampling, seed, samples
-        self.items = world.eval_set()[:n_prompts]
+        self.items = world.eval_set(items)[:n_prompts]
         self.contexts = [it["prompt"] for it in self.items]
         self.users = [it.get("user_id") for it in self.items]
 
@@ -168,7 +169,7 @@ def sweep(
     for weights in runs.values():  # validate every run before training any
         cfg.model_copy(update={"weights": weights}).check(list(objectives or cfg.objectives))
     evaluate = SweepEvaluator(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(), seed=cfg.seed + 13,
-                              samples=cfg.eval.samples_per_prompt)
+                              samples=cfg.eval.samples_per_prompt, items=cfg.eval.items)
     start = Policy.from_pretrained(cfg.policy, device=cfg.device)
     base = evaluate(start, start)
     results: dict[str, dict[str, Any]] = {}
@@ -182,7 +183,8 @@ def sweep(
         if on_event:
             on_event(name, f"done in {summary['wall_s']:.0f}s")
     report = {"baseline": _means(base), "runs": results, "claims": claims(results, _means(base)),
-              "n_eval": len(evaluate.items)}
+              "n_eval": len(evaluate.items), "eval_items": cfg.eval.items,
+              "samples_per_prompt": cfg.eval.samples_per_prompt}
     write_json(out_dir / "sweep.json", report)
     return report
 

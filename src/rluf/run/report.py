@@ -156,11 +156,20 @@ def build_report(run_dir: str | Path) -> Path:
     for path, title in plot_iterations(runs, fig_dir):
         r.image(path, title)
     r.heading("5. The paper's weight sweep (true metrics from the simulator)", "sweep")
+    if sweep.get("n_eval"):
+        where = {"deployment": "new conversations over the deployment's own questions (the A/B test's population)",
+                 "held_out": "the world's held-out questions"}.get(sweep.get("eval_items"), "the evaluation sample")
+        r.paragraph(f"{sweep['n_eval']} prompts x {sweep.get('samples_per_prompt', 1)} answers: {where}.", "note")
     r.table(sweep_rows(sweep), table_id="sweep-table")
     for claim, ok in (sweep.get("claims") or {}).items():
         r.paragraph(f"{claim}: {ok}", "ok" if ok is True else ("warn" if ok is False else "note"))
 
     r.heading("6. Offline evaluation", "evaluate")
+    if ev.get("n_prompts"):
+        path = ((ev.get("config") or {}).get("prompts") or {}).get("path")
+        where = ("the world's held-out questions" if not path else f"contexts of {path}" if Path(path).is_file()
+                 else f"contexts of {path}/test.parquet, conversations later in time than all training data")
+        r.paragraph(f"{ev['n_prompts']} prompts: {where}.", "note")
     r.table(ranking_rows(ev), table_id="ranking-table")
     corr = {f"{k} ({m})": ((v or {}).get("pooled") or {}).get(m) for k, v in (ev.get("correlations") or {}).items()
             for m in ("pearson", "spearman")}

@@ -57,6 +57,7 @@ TOPICS = {
 }
 NORMAL, SPAMMER, BURST = 0, 1, 2
 KINDS = {NORMAL: "", SPAMMER: "spammer", BURST: "burst"}
+EVAL_ITEMS = {"held_out": "eval", "deployment": "train"}  # evaluation sample -> item split it draws from
 
 
 class World:
@@ -239,12 +240,21 @@ class World:
         return out
 
     @cached_property
-    def _eval_set(self) -> list[dict]:
-        return self.prompts(self.cfg.content.n_eval, "eval", seed=987_654)
+    def _eval_sets(self) -> dict[str, list[dict]]:
+        return {}
 
-    def eval_set(self) -> list[dict]:
-        """The fixed (user, context) evaluation sample (same for every call and every policy)."""
-        return [dict(x) for x in self._eval_set]
+    def eval_set(self, items: str = "held_out") -> list[dict]:
+        """The fixed (user, context) evaluation sample (same for every call and every policy).
+
+        items="held_out": questions the deployment never served (the world's eval items): generalisation.
+        items="deployment": new conversations over the deployment's own questions, the population a simulated
+        A/B test serves (the paper's +28% is such a lift).
+        """
+        if items not in EVAL_ITEMS:
+            raise ConfigError(f"eval items must be one of {list(EVAL_ITEMS)}, got {items!r}")
+        if items not in self._eval_sets:
+            self._eval_sets[items] = self.prompts(self.cfg.content.n_eval, EVAL_ITEMS[items], seed=987_654)
+        return [dict(x) for x in self._eval_sets[items]]
 
     # -- ground truth -------------------------------------------------------------------------------
     @staticmethod
