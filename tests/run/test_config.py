@@ -36,3 +36,13 @@ def test_baseline_backbone_resolves_to_the_runs_simulated_policy(tmp_path: Path)
     rewards = resolve_stage_configs(cfg, tmp_path)["rewards"]
     assert rewards["helpfulness"].model.backbone == str(tmp_path / "simulate" / "policy")
     assert rewards["safety"].model.backbone != "baseline"
+
+
+def test_offline_evaluation_reads_the_runs_curated_test_split_unless_told_otherwise(tmp_path: Path):
+    from rluf.run.pipeline import resolve_stage_configs
+
+    shipped = resolve_stage_configs(load_run_config(CONFIG_DIR / "run.yaml"), tmp_path)
+    assert shipped["evaluate"].prompts.path == tmp_path / "curate"
+    assert shipped["optimize"].eval.items == "deployment"  # the sweep's table: the A/B test's population
+    held_out = resolve_stage_configs(RunConfig(quick=True, evaluate={"prompts": {"path": None}}), tmp_path)
+    assert held_out["evaluate"].prompts.path is None  # the world's held-out questions

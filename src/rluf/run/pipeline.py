@@ -49,7 +49,9 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         curate=curate_config(cfg),
         rewards=rewards,
         optimize=optimize,
-        evaluate=stage_config(EvaluateConfig, "evaluate.yaml", cfg.evaluate, "evaluate"),
+        # offline evaluation on the curated test split: conversations later in time than all training data
+        evaluate=stage_config(EvaluateConfig, "evaluate.yaml",
+                              _deep({"prompts": {"path": str(run_dir / "curate")}}, cfg.evaluate), "evaluate"),
         abtest_world=stage_config(WorldConfig, None, _deep(world.model_dump(), {"traffic_seed": cfg.seed + 1000, **cfg.abtest}),
                                   "abtest"),
     )
@@ -116,7 +118,7 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
     policies = candidate_policies(run_dir)
     rewards = {k: run_dir / f"reward_{k}" for k in ("love", "helpfulness", "safety")}
     # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator.
-    stage("evaluate", sc["evaluate"], ["sweep"], lambda d: _evaluate(
+    stage("evaluate", sc["evaluate"], ["curate", "sweep"], lambda d: _evaluate(
         evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"]))
     # 7. The simulated A/B test: baseline (control) against the promoted sweep run (treatment). The control
     #    arm reuses the baseline's pooled answers from step 1 (same content, new users): no generation.
