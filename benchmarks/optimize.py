@@ -4,7 +4,7 @@ From the same baseline policy of a `rluf simulate` folder:
   kto        TRL's KTOTrainer directly on the curated logs (prompt, completion, label)
   grpo       TRL's GRPOTrainer with the three reward models as reward functions, weights 0.7 / 0.3 / 0.1
   best_of_4  best-of-4 at inference only (judges + the same weighted calibrated reward, no training)
-  crraft     rluf optimize with the shipped config, 96 iterations over 1,024 prompts (--iterations, --max-prompts)
+  crraft     rluf optimize with the shipped config (96 iterations over 1,024 prompts; --iterations, --max-prompts)
   oracle     best-of-4 with the simulator's true P[Love] among safe answers (the ceiling)
 Training methods get the wall time CRRAFT took (a callback stops TRL's trainers at the budget). Every
 policy answers the same fixed evaluation sample (--eval-items: new conversations over the deployment's own
@@ -52,10 +52,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--n-eval", type=int, default=1000, help="evaluation prompts")
     p.add_argument("--eval-items", default="deployment", choices=["held_out", "deployment"],
                    help="the world's held-out questions, or new conversations over the deployment's own")
-    # 96 iterations over 1,024 prompts (optimize.yaml: 24 over 256): CRRAFT's selection compounds over
-    # iterations, and the budget it takes is what the TRL trainers get
-    p.add_argument("--iterations", type=int, default=96, help="CRRAFT iterations")
-    p.add_argument("--max-prompts", type=int, default=1024, help="CRRAFT's training prompts")
+    p.add_argument("--iterations", type=int, default=None, help="CRRAFT iterations (default: optimize.yaml's)")
+    p.add_argument("--max-prompts", type=int, default=None, help="CRRAFT's prompt pool (default: optimize.yaml's)")
     p.add_argument("--skip", default="", help="comma list of methods to skip (kto,grpo)")
     p.add_argument("--out", default=str(RESULTS), help="results JSON")
     return p.parse_args()
@@ -168,7 +166,8 @@ def main() -> None:
     cfg = cfg.model_copy(update={"objectives": {"love": a.love, "helpfulness": a.helpfulness, "safety": a.safety},
                                  "weights": dict(WEIGHTS), "prompts": cfg.prompts.model_copy(update={"path": a.sim}),
                                  "eval": cfg.eval.model_copy(update={"enabled": False})})
-    cfg.crraft.iterations, cfg.prompts.max_prompts = a.iterations, a.max_prompts
+    cfg.crraft.iterations = a.iterations = a.iterations or cfg.crraft.iterations
+    cfg.prompts.max_prompts = a.max_prompts = a.max_prompts or cfg.prompts.max_prompts
     world = load_world(a.sim)
     objectives = load_objectives(cfg.objectives, "cpu")
     judges = build_judges(cfg.judges, objectives)
@@ -217,7 +216,8 @@ def report(rows: dict, base: dict, a) -> None:
             "share_of_oracle": r["love_lift"] / oracle_lift if oracle_lift > 0 else None, "flags": r["flags"],
         }
     out = {"oracle_love_lift": oracle_lift, "baseline": _means(base), "methods": methods,
-           "n_eval": a.n_eval, "eval_items": a.eval_items, "iterations": a.iterations, "max_prompts": a.max_prompts,
+           "n_eval": a.n_eval, "eval_items": a.eval_items, "iterations": a.iterations,
+           "max_prompts": a.max_prompts,
            "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out, out)
