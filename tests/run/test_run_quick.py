@@ -16,7 +16,8 @@ STAGES = ["simulate", "signals", "curate", "reward_love", "reward_helpfulness", 
 def test_quick_loop_runs_resumes_and_reports(tmp_path):
     cfg = load_run_config(None, quick=True)
     cfg = cfg.model_copy(update={
-        "optimize": {**cfg.optimize, "crraft": {"iterations": 2, "batch_prompts": 4}, "eval": {"n_prompts": 16}},
+        "optimize": {**cfg.optimize, "crraft": {"iterations": 2, "batch_prompts": 4},
+                     "eval": {"n_prompts": 16, "items": "deployment"}},
         "evaluate": {"prompts": {"n_prompts": 16}, "bootstrap_reps": 100},
     })
     events: list[tuple[str, str]] = []
@@ -29,6 +30,9 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     ab = json.loads((tmp_path / "abtest" / "abtest.json").read_text())
     assert ab["control"]["responses"] > 0 and ab["treatment"]["responses"] > 0
     assert summary["report"].endswith("report.html")
+    html = (tmp_path / "report.html").read_text()
+    assert "curate/test.parquet, conversations later in time" in html  # offline evaluation's prompt set
+    assert "deployment&#x27;s own questions" in html  # the sweep's evaluation population
 
     events.clear()
     run(cfg, tmp_path, on_event=lambda s, e: events.append((s, e)))  # resume: nothing left to do

@@ -159,7 +159,8 @@ def build_report(run_dir: str | Path) -> Path:
     if sweep.get("n_eval"):
         where = {"deployment": "new conversations over the deployment's own questions (the A/B test's population)",
                  "held_out": "the world's held-out questions"}.get(sweep.get("eval_items"), "the evaluation sample")
-        r.paragraph(f"{sweep['n_eval']} prompts x {sweep.get('samples_per_prompt', 1)} answers: {where}.", "note")
+        k = sweep.get("samples_per_prompt", 1)
+        r.paragraph(f"{sweep['n_eval']} prompts x {k} answer{'s' if k > 1 else ''}: {where}.", "note")
     r.table(sweep_rows(sweep), table_id="sweep-table")
     for claim, ok in (sweep.get("claims") or {}).items():
         r.paragraph(f"{claim}: {ok}", "ok" if ok is True else ("warn" if ok is False else "note"))
