@@ -76,6 +76,7 @@ class World:
         self._build_items(np.random.default_rng(s_items))
         self._build_users(np.random.default_rng(s_users))
         self.love_intercept = self._solve_intercept(np.random.default_rng(s_calib))
+        self._eval_sets: dict[str, list[dict]] = {}  # eval_set(items), drawn on first use
 
     def deploy_rng(self) -> np.random.Generator:
         """The randomness of a deployment (who talks when, what they send, how they react)."""
@@ -238,10 +239,6 @@ class World:
                 )
             )
         return out
-
-    @cached_property
-    def _eval_sets(self) -> dict[str, list[dict]]:
-        return {}
 
     def eval_set(self, items: str = "held_out") -> list[dict]:
         """The fixed (user, context) evaluation sample (same for every call and every policy).
