@@ -107,16 +107,21 @@ def check_prompts(df: pd.DataFrame, source: str) -> list[EvalPrompt]:
     return out
 
 
-def load_prompts(path: str | Path, n_prompts: int, seed: int) -> list[EvalPrompt]:
-    """A seeded sample of at most `n_prompts` distinct prompts from a file; raises when fewer than 2.
-
-    A curated folder (from `rluf curate`) stands for its test.parquet: the contexts later in time than
-    all training data.
-    """
-    if Path(path).is_dir():
-        if not (Path(path) / "test.parquet").is_file():
+def prompt_file(path: str | Path) -> Path:
+    """The file a prompt set is read from: a curated folder (from `rluf curate`) stands for its test.parquet,
+    the contexts later in time than all training data."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "test.parquet").is_file():
             raise DataError(f"{path} is a folder without test.parquet; pass a prompt file or a curated folder")
-        path = Path(path) / "test.parquet"
+        return path / "test.parquet"
+    return path
+
+
+def load_prompts(path: str | Path, n_prompts: int, seed: int) -> list[EvalPrompt]:
+    """A seeded sample of at most `n_prompts` distinct prompts from a file or a curated folder (`prompt_file`);
+    raises when fewer than 2."""
+    path = prompt_file(path)
     prompts = check_prompts(read_table(path), str(path))
     if len(prompts) < 2:
         raise DataError(f"{path} holds {len(prompts)} distinct prompt(s); evaluation needs at least 2")

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from rluf.evaluate.prompts import prompt_file
 from rluf.run.html import Report
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,9 @@ def build_report(run_dir: str | Path) -> Path:
     r.heading("6. Offline evaluation", "evaluate")
     if ev.get("n_prompts"):
         path = ((ev.get("config") or {}).get("prompts") or {}).get("path")
-        where = ("the world's held-out questions" if not path else f"contexts of {path}" if Path(path).is_file()
-                 else f"contexts of {path}/test.parquet, conversations later in time than all training data")
+        where = f"contexts of {prompt_file(path)}" if path else "the world's held-out questions"
+        if path and Path(path).is_dir():
+            where += ", conversations later in time than all training data"
         r.paragraph(f"{ev['n_prompts']} prompts: {where}.", "note")
     r.table(ranking_rows(ev), table_id="ranking-table")
     corr = {f"{k} ({m})": ((v or {}).get("pooled") or {}).get(m) for k, v in (ev.get("correlations") or {}).items()
