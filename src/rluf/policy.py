@@ -149,12 +149,18 @@ class Policy:
         `model` lets the reference policy reuse this policy's tokenizer and encoding.
         """
         model = model if model is not None else self.model
+        ctx = [self.encode_context(c) for c in contexts]
+        rsp = [self.encode_response(r) for r in responses]
+        # Batches of similar total length (as in generate): padding costs a full forward per padded token.
+        order = np.argsort([len(c) + len(r) for c, r in zip(ctx, rsp, strict=True)], kind="stable")
         results = []
-        for start in range(0, len(contexts), batch_size):
-            b_ctx = [self.encode_context(c) for c in contexts[start : start + batch_size]]
-            b_rsp = [self.encode_response(r) for r in responses[start : start + batch_size]]
-            results.append(self._batch_logprobs(model, b_ctx, b_rsp, grad))
-        return torch.cat(results) if results else torch.zeros(0)
+        for start in range(0, len(order), batch_size):
+            b = order[start : start + batch_size]
+            results.append(self._batch_logprobs(model, [ctx[i] for i in b], [rsp[i] for i in b], grad))
+        if not results:
+            return torch.zeros(0)
+        sorted_logp = torch.cat(results)  # (N,) in length order
+        return sorted_logp[torch.as_tensor(np.argsort(order), device=sorted_logp.device)]  # callers' order
 
     def _batch_logprobs(self, model, ctx: list[list[int]], rsp: list[list[int]], grad: bool) -> torch.Tensor:
         seqs = [c + r for c, r in zip(ctx, rsp, strict=True)]

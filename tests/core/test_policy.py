@@ -34,11 +34,18 @@ def test_length_sorted_batches_return_answers_in_the_callers_order():
 
 def test_batched_logprobs_equal_one_by_one(tmp_path):
     p = _policy()
-    ctx = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "What is the capital of France?"}]]
-    rsp = ["Paris.", "I'm sorry to hear that, it is Paris."]
-    batched = p.sequence_logprobs(ctx, rsp)
+    ctx = [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "hi"}],
+           [{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "hi"}]]
+    rsp = ["I'm sorry to hear that, it is Paris.", "Paris.", "Paris.", "Hello there, how are you?"]
+    lengths = [len(p.encode_context(c)) + len(p.encode_response(r)) for c, r in zip(ctx, rsp, strict=True)]
+    assert lengths != sorted(lengths)  # batched by length: the order really changes
+    batched = p.sequence_logprobs(ctx, rsp, batch_size=2)
     single = torch.cat([p.sequence_logprobs([c], [r]) for c, r in zip(ctx, rsp, strict=True)])
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+    with_grad = p.sequence_logprobs(ctx, rsp, batch_size=2, grad=True)
+    with_grad[0].backward()  # gradients reach the weights through the reordering
+    assert any(w.grad is not None and w.grad.abs().sum() > 0 for w in p.model.parameters())
+    torch.testing.assert_close(with_grad.detach(), batched, atol=1e-4, rtol=1e-4)
     p.save_pretrained(tmp_path / "m")
     q = Policy.from_pretrained(tmp_path / "m", device="cpu")
     torch.testing.assert_close(q.sequence_logprobs(ctx, rsp), batched, atol=1e-4, rtol=1e-4)
