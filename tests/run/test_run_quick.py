@@ -33,6 +33,7 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert "curate/test.parquet, conversations later in time" in html  # offline evaluation's prompt set
     assert "deployment&#x27;s own questions" in html  # the sweep's evaluation population
+    assert "love 0.1 lifts true Love by at least +28%" in html  # the paper's findings, one row each
 
     events.clear()
     run(cfg, tmp_path, on_event=lambda s, e: events.append((s, e)))  # resume: nothing left to do
@@ -41,5 +42,5 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     if CHROMIUM and __import__("pathlib").Path(CHROMIUM).is_file():
         info = inspect_page(tmp_path / "report.html")
         assert info["images"] and all(i["ok"] for i in info["images"]), info["images"]
-        for table in ("signals-table", "sweep-table", "ranking-table", "agreement-table", "abtest-table"):
+        for table in ("signals-table", "sweep-table", "claims-table", "ranking-table", "agreement-table", "abtest-table"):
             assert table in info["tables"]

@@ -163,8 +163,8 @@ def build_report(run_dir: str | Path) -> Path:
         k = sweep.get("samples_per_prompt", 1)
         r.paragraph(f"{sweep['n_eval']} prompts x {k} answer{'s' if k > 1 else ''}: {where}.", "note")
     r.table(sweep_rows(sweep), table_id="sweep-table")
-    for claim, ok in (sweep.get("claims") or {}).items():
-        r.paragraph(f"{claim}: {ok}", "ok" if ok is True else ("warn" if ok is False else "note"))
+    if sweep.get("claims"):
+        r.table(claim_rows(sweep["claims"], (sweep.get("runs") or {}).get("love_0.1", {})), table_id="claims-table")
 
     r.heading("6. Offline evaluation", "evaluate")
     if ev.get("n_prompts"):
@@ -205,6 +205,44 @@ def headline(sim: dict, sweep: dict, ab: dict, agree: dict) -> dict[str, Any]:
         "A/B true sign-off delta": true.get("signoff_delta"),
         "offline-online Spearman": agree.get("spearman"),
     }
+
+
+def claim_rows(claims: dict[str, Any], love_01: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paper's two findings as sweep.json's `claims` records them, one readable row each (`love_01`: the
+    love 0.1 run's row, for its deltas and their CIs)."""
+    from rluf.optimize.weight_sweep import SIGNOFF_RISE, TARGET_LIFT
+
+    def held(ok: Any) -> str:
+        return "yes" if ok is True else ("no" if ok is False else "-")
+
+    def delta(key: str, scale: float, unit: str) -> str:
+        if key not in love_01:
+            return ""
+        lo, hi = love_01.get(f"{key}_ci", [float("nan")] * 2)
+        return f"{love_01[key] * scale:+.3g}{unit} [{lo * scale:+.3g}, {hi * scale:+.3g}]"
+
+    rows = []
+    if "love_0.1_lift" in claims:
+        rows += [
+            {"finding (RLUF)": f"love 0.1 lifts true Love by at least {TARGET_LIFT:+.0%}",
+             "measured": f"{claims['love_0.1_lift']:+.1%}" + (" [{:+.1%}, {:+.1%}]".format(*love_01["love_lift_ci"])
+                                                              if "love_lift_ci" in love_01 else ""),
+             "holds": held(claims.get("love_0.1_lift_ok"))},
+            {"finding (RLUF)": "love 0.1: helpfulness no worse (95% CI)",
+             "measured": delta("helpfulness_delta", 1, ""), "holds": held(claims.get("love_0.1_helpfulness_held"))},
+            {"finding (RLUF)": "love 0.1: safety violations no worse (95% CI)",
+             "measured": delta("safety_violation_delta", 100, " points"),
+             "holds": held(claims.get("love_0.1_safety_held"))},
+        ]
+    for run, h in (claims.get("hack") or {}).items():
+        rows.append({"finding (RLUF)": f"{run}: sign-off share rises by {SIGNOFF_RISE * 100:.0f} points or more, "
+                                       "flagged by the monitor",
+                     "measured": f"{h['signoff_rise'] * 100:+.1f} points, {'flagged' if h['flagged'] else 'not flagged'}",
+                     "holds": held(h.get("ok"))})
+    if "hack_ok" in claims:
+        rows.append({"finding (RLUF)": "pushing Love hard learns the sign-off hack (either run above)",
+                     "measured": "", "holds": held(claims["hack_ok"])})
+    return rows
 
 
 def sweep_rows(sweep: dict) -> list[dict[str, Any]]:
