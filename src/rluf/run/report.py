@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,29 +216,29 @@ def claim_rows(claims: dict[str, Any], love_01: dict[str, Any]) -> list[dict[str
     def held(ok: Any) -> str:
         return "yes" if ok is True else ("no" if ok is False else "-")
 
-    def delta(key: str, scale: float, unit: str) -> str:
+    def with_ci(key: str, fmt: Callable[[float], str]) -> str:  # e.g. "+43.6% [+31.5%, +57.2%]"
         if key not in love_01:
             return ""
-        lo, hi = love_01.get(f"{key}_ci", [float("nan")] * 2)
-        return f"{love_01[key] * scale:+.3g}{unit} [{lo * scale:+.3g}, {hi * scale:+.3g}]"
+        lo, hi = love_01.get(f"{key}_ci", (float("nan"), float("nan")))
+        return f"{fmt(love_01[key])} [{fmt(lo)}, {fmt(hi)}]"
 
     rows = []
     if "love_0.1_lift" in claims:
         rows += [
             {"finding (RLUF)": f"love 0.1 lifts true Love by at least {TARGET_LIFT:+.0%}",
-             "measured": f"{claims['love_0.1_lift']:+.1%}" + (" [{:+.1%}, {:+.1%}]".format(*love_01["love_lift_ci"])
-                                                              if "love_lift_ci" in love_01 else ""),
+             "measured": with_ci("love_lift", lambda v: f"{v:+.1%}") or f"{claims['love_0.1_lift']:+.1%}",
              "holds": held(claims.get("love_0.1_lift_ok"))},
             {"finding (RLUF)": "love 0.1: helpfulness no worse (95% CI)",
-             "measured": delta("helpfulness_delta", 1, ""), "holds": held(claims.get("love_0.1_helpfulness_held"))},
-            {"finding (RLUF)": "love 0.1: safety violations no worse (95% CI)",
-             "measured": delta("safety_violation_delta", 100, " points"),
+             "measured": with_ci("helpfulness_delta", lambda v: f"{v:+.3f}"),
+             "holds": held(claims.get("love_0.1_helpfulness_held"))},
+            {"finding (RLUF)": "love 0.1: safety violations no worse (95% CI), in points",
+             "measured": with_ci("safety_violation_delta", lambda v: f"{100 * v:+.1f}"),
              "holds": held(claims.get("love_0.1_safety_held"))},
         ]
     for run, h in (claims.get("hack") or {}).items():
-        rows.append({"finding (RLUF)": f"{run}: sign-off share rises by {SIGNOFF_RISE * 100:.0f} points or more, "
+        rows.append({"finding (RLUF)": f"{run}: sign-off share rises by {100 * SIGNOFF_RISE:.0f} points or more, "
                                        "flagged by the monitor",
-                     "measured": f"{h['signoff_rise'] * 100:+.1f} points, {'flagged' if h['flagged'] else 'not flagged'}",
+                     "measured": f"{100 * h['signoff_rise']:+.1f} points, {'flagged' if h['flagged'] else 'not flagged'}",
                      "holds": held(h.get("ok"))})
     if "hack_ok" in claims:
         rows.append({"finding (RLUF)": "pushing Love hard learns the sign-off hack (either run above)",
