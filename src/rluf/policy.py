@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rluf.utils import select_device
+from rluf.utils import length_batches, select_device
 
 Chat = list[dict[str, str]]
 
@@ -110,13 +110,11 @@ class Policy:
         was_training = self.model.training
         self.model.eval()
         flat = [self.encode_context(c) for c in contexts for _ in range(n)]
+        texts, done = [""] * len(flat), [False] * len(flat)
         # Batches of similar context length: left padding to the longest context of a batch costs compute on
         # every generated token (long multi-turn contexts next to one-line questions).
-        order = np.argsort([len(s) for s in flat], kind="stable")
-        out: list[str] = []
-        finished: list[bool] = []
-        for start in range(0, len(flat), batch_size):
-            ids, mask = self._left_pad([flat[i] for i in order[start : start + batch_size]])  # (B, T)
+        for idx in length_batches([len(s) for s in flat], batch_size, longest_first=False):
+            ids, mask = self._left_pad([flat[i] for i in idx])  # (B, T)
             gen = self.model.generate(
                 input_ids=ids,
                 attention_mask=mask,
@@ -128,13 +126,12 @@ class Policy:
                 use_cache=True,
             )
             new = gen[:, ids.shape[1] :]  # (B, new_tokens)
-            out.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
-            finished.extend((new == self.tokenizer.eos_token_id).any(dim=1).tolist())
+            answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            ended = (new == self.tokenizer.eos_token_id).any(dim=1).tolist()
+            for i, text, end in zip(idx, answers, ended, strict=True):  # back to the callers' order
+                texts[i], done[i] = text.strip(), end
         if was_training:
             self.model.train()
-        texts, done = [""] * len(flat), [False] * len(flat)
-        for j, i in enumerate(order):  # back to the callers' order
-            texts[i], done[i] = out[j].strip(), finished[j]
         nested = [texts[i * n : (i + 1) * n] for i in range(len(contexts))]
         if return_finished:
             return nested, np.array(done, dtype=bool).reshape(len(contexts), n)
@@ -151,16 +148,13 @@ class Policy:
         model = model if model is not None else self.model
         ctx = [self.encode_context(c) for c in contexts]
         rsp = [self.encode_response(r) for r in responses]
+        out = torch.zeros(len(ctx), device=self.device)  # (N,)
         # Batches of similar total length (as in generate): padding costs a full forward per padded token.
-        order = np.argsort([len(c) + len(r) for c, r in zip(ctx, rsp, strict=True)], kind="stable")
-        results = []
-        for start in range(0, len(order), batch_size):
-            b = order[start : start + batch_size]
-            results.append(self._batch_logprobs(model, [ctx[i] for i in b], [rsp[i] for i in b], grad))
-        if not results:
-            return torch.zeros(0)
-        sorted_logp = torch.cat(results)  # (N,) in length order
-        return sorted_logp[torch.as_tensor(np.argsort(order), device=sorted_logp.device)]  # callers' order
+        for idx in length_batches([len(c) + len(r) for c, r in zip(ctx, rsp, strict=True)], batch_size,
+                                  longest_first=False):
+            out[torch.as_tensor(idx, device=out.device)] = self._batch_logprobs(  # back to the callers' order
+                model, [ctx[i] for i in idx], [rsp[i] for i in idx], grad)
+        return out
 
     def _batch_logprobs(self, model, ctx: list[list[int]], rsp: list[list[int]], grad: bool) -> torch.Tensor:
         seqs = [c + r for c, r in zip(ctx, rsp, strict=True)]

@@ -30,6 +30,13 @@ def select_device(device: str = "auto") -> str:
     return "cpu"
 
 
+def length_batches(lengths: list[int], batch_size: int, longest_first: bool = True) -> list[np.ndarray]:
+    """Index batches of rows with similar length, so padding costs little (longest first by default, so memory
+    peaks at the start). Stable: rows of equal length keep their order."""
+    order = np.argsort(-np.asarray(lengths) if longest_first else np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def bf16_supported(device: str) -> bool:
     import torch
 

@@ -21,7 +21,7 @@ from rluf.errors import DataError, ModelFolderError
 from rluf.rewards.backbone import check_scalar_head
 from rluf.rewards.calibration import apply_calibration, prior_shift
 from rluf.rewards.data import Chat, Encoder
-from rluf.utils import read_json, select_device
+from rluf.utils import length_batches, read_json, select_device
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,6 @@ def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[i, : len(s)] = 1
     return ids, mask
-
-
-def length_batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:
-    """Index batches of rows with similar length (longest first, so memory peaks at the start)."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class Scorer:
