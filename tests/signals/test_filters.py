@@ -1,12 +1,18 @@
-"""The rate filter's beta-binomial test, on hand-made per-user counts."""
+"""The rate filter's beta-binomial test, on hand-made per-user counts; the spam filter's key count."""
 
 import ibis
 import numpy as np
 import pyarrow as pa
-from scipy.stats import binom
+from scipy.stats import betabinom, binom
 
 from rluf.signals.engine import connect
-from rluf.signals.filters import betabinomial_flags, betabinomial_thresholds, robust_z_flags
+from rluf.signals.filters import (
+    betabinom_logpmf,
+    betabinomial_flags,
+    betabinomial_thresholds,
+    repeated_keys,
+    robust_z_flags,
+)
 
 
 def population(seed=0, normal=3000, spammers=30):
@@ -70,3 +76,25 @@ def test_thresholds_match_the_binomial_tail_when_users_do_not_differ():
             expected[int(n)] = below[0]
     assert dict(zip(got["n"], got["cstar"], strict=True)) == expected
     assert 1 not in expected and expected[1000] > 5  # one message can never be implausible at m = 1e-8
+
+
+def test_betabinom_logpmf_equals_scipy_stats():
+    for n, a, b in [(1, 0.5, 2.0), (40, 0.01, 9.99), (1000, 2e-3, 5.0), (7, 3.0, 3.0)]:
+        k = np.arange(n + 1)
+        np.testing.assert_allclose(betabinom_logpmf(k, n, a, b), betabinom.logpmf(k, n, a, b), rtol=1e-9, atol=1e-9)
+
+
+def test_repeated_keys_finds_exactly_the_keys_counted_min_repeats_times():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 2**64, 200_000, dtype=np.uint64)
+    planted = keys[:5]
+    reps = np.concatenate([np.repeat(planted[:3], 9), np.repeat(planted[3:], 8)])  # 10 and 9 copies in all
+    keys = rng.permutation(np.concatenate([keys, reps]))
+    values, counts = np.unique(keys, return_counts=True)
+    for m in (2, 9, 10, 11):
+        np.testing.assert_array_equal(repeated_keys(keys, m), values[counts >= m])
+    assert list(repeated_keys(keys, 10)) == sorted(planted[:3])
+    assert len(repeated_keys(keys[:0], 10)) == 0
+    # keys that all share their top bits (one bucket) are still counted exactly
+    crowd = np.uint64(2**63) + np.repeat(np.arange(50, dtype=np.uint64), np.arange(1, 51))
+    np.testing.assert_array_equal(repeated_keys(crowd, 40), np.uint64(2**63) + np.arange(39, 50, dtype=np.uint64))
