@@ -69,12 +69,27 @@ def ensure_world(work: Path, quick: bool, sim: Path | None = None, extra: list[s
 
 
 # -- 2. P[Love] ---------------------------------------------------------------------------------------
-def run_love_config(sim: Path):
-    """P[Love]'s RewardConfig as `rluf run` builds it (configs/run.yaml over reward_love.yaml)."""
+def run_love_config(sim: Path, work: Path | None = None):
+    """P[Love]'s RewardConfig as `rluf run` builds it (configs/run.yaml over reward_love.yaml).
+
+    `rluf run` starts P[Love] from the run's helpfulness model (<run>/reward_helpfulness, `sim` being
+    <run>/simulate). When `sim` is not inside such a run, that model is trained here first, into `work`, as
+    the run trains it (on `sim`'s pairs); without `work` the config is returned as it is."""
+    from rluf.rewards import train_reward
     from rluf.run.config import CONFIG_DIR, load_run_config
     from rluf.run.pipeline import reward_config
 
-    return reward_config(load_run_config(CONFIG_DIR / "run.yaml"), "love", sim)
+    run_cfg = load_run_config(CONFIG_DIR / "run.yaml")
+    cfg = reward_config(run_cfg, "love", sim.parent)
+    helpfulness = Path(cfg.model.backbone)
+    missing = not (helpfulness / "rluf_reward.json").is_file()
+    if work is not None and helpfulness == sim.parent / "reward_helpfulness" and missing:
+        helpfulness = work / "helpfulness_for_love"
+        if not (helpfulness / "rluf_reward.json").is_file():
+            train_reward("helpfulness", sim / "pairs" / "helpfulness.parquet", helpfulness,
+                         reward_config(run_cfg, "helpfulness", sim.parent))
+        cfg.model.backbone = str(helpfulness)
+    return cfg
 
 
 def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool = False) -> dict:
@@ -86,7 +101,7 @@ def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool
     if quick:
         cfg.model.backbone = "tiny"
     elif not from_scratch:  # what `rluf run` trains: configs/run.yaml's reward_love section on top
-        cfg = run_love_config(sim)
+        cfg = run_love_config(sim, work)
     t0 = time.perf_counter()
     rep = train_reward("love", cur, work / "love", cfg, truth=sim / "truth")
     wall = time.perf_counter() - t0
@@ -166,7 +181,12 @@ def bench_tfidf(sim: Path, cur: Path) -> dict:
     world = World.load(sim)
     lr = LogisticRegression(C=1.0, max_iter=3000).fit(world_features(world, tr.contexts, tr.responses), tr.labels)
     feat = lr.predict_proba(world_features(world, te.contexts, te.responses))[:, 1]
-    return {"tfidf_auroc": binary_metrics(te.labels, tfidf, te.weights)["auroc"],
+    # The best any model of the text can do: the true P[Love] without the hidden per-user offset, which no
+    # (context, response) reveals (sim.population.propensity_sd). The Bayes figures above include it.
+    text_p = world.p_love(None, te.contexts, te.responses)
+    return {"text_bayes_auroc": binary_metrics(te.labels, text_p, te.weights)["auroc"],
+            "text_bayes_expected_auroc": expected_metrics(true_p, text_p, te.weights)["auroc"],
+            "tfidf_auroc": binary_metrics(te.labels, tfidf, te.weights)["auroc"],
             "tfidf_expected_auroc": expected_metrics(true_p, tfidf, te.weights)["auroc"],
             "feature_lr_auroc": binary_metrics(te.labels, feat, te.weights)["auroc"],
             "feature_lr_expected_auroc": expected_metrics(true_p, feat, te.weights)["auroc"],

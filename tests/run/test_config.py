@@ -38,6 +38,17 @@ def test_baseline_backbone_resolves_to_the_runs_simulated_policy(tmp_path: Path)
     assert rewards["safety"].model.backbone != "baseline"
 
 
+def test_love_can_start_from_the_runs_helpfulness_model_and_only_love(tmp_path: Path):
+    from rluf.run.pipeline import resolve_stage_configs
+
+    cfg = RunConfig(quick=True, reward_love={"model": {"backbone": "reward_helpfulness"}})
+    rewards = resolve_stage_configs(cfg, tmp_path)["rewards"]
+    assert rewards["love"].model.backbone == str(tmp_path / "reward_helpfulness")
+    bad = RunConfig(quick=True, reward_safety={"model": {"backbone": "reward_helpfulness"}})
+    with pytest.raises(ConfigError, match="reward_safety.model.backbone.*reward_love only"):
+        resolve_stage_configs(bad, tmp_path)
+
+
 def test_offline_evaluation_reads_the_runs_curated_test_split_unless_told_otherwise(tmp_path: Path):
     from rluf.run.pipeline import resolve_stage_configs
 

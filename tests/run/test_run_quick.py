@@ -8,7 +8,7 @@ from helpers.browser import CHROMIUM, inspect_page
 from rluf.run.config import load_run_config
 from rluf.run.pipeline import run
 
-STAGES = ["simulate", "signals", "curate", "reward_love", "reward_helpfulness", "reward_safety", "sweep",
+STAGES = ["simulate", "signals", "curate", "reward_helpfulness", "reward_safety", "reward_love", "sweep",
           "evaluate", "abtest"]
 
 
@@ -30,6 +30,8 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     ab = json.loads((tmp_path / "abtest" / "abtest.json").read_text())
     assert ab["control"]["responses"] > 0 and ab["treatment"]["responses"] > 0
     assert summary["report"].endswith("report.html")
+    love_meta = json.loads((tmp_path / "reward_love" / "rluf_reward.json").read_text())
+    assert love_meta["backbone"]["backbone"].endswith("/reward_helpfulness")  # started from the run's helpfulness model
     html = (tmp_path / "report.html").read_text()
     assert "curate/test.parquet, conversations later in time" in html  # offline evaluation's prompt set
     assert "deployment&#x27;s own questions" in html  # the sweep's evaluation population

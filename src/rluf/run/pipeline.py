@@ -1,6 +1,6 @@
 """`rluf run`: the whole loop in one run directory, read top to bottom.
 
-    simulate -> signals -> curate -> reward_love, reward_helpfulness, reward_safety -> sweep (CRRAFT)
+    simulate -> signals -> curate -> reward_helpfulness, reward_safety, reward_love -> sweep (CRRAFT)
              -> evaluate (offline, offline-online agreement) -> abtest (simulated) -> report.html
 
 Every stage writes into `<run>/<stage>/` and is skipped when it already finished with the same config
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rluf.errors import ConfigError
 from rluf.run.config import RunConfig, stage_config
 from rluf.run.config import _merge as _deep
 from rluf.run.stages import run_stage
@@ -24,6 +25,9 @@ Event = Callable[[str, str], None]
 # `reward_*: {model: {backbone: baseline}}` in a run config: initialise the reward model from the simulated
 # deployment's baseline policy (<run>/simulate/policy), whose folder exists only once the run has simulated.
 BASELINE_BACKBONE = "baseline"
+# `reward_love: {model: {backbone: reward_helpfulness}}`: start P[Love] from the run's helpfulness reward model
+# (<run>/reward_helpfulness), which the run trains first; its ranking of answers carries over (docs/run.md).
+HELPFULNESS_BACKBONE = "reward_helpfulness"
 
 
 def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -37,7 +41,7 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
                          {"seed": cfg.seed, **cfg.simulate}, "simulate")
     if cfg.quick:
         world = quick_config(world)
-    rewards = {name: reward_config(cfg, name, sim_dir) for name in ("love", "helpfulness", "safety")}
+    rewards = {name: reward_config(cfg, name, run_dir) for name in ("love", "helpfulness", "safety")}
     optimize = stage_config(OptimizeConfig, "optimize_quick.yaml" if cfg.quick else "optimize.yaml", _deep({
         "seed": cfg.seed,
         "policy": str(sim_dir / "policy"),
@@ -64,15 +68,22 @@ def curate_config(cfg: RunConfig):
     return stage_config(CurateConfig, "curate.yaml", _deep({"sample": {"seed": cfg.seed}}, cfg.curate), "curate")
 
 
-def reward_config(cfg: RunConfig, name: str, sim_dir: Path):
+def reward_config(cfg: RunConfig, name: str, run_dir: Path):
     """The run's RewardConfig for `name`: reward_<name>.yaml + the run's overrides, with the tokenizer (and a
-    `baseline` backbone) taken from the simulated deployment's policy folder in `sim_dir`."""
+    `baseline` backbone) taken from the simulated deployment's policy folder, and a `reward_helpfulness`
+    backbone (P[Love] only) from the run's helpfulness reward model."""
     from rluf.rewards import RewardConfig
 
-    policy = str(sim_dir / "policy")
+    policy = str(run_dir / "simulate" / "policy")
     overrides = _deep({"train": {"seed": cfg.seed}, "model": {"tokenizer": policy}}, getattr(cfg, f"reward_{name}"))
-    if overrides["model"].get("backbone") == BASELINE_BACKBONE:  # start from the simulator's baseline LM
+    backbone = overrides["model"].get("backbone")
+    if backbone == BASELINE_BACKBONE:  # start from the simulator's baseline LM
         overrides["model"]["backbone"] = policy
+    elif backbone == HELPFULNESS_BACKBONE:
+        if name != "love":
+            raise ConfigError(f"reward_{name}.model.backbone: {HELPFULNESS_BACKBONE!r} is for reward_love only "
+                              "(the run trains the helpfulness model first)")
+        overrides["model"]["backbone"] = str(run_dir / "reward_helpfulness")
     return stage_config(RewardConfig, f"reward_{name}.yaml", overrides, f"reward_{name}")
 
 
@@ -106,12 +117,14 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
           lambda d: _top(signals(logs, outcome_days=cfg.signals.outcome_days, out_dir=d)))
     # 3. Curation: contexts, labels, adversarial filters, time splits, resampling to 10% Love.
     stage("curate", sc["curate"], ["simulate"], lambda d: curate(logs, d, sc["curate"], truth_dir=truth))
-    # 4. Reward models: P[Love] (BCE) on the curated data; helpfulness and safety (Bradley-Terry) on pairs.
-    stage("reward_love", sc["rewards"]["love"], ["curate"],
-          lambda d: train_reward("love", run_dir / "curate", d, sc["rewards"]["love"], truth=truth))
+    # 4. Reward models: helpfulness and safety (Bradley-Terry) on the expert pairs; P[Love] (BCE) on the
+    #    curated data, started from the helpfulness model when the config says so (then it depends on it).
     for name in ("helpfulness", "safety"):
         stage(f"reward_{name}", sc["rewards"][name], ["simulate"],
               lambda d, n=name: train_reward(n, sim / "pairs" / f"{n}.parquet", d, sc["rewards"][n]))
+    love_from_help = sc["rewards"]["love"].model.backbone == str(run_dir / "reward_helpfulness")
+    stage("reward_love", sc["rewards"]["love"], ["curate"] + (["reward_helpfulness"] if love_from_help else []),
+          lambda d: train_reward("love", run_dir / "curate", d, sc["rewards"]["love"], truth=truth))
     # 5. CRRAFT with the Mixture of Judges, over the paper's weight sweep.
     stage("sweep", [sc["optimize"], cfg.sweep], ["simulate", "reward_love", "reward_helpfulness", "reward_safety"],
           lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.runs))
