@@ -221,7 +221,7 @@ def repeated_keys(keys: np.ndarray, min_repeats: int) -> np.ndarray:
     bucket = (keys >> np.uint64(64 - bits)).astype(np.intp)
     crowded = np.bincount(bucket, minlength=1 << bits) >= min_repeats
     k = np.sort(keys[crowded[bucket]])
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]]) if len(k) else np.zeros(0, np.intp)
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])  # empty k: one run of length 0, never reported
     runs = np.diff(np.r_[starts, len(k)])
     return k[starts[runs >= min_repeats]]
 
