@@ -82,8 +82,8 @@ def run_love_config(sim: Path, work: Path | None = None):
     run_cfg = load_run_config(CONFIG_DIR / "run.yaml")
     cfg = reward_config(run_cfg, "love", sim.parent)
     helpfulness = Path(cfg.model.backbone)
-    missing = not (helpfulness / "rluf_reward.json").is_file()
-    if work is not None and helpfulness == sim.parent / "reward_helpfulness" and missing:
+    if (work is not None and helpfulness == sim.parent / "reward_helpfulness"
+            and not (helpfulness / "rluf_reward.json").is_file()):
         helpfulness = work / "helpfulness_for_love"
         if not (helpfulness / "rluf_reward.json").is_file():
             train_reward("helpfulness", sim / "pairs" / "helpfulness.parquet", helpfulness,
