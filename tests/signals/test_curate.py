@@ -220,9 +220,11 @@ def test_eval_cap_weights_and_dedup_off(synth_dir, tmp_path):
             assert sum(r["weight"] for r in kept if r["label"]) / w == pytest.approx(p / n)
 
 
-def test_eval_negatives_cap_keeps_every_positive(synth_dir, tmp_path):
+@pytest.mark.parametrize("how", ["native", "md5"])
+def test_eval_negatives_cap_keeps_every_positive(synth_dir, tmp_path, how):
     """Validation/test keep every positive and ~eval_max_negatives negatives, reweighted to the natural rate."""
-    man = curate(synth_dir, tmp_path / "out", {"sample": {"eval_max_negatives": 40}, "dedup": {"enabled": False}})
+    man = curate(synth_dir, tmp_path / "out", {"sample": {"eval_max_negatives": 40, "hash": how},
+                                               "dedup": {"enabled": False}})
     plan, out, split = man["counts"]["resample"]["plan"], man["counts"]["output"], man["counts"]["split"]
     assert man["config"]["sample"]["eval_max_negatives"] == 40
     for s in ("validation", "test"):

@@ -1,4 +1,5 @@
-"""The same curate pipeline on Spark local[2] through Ibis' PySpark backend (skipped without pyspark/Java)."""
+"""The same curate pipeline on Spark local[2] through Ibis' PySpark backend gives the same files as on DuckDB
+(skipped without pyspark or Java)."""
 
 import shutil
 
@@ -11,27 +12,31 @@ pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (optio
 
 
 @pytest.mark.slow
-def test_curate_on_spark_matches_duckdb(ten_days, tmp_path):
+def test_curate_on_spark_matches_duckdb(synth_dir, tmp_path):
     if shutil.which("java") is None:
         pytest.skip("Java is not installed; Spark needs a JVM")
     import ibis
     from pyspark.sql import SparkSession
 
     spark = (SparkSession.builder.master("local[2]").appName("rluf-test").config("spark.ui.enabled", "false")
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.sql.shuffle.partitions", "4")  # 200 by default: mostly empty tasks on small logs
+             .getOrCreate())
     try:
-        # Train rows are drawn by hashes, and Spark's HASH is not DuckDB's: compare the deterministic parts
-        # (split counts, and the validation/test rows with their labels and contexts).
-        # spam stays on (min_repeats 2 flags nobody here: no user repeats a text) to run its two passes on Spark
-        cfg = {"filters": {"rate": {"enabled": False}, "burst": {"enabled": False}, "spam": {"min_repeats": 2}},
-               "context": {"k": 2}}
-        spark_man = curate(ten_days, tmp_path / "spark", cfg, con=ibis.pyspark.connect(spark))
-        duck_man = curate(ten_days, tmp_path / "duck", cfg)
+        # Every filter on (the synthetic logs plant reaction spammers and a burst of new accounts), user-disjoint
+        # splits and capped validation/test. sample.hash md5: Spark's HASH is not DuckDB's, MD5 is the same on
+        # both, so both draw the same rows and put the same users in the same splits.
+        cfg = {"sample": {"hash": "md5", "eval_max_negatives": 20}, "split": {"user_disjoint": True}}
+        spark_man = curate(synth_dir, tmp_path / "spark", cfg, con=ibis.pyspark.connect(spark))
+        duck_man = curate(synth_dir, tmp_path / "duck", cfg)
     finally:
         spark.stop()
-    assert spark_man["counts"]["split"] == duck_man["counts"]["split"]
-    for split in ("validation", "test"):
-        cols = ["message_id", "prompt", "completion", "label"]
+    for key in ("filters", "split", "resample", "output"):
+        assert spark_man["counts"][key] == duck_man["counts"][key], key
+    plan = duck_man["counts"]["resample"]["plan"]
+    assert plan["neg_keep"] < 1 and plan["test_neg_keep"] < 1  # the draws did drop rows
+    for split in ("train", "validation", "test"):
+        cols = ["message_id", "prompt", "completion", "label", "weight", "user_id"]
         s = pq.read_table(tmp_path / "spark" / f"{split}.parquet", columns=cols).to_pylist()
         d = pq.read_table(tmp_path / "duck" / f"{split}.parquet", columns=cols).to_pylist()
-        assert sorted(s, key=lambda r: r["message_id"]) == sorted(d, key=lambda r: r["message_id"])
+        assert s and sorted(s, key=lambda r: r["message_id"]) == sorted(d, key=lambda r: r["message_id"])

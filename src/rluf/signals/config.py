@@ -120,6 +120,11 @@ class SampleSection(StrictModel):
     eval_max_rows: int | None = Field(None, ge=1)
     """Also cap validation/test at this many rows by uniform sampling (natural rate kept); null: no such cap."""
     seed: int = 0
+    hash: Literal["native", "md5"] = "native"
+    """Hash of the draws (resampling, user-disjoint splits). native: the engine's own, fastest, but it differs
+    between engines, so DuckDB and Spark keep different (equally valid) rows. md5: the same rows on every engine
+    (MD5 of seed and id, compared as hex), for a pipeline that must give identical files on DuckDB and in the
+    warehouse."""
 
     @model_validator(mode="after")
     def _rate(self) -> SampleSection:

@@ -163,8 +163,10 @@ def split_table(conv: ibis.Table, conv_users: ibis.Table, t1: datetime, t2: date
     )
     if cfg.split.user_disjoint:
         f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
-        u = sampling.uniform(j.user_id, f"users{cfg.sample.seed}")
-        user_split = ibis.cases((u < 1 - f_val - f_test, "train"), (u < 1 - f_test, "validation"), else_="test")
+        how = cfg.sample.hash
+        u = sampling.draw(j.user_id, f"users{cfg.sample.seed}", how)
+        user_split = ibis.cases((u < sampling.threshold(1 - f_val - f_test, how), "train"),
+                                (u < sampling.threshold(1 - f_test, how), "validation"), else_="test")
         split = ibis.cases((split == "straddle", "straddle"), (user_split != split, "other_user"), else_=split)
     return j.select(*split_keys(cfg), "n", split=split)
 
@@ -182,7 +184,8 @@ def split_cutoffs(con, conv: ibis.Table, exceptions: ibis.Table, conv_users_all:
 
 
 def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, plan: dict,
-                t1: datetime, t2: datetime, c0: bool, seed: int, bad: ibis.Table | None = None) -> ibis.Table:
+                t1: datetime, t2: datetime, c0: bool, seed: int, bad: ibis.Table | None = None,
+                how: str = "native") -> ibis.Table:
     """The rows resampling keeps, with `label` and `split`, chosen without labelling or splitting every row.
 
     A row's split follows from its time (train < t1 <= validation < t2 <= test, the same exact timestamps as
@@ -190,12 +193,14 @@ def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, pl
     probability of that split and of the default label) picks the candidates. Only the candidates are joined
     with the (small) label exceptions and with the split table, which drops straddling and other-user rows
     (and flagged users' rows, `bad`, when the split table is per conversation). Keep probabilities: `plan["pos_keep"]`, `plan["neg_keep"]` (train), `plan["{split}_pos_keep"]`,
-    `plan["{split}_neg_keep"]` (validation, test).
+    `plan["{split}_neg_keep"]` (validation, test). `how`: the draw's hash, "native" or "md5" (`sampling.draw`).
     """
 
     def pick(t: ibis.Table, cls: str) -> ibis.Table:
         def draw(q: float, salt: str) -> ibis.BooleanValue:
-            return ibis.literal(True) if q >= 1 else sampling.uniform(t.message_id, f"{salt}{seed}") < q
+            if q >= 1:
+                return ibis.literal(True)
+            return sampling.draw(t.message_id, f"{salt}{seed}", how) < sampling.threshold(q, how)
 
         if all(plan[k] >= 1 for k in (f"{cls}_keep", f"validation_{cls}_keep", f"test_{cls}_keep")):
             return t
@@ -395,7 +400,8 @@ def curate(
     n_train, p_train = by_split["train"]
     plan = sampling.plan_train(n_train - p_train, p_train, cfg.sample.target_rate, cfg.sample.upsample_positives)
     plan.update(_eval_keep(by_split, cfg.sample.eval_max_rows, cfg.sample.eval_max_negatives))
-    kept = materialize(con, select_kept(rows, exceptions, splits, plan, t1, t2, c0, cfg.sample.seed, bad), "kept")
+    kept = materialize(con, select_kept(rows, exceptions, splits, plan, t1, t2, c0, cfg.sample.seed, bad,
+                                          cfg.sample.hash), "kept")
     release(con, exceptions, splits, *fr.temp_tables)
 
     step("contexts")

@@ -128,6 +128,9 @@ _counter = itertools.count()
 def materialize(con, expr: ibis.Table, stem: str) -> ibis.Table:
     """Compute `expr` once into a temporary table of the backend (reused by later steps, never fetched)."""
     if con.name != "duckdb":  # e.g. Spark: no temp tables, but a cached DataFrame behind a temp view
+        # Ibis' PySpark cache() compiles without registering the memtables in `expr` (flagged users, thresholds),
+        # which then fail as missing views; executing the expression once (no rows) registers them.
+        con.to_pyarrow(expr.limit(0))
         return expr.cache()
     name = f"_rluf_{stem}_{next(_counter)}"
     return con.create_table(name, expr, temp=True)

@@ -11,8 +11,10 @@ for the rows written (P and N are counted before de-duplication, which runs on t
 A model trained at rate rho maps back to pi by the prior correction logit(p_pi) = logit(p_rho)
 - logit(rho) + logit(pi) (Elkan, 2001; done in the reward-model stage from manifest.json).
 
-Draws are hashes of (seed, message_id), so sampling is deterministic on every Ibis backend (the hash function
-itself differs between backends, so the rows drawn differ, equally validly).
+Draws are hashes of (seed, message_id), so sampling is deterministic on every Ibis backend. With
+`sample.hash: native` (the default, fastest) the hash is the backend's own, which differs between backends, so
+the rows drawn differ, equally validly; with `sample.hash: md5` every backend draws the same rows (MD5 is the
+same everywhere), at the price of an MD5 per drawn row.
 """
 
 from __future__ import annotations
@@ -29,9 +31,28 @@ _M = 1_000_000_007
 
 
 def uniform(key: ibis.StringValue, salt: str) -> ibis.FloatingValue:
-    """A deterministic pseudo-uniform draw in [0, 1) per key."""
+    """A deterministic pseudo-uniform draw in [0, 1) per key (the backend's own hash)."""
     h = raw_hash(ibis.literal(salt + ":") + key)
     return (((h % _M) + _M) % _M).cast("float64") / _M
+
+
+def draw(key: ibis.StringValue, salt: str, how: str = "native") -> ibis.Value:
+    """A deterministic draw per key, to compare with `threshold(q, how)`: `draw < threshold` has probability q.
+
+    "native": `uniform` (a float). "md5": the 32 hex digits of MD5(salt:key), a string whose first 12 digits,
+    read as a fraction of 16^12, are the uniform; compared as strings (lower-case hex sorts as numbers do), so
+    no backend-specific hex-to-integer cast is needed and every backend with MD5 draws the same rows.
+    """
+    if how == "md5":
+        return (ibis.literal(salt + ":") + key).hexdigest("md5")
+    return uniform(key, salt)
+
+
+def threshold(q: float, how: str = "native") -> float | str:
+    """The value `draw(..., how)` is compared with for keep probability q in [0, 1]."""
+    if how == "md5":
+        return format(min(int(q * 16**12), 16**12 - 1), "012x") if q < 1 else "g"  # "g" sorts after all hex
+    return q
 
 
 def plan_train(n_neg: int, n_pos: int, target_rate: float, copies: int = 1) -> dict:
