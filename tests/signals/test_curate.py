@@ -237,3 +237,39 @@ def test_eval_negatives_cap_keeps_every_positive(synth_dir, tmp_path, how):
         assert all(r["weight"] == 1.0 for r in pos)
         assert all(r["weight"] == pytest.approx((n - p) / len(neg)) for r in neg)
         assert out[s]["weighted_rate"] == pytest.approx(p / n)
+
+
+def test_logs_from_tables_gives_the_same_files(synth_dir, tmp_path):
+    """Logs already in an engine's tables (here DuckDB's) curate to the same files as the Parquet folder."""
+    import ibis
+
+    from rluf.signals.engine import logs_from_tables, resolve_logs_dir
+
+    con = ibis.duckdb.connect()
+    d = resolve_logs_dir(synth_dir)
+    t = {k: con.create_table(f"prod_{k}", con.read_parquet(d / f"{k}.parquet")) for k in ("messages", "reactions", "users")}
+    man = curate(logs_from_tables(t["messages"], t["reactions"], t["users"]), tmp_path / "tables")
+    ref = curate(synth_dir, tmp_path / "files")
+    assert man["input"]["tables"] == {k: f"prod_{k}" for k in ("messages", "reactions", "users")}
+    assert man["counts"] == ref["counts"]
+    for s in ("train", "validation", "test"):
+        assert pq.read_table(tmp_path / "tables" / f"{s}.parquet").equals(pq.read_table(tmp_path / "files" / f"{s}.parquet"))
+
+
+def test_logs_from_tables_bad_input(synth_dir):
+    import ibis
+
+    from rluf.errors import DataError, SchemaError
+    from rluf.signals.engine import logs_from_tables, resolve_logs_dir
+
+    con = ibis.duckdb.connect()
+    d = resolve_logs_dir(synth_dir)
+    msgs = con.create_table("m", con.read_parquet(d / "messages.parquet"))
+    rx = con.create_table("r", con.read_parquet(d / "reactions.parquet"))
+    with pytest.raises(SchemaError, match=r"reactions table <reactions expression> is missing column\(s\) \['type'\]"):
+        logs_from_tables(msgs, rx.drop("type"))
+    with pytest.raises(DataError, match="must be an Ibis table"):
+        logs_from_tables(msgs, d / "reactions.parquet")
+    other = ibis.duckdb.connect().read_parquet(d / "reactions.parquet")
+    with pytest.raises(DataError, match="another connection"):
+        logs_from_tables(msgs, other)

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rluf.signals import curate
+from rluf.signals.engine import logs_from_tables, resolve_logs_dir
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (optional: pip install pyspark)")
 
@@ -27,10 +28,19 @@ def test_curate_on_spark_matches_duckdb(synth_dir, tmp_path):
         # splits and capped validation/test. sample.hash md5: Spark's HASH is not DuckDB's, MD5 is the same on
         # both, so both draw the same rows and put the same users in the same splits.
         cfg = {"sample": {"hash": "md5", "eval_max_negatives": 20}, "split": {"user_disjoint": True}}
-        spark_man = curate(synth_dir, tmp_path / "spark", cfg, con=ibis.pyspark.connect(spark))
+        # The logs as tables of the Spark catalog, where a company's logs would live, not as files rluf reads.
+        con = ibis.pyspark.connect(spark)
+        logs_dir = resolve_logs_dir(synth_dir)
+        msg_file = logs_dir / "messages.parquet"
+        for kind in ("messages", "reactions", "users"):
+            spark.read.parquet(str(logs_dir / f"{kind}.parquet")).createOrReplaceTempView(f"prod_{kind}")
+        logs = logs_from_tables(con.table("prod_messages"), con.table("prod_reactions"), con.table("prod_users"))
+        spark_man = curate(logs, tmp_path / "spark", cfg)
         duck_man = curate(synth_dir, tmp_path / "duck", cfg)
     finally:
         spark.stop()
+    assert spark_man["input"] == {"backend": "pyspark", "messages": pq.read_metadata(msg_file).num_rows,
+                                  "tables": {k: f"prod_{k}" for k in ("messages", "reactions", "users")}}
     for key in ("filters", "split", "resample", "output"):
         assert spark_man["counts"][key] == duck_man["counts"][key], key
     plan = duck_man["counts"]["resample"]["plan"]

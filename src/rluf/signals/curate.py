@@ -71,7 +71,7 @@ def resolve_config(config: CurateConfig | dict | str | Path | None) -> CurateCon
 KNOWN_TYPES = ("love", "like", "dislike", "regenerate", "+1", "-1", "red_flag")
 
 
-def check_signal(rule: Rule, types: dict[str, int], logs_dir: Path) -> None:
+def check_signal(rule: Rule, types: dict[str, int], where: str) -> None:
     """Every reaction type the rule names must exist in the logs; raise a clear error otherwise."""
     present = ", ".join(f"{t} ({n})" for t, n in types.items()) or "none"
     for name in rule_names(rule):
@@ -79,11 +79,11 @@ def check_signal(rule: Rule, types: dict[str, int], logs_dir: Path) -> None:
             continue
         if name in KNOWN_TYPES:
             raise DataError(
-                f"{logs_dir}/reactions.parquet has no {name!r} reaction: nothing to learn from signal "
+                f"{where} has no {name!r} reaction: nothing to learn from signal "
                 f"{name!r}. Reaction types present: {present}. Choose one of them with --signal"
             )
         raise ConfigError(
-            f"signal {name!r} does not exist in {logs_dir}/reactions.parquet; reaction types present: "
+            f"signal {name!r} does not exist in {where}; reaction types present: "
             f"{present}. Pass one of them with --signal (or a rule such as 'love or like and not dislike')"
         )
 
@@ -248,13 +248,13 @@ def context_messages(logs: Logs, conversations: ibis.Table, dedup: bool, pii: bo
     return j.select(**cols)
 
 
-def _check_times(con, m: ibis.Table, logs_dir: Path) -> None:
+def _check_times(con, m: ibis.Table, where: str) -> None:
     r = con.to_pyarrow(m.agg(lo=m.created_at.min(), hi=m.created_at.max(), n=m.count())).to_pylist()[0]
     if int(r["n"]) == 0:
-        raise DataError(f"{logs_dir}/messages.parquet has no messages")
+        raise DataError(f"{where} has no messages")
     if r["lo"] == r["hi"]:
         raise DataError(
-            f"all {int(r['n'])} messages in {logs_dir}/messages.parquet have the same created_at "
+            f"all {int(r['n'])} messages in {where} have the same created_at "
             f"({r['lo']}): splits by time are impossible. Fix the timestamps at ingestion (rluf ingest)"
         )
 
@@ -335,7 +335,7 @@ def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict,
 
 
 def curate(
-    logs_dir: str | Path,
+    logs_dir: str | Path | Logs,
     out_dir: str | Path,
     config: CurateConfig | dict | str | Path | None = None,
     *,
@@ -343,7 +343,10 @@ def curate(
     con: Any = None,
     on_step: Callable[[str], None] | None = None,
 ) -> dict:
-    """Curate `logs_dir` into `out_dir`/{train,validation,test}.parquet and manifest.json; return the manifest."""
+    """Curate `logs_dir` into `out_dir`/{train,validation,test}.parquet and manifest.json; return the manifest.
+
+    `logs_dir` is a folder of canonical Parquet logs, read by `con` (DuckDB by default), or logs that already
+    live in a backend (`rluf.signals.engine.logs_from_tables`), in which case the pipeline runs there."""
     cfg = resolve_config(config)
     rule = parse_rule(cfg.signal.rule)
     c0 = default_label(rule)
@@ -351,15 +354,18 @@ def curate(
     step = on_step or (lambda name: None)
     t_start = time.perf_counter()
     e = cfg.engine
-    con = con if con is not None else connect(e.memory_limit, e.threads, e.temp_directory)
+    if isinstance(logs_dir, Logs):
+        con = logs_dir.con
+    elif con is None:
+        con = connect(e.memory_limit, e.threads, e.temp_directory)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     step("load")
-    logs = load_logs(con, logs_dir)
+    logs = logs_dir if isinstance(logs_dir, Logs) else load_logs(con, logs_dir)
     types = reaction_type_counts(logs)
-    check_signal(rule, types, logs.logs_dir)
-    _check_times(con, logs.messages, logs.logs_dir)
+    check_signal(rule, types, logs.where("reactions"))
+    _check_times(con, logs.messages, logs.where("messages"))
     rows = assistant_rows(logs)
     cu = conv_users_table = materialize(con, conversation_users(rows), "conv_users")
     rx = materialize(con, reactions_with_message(logs, ("conversation_id", "user_id", "role", "turn_index",
@@ -385,7 +391,7 @@ def curate(
     counts["label"] = {"rows": n_lab, "positives": n_pos}
     if n_pos == 0:
         raise DataError(
-            f"no assistant message in {logs.logs_dir} is positive under signal {cfg.signal.rule!r} after filtering "
+            f"no assistant message in {logs.where('messages')} is positive under signal {cfg.signal.rule!r} after filtering "
             f"({n_lab} rows); choose another signal (rluf signals lists them) or relax the filters"
         )
 
@@ -457,7 +463,8 @@ def _manifest(cfg: CurateConfig, rule: Rule, types: dict, logs: Logs, counts: di
         "target_rate": cfg.sample.target_rate, "train_rate": out["rate"], "train_weighted_rate": out["weighted_rate"],
         "split_cutoffs_epoch_s": cutoffs, "counts": counts, "pii": pii, "config": cfg.model_dump(mode="json"),
         "input": {"logs_dir": str(logs.logs_dir), "files": [p.name for p in logs.files],
-                  "fingerprint": file_fingerprint(logs.files)},
+                  "fingerprint": file_fingerprint(logs.files)} if logs.tables is None else
+                 {"backend": logs.con.name, "tables": logs.tables, "messages": logs.n_messages},
         "files": {s: f"{s}.parquet" for s in SPLITS},
         "seconds": round(time.perf_counter() - t_start, 3),
     }

@@ -33,6 +33,13 @@ class Logs:
     files: list[Path]
     logs_dir: Path
     n_messages: int | None = None  # rows of messages.parquet (from its footer), when known
+    tables: dict[str, str] | None = None  # logs given as backend tables (`logs_from_tables`): kind -> name
+
+    def where(self, kind: str) -> str:
+        """Where the `kind` table ("messages", "reactions", "users") comes from, for error messages."""
+        if self.tables is not None:
+            return f"table {self.tables[kind]}"
+        return f"{self.logs_dir}/{kind}.parquet"
 
 
 def connect(memory_limit: str = "1GB", threads: int | None = None, temp_directory: str | None = None):
@@ -81,6 +88,38 @@ def _typed(table: ibis.Table, schema) -> ibis.Table:
             col = col.cast("int64")
         cols[f.name] = col
     return table.select(**cols)
+
+
+def _check_table_columns(table: ibis.Table, kind: str, name: str, schema) -> None:
+    missing = [n for n in schema.names if n not in table.columns]
+    if missing:
+        raise SchemaError(f"{kind} table {name} is missing column(s) {missing}; expected {schema.names} "
+                          "(see docs/log-schema.md)")
+
+
+def logs_from_tables(messages: ibis.Table, reactions: ibis.Table, users: ibis.Table | None = None) -> Logs:
+    """Logs that already live in a backend: Ibis tables of one connection (Spark, a warehouse, DuckDB) holding
+    the canonical columns (docs/log-schema.md), e.g. `con.table("messages", database="prod")`. Pass the result
+    to `curate` in place of a folder; the pipeline then runs in that engine and only the kept rows come back."""
+    con = messages.get_backend()
+    given = {"messages": messages, "reactions": reactions} | ({"users": users} if users is not None else {})
+    names = {}
+    for kind, table in given.items():
+        if not isinstance(table, ibis.Table):
+            raise DataError(f"logs_from_tables: {kind} must be an Ibis table, got {type(table).__name__}")
+        if table.get_backend() is not con:
+            raise DataError(f"logs_from_tables: {kind} comes from another connection than messages; "
+                            "give tables of one backend")
+        op = table.op()
+        names[kind] = getattr(op, "name", None) or f"<{kind} expression>"
+    _check_table_columns(messages, "messages", names["messages"], MESSAGES)
+    _check_table_columns(reactions, "reactions", names["reactions"], REACTIONS)
+    if users is not None:
+        _check_table_columns(users, "users", names["users"], USERS)
+    n_messages = int(con.to_pyarrow(messages.count()).as_py())
+    return Logs(con=con, messages=_typed(messages, MESSAGES), reactions=_typed(reactions, REACTIONS),
+                users=_typed(users, USERS) if users is not None else None, files=[], logs_dir=Path("."),
+                n_messages=n_messages, tables=names)
 
 
 def load_logs(con, logs_dir: str | Path) -> Logs:
