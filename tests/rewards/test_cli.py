@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -87,3 +88,27 @@ def test_score_command_rejects_a_table_without_responses(tmp_path, bt_run):
     pd.DataFrame({"prompt": [[{"role": "user", "content": "hi"}]]}).to_parquet(tmp_path / "x.parquet")
     res = runner.invoke(app, ["score", str(bt_run["model"]), str(tmp_path / "x.parquet"), "--out", str(tmp_path / "o")])
     assert "needs a response column: 'completion' (messages), 'response' (text)" in str(res.exception)
+
+
+@pytest.mark.slow
+def test_train_reward_under_torchrun_ddp(tmp_path):
+    """Two DDP processes on CPU (gloo): each trains on half the batches, rank 0 alone evaluates and writes."""
+    import subprocess
+    import sys
+
+    data, _ = make_curated(tmp_path / "c", sizes=(160, 40, 40))
+    out = tmp_path / "m"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", "-m", "rluf", "train-reward", "love", "--data", str(data),
+                          "--out", str(out), "--config", str(_tiny_yaml(tmp_path))],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count(f"wrote {out}") == 1  # one report, from rank 0
+    report = json.loads((out / "eval.json").read_text())
+    # 160 rows, batches of 16, 2 epochs: 20 steps alone, 10 per process under DDP
+    assert report["train"]["steps"] == 10
+    assert 0 <= report["test"]["auroc"] <= 1
+    from rluf.rewards.scorer import Scorer
+
+    assert Scorer.from_pretrained(out, device="cpu").objective == "love"

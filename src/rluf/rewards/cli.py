@@ -65,6 +65,10 @@ def train_reward(
     if lora is not None:
         cfg.model.lora.enabled = lora
     report = run(objective.value, data, out, cfg, truth=truth, progress=True)
+    from rluf.rewards.common import is_main_process
+
+    if not is_main_process():  # torchrun / accelerate launch: rank 0 reports
+        return
     typer.echo(json.dumps(_summary(report), indent=2))
     typer.echo(f"wrote {out} (eval.json, rluf_reward.json)")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -44,6 +45,26 @@ def fit(trainer_cls, model, cfg: RewardConfig, dataset, collator, out: Path, dev
     log.info("trained %d examples x %.1f epochs in %.1fs (%.0f examples/s), loss %s -> %s", len(dataset),
              cfg.train.epochs, seconds, stats["examples_per_s"], stats["first_loss"], stats["last_loss"])
     return unwrap_lora(trainer.model), stats
+
+
+def is_main_process() -> bool:
+    """False on the non-zero ranks of a distributed launch (torchrun, `accelerate launch`): only rank 0 evaluates
+    and writes the model folder, the others wait for it (`report_from_main`)."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def report_from_main(out: Path) -> dict[str, Any]:
+    """On a non-zero rank: wait until rank 0 has written `out`, then return its eval.json."""
+    wait_for_everyone()
+    return json.loads((out / "eval.json").read_text())
 
 
 def save_reward_folder(model, tokenizer, meta: dict[str, Any], out: Path) -> None:

@@ -18,7 +18,14 @@ import pandas as pd
 from rluf.errors import DataError
 from rluf.rewards.backbone import load_backbone
 from rluf.rewards.calibration import apply_calibration, fit_calibration
-from rluf.rewards.common import base_meta, fit, save_reward_folder
+from rluf.rewards.common import (
+    base_meta,
+    fit,
+    is_main_process,
+    report_from_main,
+    save_reward_folder,
+    wait_for_everyone,
+)
 from rluf.rewards.config import RewardConfig
 from rluf.rewards.data import Encoder, LoveSplit, natural_rate_of, read_curated
 from rluf.rewards.metrics import (
@@ -74,6 +81,8 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     # 2. train
     model, train_stats = fit(LoveTrainer, model, cfg, dataset, LoveCollator(tokenizer.pad_token_id), out,
                              device, progress)
+    if not is_main_process():  # a distributed launch: rank 0 evaluates and saves, this rank waits for it
+        return report_from_main(out)
 
     # 3. calibrate on validation at the natural rate
     meta = {**base_meta(cfg, info, device), "natural_rate": natural_rate, "train_rate": train_rate,
@@ -91,6 +100,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
                    "train": train_stats, "calibration": meta["calibration"]})
     save_reward_folder(model, tokenizer, meta, out)
     write_json(out / "eval.json", report)
+    wait_for_everyone()
     return report
 
 

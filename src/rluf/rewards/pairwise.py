@@ -16,7 +16,14 @@ import numpy as np
 
 from rluf.errors import DataError
 from rluf.rewards.backbone import load_backbone
-from rluf.rewards.common import base_meta, fit, save_reward_folder
+from rluf.rewards.common import (
+    base_meta,
+    fit,
+    is_main_process,
+    report_from_main,
+    save_reward_folder,
+    wait_for_everyone,
+)
 from rluf.rewards.config import PAIRWISE_OBJECTIVES, RewardConfig
 from rluf.rewards.data import Encoder, Pairs, read_pairs, split_pairs
 from rluf.rewards.metrics import pairwise_accuracy, pearson, spearman
@@ -61,6 +68,8 @@ def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | Non
                             encoder.encode_many(train.contexts, train.rejected))
     model, train_stats = fit(BradleyTerryTrainer, model, cfg, dataset, PairCollator(tokenizer.pad_token_id),
                              out, device, progress)
+    if not is_main_process():  # a distributed launch: rank 0 evaluates and saves, this rank waits for it
+        return report_from_main(out)
 
     meta = {**base_meta(cfg, info, device), "pairs": str(data), "train_pairs": len(train), "test_pairs": len(test)}
     scorer = Scorer(model, tokenizer, meta, device=device)
@@ -71,6 +80,7 @@ def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | Non
               "test": evaluate_pairs(scorer, test, cfg.train.eval_batch_size)}
     save_reward_folder(model, tokenizer, meta, out)
     write_json(out / "eval.json", report)
+    wait_for_everyone()
     return report
 
 
