@@ -113,3 +113,19 @@ def test_downsampled_negatives_keep_weighted_rate_and_every_positive(tmp_path):
     assert np.isclose(np.sum(small.weights * small.labels) / small.weights.sum(), np.sum(w * y) / w.sum(), rtol=0.1)
     assert downsample_negatives(split, None, seed=0) is split
     assert downsample_negatives(split, 10_000, seed=0) is split
+
+
+def test_bf16_mixed_precision_trains_on_cpu_and_saves_fp32(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from rluf.errors import ConfigError
+
+    data, _ = make_curated(tmp_path / "c", sizes=(200, 60, 60))
+    rep = train_reward("love", data, tmp_path / "m", tiny_config(precision="bf16"))
+    assert rep["train"]["last_loss"] < rep["train"]["first_loss"] - 0.1
+    assert rep["test"]["auroc"] > 0.7  # the warm opening is learned under bf16 autocast too
+    with safe_open(tmp_path / "m" / "model.safetensors", "pt") as f:
+        assert f.get_tensor("score.weight").dtype == torch.float32
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        train_reward("love", data, tmp_path / "m16", tiny_config(precision="fp16"))

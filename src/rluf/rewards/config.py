@@ -81,6 +81,9 @@ class TrainSection(StrictModel):
         "rate directly (train rate = weighted positive rate, the correction is the identity); ignore.",
     )
     gradient_checkpointing: bool = False
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="mixed precision of the forward/backward (the weights stay fp32): bf16 on recent GPUs "
+        "and CPUs, fp16 on CUDA only")
     logging_steps: int = Field(20, ge=1)
     report_to: list[str] = Field(default_factory=list, description="HF trackers, e.g. [tensorboard]")
     device: str = Field("auto", description="auto | cpu | cuda | mps")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
+from rluf.errors import ConfigError
 from rluf.rewards.config import TrainSection
 from rluf.rewards.losses import bradley_terry_loss, love_bce_loss
 from rluf.rewards.scorer import pad_right
@@ -20,6 +21,8 @@ from rluf.rewards.scorer import pad_right
 
 def training_args(cfg: TrainSection, out: Path, device: str, progress: bool) -> TrainingArguments:
     """TrainingArguments from the `train` section; no checkpoints (the run is minutes on a CPU)."""
+    if cfg.precision == "fp16" and not device.startswith("cuda"):
+        raise ConfigError(f"train.precision = fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32")
     return TrainingArguments(
         output_dir=str(out / "trainer"),
         num_train_epochs=cfg.epochs,
@@ -30,6 +33,8 @@ def training_args(cfg: TrainSection, out: Path, device: str, progress: bool) -> 
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         activation_checkpointing=cfg.gradient_checkpointing,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
         train_sampling_strategy="group_by_length",  # length-grouped batches: little padding
         length_column_name="length",
         logging_steps=cfg.logging_steps,
