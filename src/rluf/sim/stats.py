@@ -117,7 +117,8 @@ def signal_summary(world, tables: dict[str, pa.Table]) -> dict:
         natural_love_rate=float(ind["love"][normal].mean()),
         true_love_rate=float(p_love[normal].mean()),
         love_rate_all=float(ind["love"].mean()),
-        returned_7d_rate=float(returned[uncensored].mean()),
+        # null when the logs span less than the 7-day window (no message has a full week after it)
+        returned_7d_rate=float(returned[uncensored].mean()) if uncensored.any() else None,
         signals=assoc,
         by_arm=arms,
     )
