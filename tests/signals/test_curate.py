@@ -254,6 +254,13 @@ def test_logs_from_tables_gives_the_same_files(synth_dir, tmp_path):
     assert man["counts"] == ref["counts"]
     for s in ("train", "validation", "test"):
         assert pq.read_table(tmp_path / "tables" / f"{s}.parquet").equals(pq.read_table(tmp_path / "files" / f"{s}.parquet"))
+    from rluf.signals import signals
+
+    by_tables = signals(logs_from_tables(t["messages"], t["reactions"], t["users"]), min_events=5)
+    by_files = signals(synth_dir, min_events=5)
+    assert by_tables.pop("input")["tables"]["reactions"] == "prod_reactions"
+    by_files.pop("input")
+    assert by_tables == by_files
 
 
 def test_logs_from_tables_bad_input(synth_dir):

@@ -220,7 +220,7 @@ def _candidate_report(c: dict, agg: dict, users: dict, days: dict, min_events: i
 
 
 def signals(
-    logs_dir: str | Path,
+    logs_dir: str | Path | Logs,
     *,
     outcome_days: float = 7.0,
     return_days: float = 1.0,
@@ -230,18 +230,23 @@ def signals(
     memory_limit: str = "1GB",
     con: Any = None,
 ) -> dict:
-    """Rank the candidate signals of `logs_dir` (see the module docstring); write signals.json into `out_dir`."""
+    """Rank the candidate signals of `logs_dir` (see the module docstring); write signals.json into `out_dir`.
+
+    `logs_dir` is a folder of canonical Parquet logs or logs already in a backend (`engine.logs_from_tables`)."""
     if outcome_days <= 0 or return_days <= 0:
         raise ConfigError(f"outcome_days ({outcome_days}) and return_days ({return_days}) must be > 0 days")
-    con = con if con is not None else connect(memory_limit)
-    logs = load_logs(con, logs_dir)
+    if isinstance(logs_dir, Logs):
+        logs, con = logs_dir, logs_dir.con
+    else:
+        con = con if con is not None else connect(memory_limit)
+        logs = load_logs(con, logs_dir)
     if not reaction_type_counts(logs):
-        raise DataError(f"{logs.logs_dir}/reactions.parquet holds no reactions: no reaction signal to assess")
+        raise DataError(f"{logs.where('reactions')} holds no reactions: no reaction signal to assess")
     table, cands = message_table(logs, outcome_days, return_days, FiltersSection() if filters else None)
     agg = _aggregate(con, table, cands)
     if agg["n"] == 0:
         raise DataError(
-            f"no assistant message in {logs.logs_dir} is more than outcome_days={outcome_days:g} days before the "
+            f"no assistant message in {logs.where('messages')} is more than outcome_days={outcome_days:g} days before the "
             "end of the logs, so the outcome (returning) cannot be observed; use longer logs or a smaller "
             "--outcome-days"
         )
@@ -262,7 +267,8 @@ def signals(
         "days": agg["n_days"], "base_return_rate": _f(agg["ny"] / agg["n"]),
         "best": ranked[0]["signal"] if ranked else None,
         "signals": ranked + unranked,
-        "input": {"logs_dir": str(logs.logs_dir), "fingerprint": file_fingerprint(logs.files)},
+        "input": {"logs_dir": str(logs.logs_dir), "fingerprint": file_fingerprint(logs.files)}
+        if logs.tables is None else {"backend": con.name, "tables": logs.tables, "messages": logs.n_messages},
     }
     if out_dir is not None:
         write_json(Path(out_dir) / "signals.json", result)
