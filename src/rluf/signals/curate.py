@@ -41,11 +41,11 @@ from rluf.errors import ConfigError, DataError
 from rluf.signals import sampling
 from rluf.signals.config import CurateConfig
 from rluf.signals.contexts import ContextIndex, dedup, fetch_arrow, time_order, write_split
-from rluf.signals.engine import Logs, connect, load_logs, materialize, raw_hash, reaction_type_counts, release
+from rluf.signals.engine import Logs, materialize, open_logs, raw_hash, reaction_type_counts, release
 from rluf.signals.filters import apply_filters, reactions_with_message, truth_scores
 from rluf.signals.pii import PATTERNS
 from rluf.signals.rules import Rule, evaluate_rule, parse_rule, rule_names, rule_text
-from rluf.utils import file_fingerprint, write_json
+from rluf.utils import write_json
 
 log = logging.getLogger(__name__)
 
@@ -354,15 +354,12 @@ def curate(
     step = on_step or (lambda name: None)
     t_start = time.perf_counter()
     e = cfg.engine
-    if isinstance(logs_dir, Logs):
-        con = logs_dir.con
-    elif con is None:
-        con = connect(e.memory_limit, e.threads, e.temp_directory)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     step("load")
-    logs = logs_dir if isinstance(logs_dir, Logs) else load_logs(con, logs_dir)
+    logs = open_logs(logs_dir, con, memory_limit=e.memory_limit, threads=e.threads, temp_directory=e.temp_directory)
+    con = logs.con
     types = reaction_type_counts(logs)
     check_signal(rule, types, logs.where("reactions"))
     _check_times(con, logs.messages, logs.where("messages"))
@@ -462,9 +459,7 @@ def _manifest(cfg: CurateConfig, rule: Rule, types: dict, logs: Logs, counts: di
         "natural_rate": by_split["train"][1] / by_split["train"][0], "natural_rate_all": rate_all,
         "target_rate": cfg.sample.target_rate, "train_rate": out["rate"], "train_weighted_rate": out["weighted_rate"],
         "split_cutoffs_epoch_s": cutoffs, "counts": counts, "pii": pii, "config": cfg.model_dump(mode="json"),
-        "input": {"logs_dir": str(logs.logs_dir), "files": [p.name for p in logs.files],
-                  "fingerprint": file_fingerprint(logs.files)} if logs.tables is None else
-                 {"backend": logs.con.name, "tables": logs.tables, "messages": logs.n_messages},
+        "input": logs.source(),
         "files": {s: f"{s}.parquet" for s in SPLITS},
         "seconds": round(time.perf_counter() - t_start, 3),
     }

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from rluf.errors import DataError, SchemaError
 from rluf.schema import MESSAGES, REACTIONS, USERS
+from rluf.utils import file_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,13 @@ class Logs:
         if self.tables is not None:
             return f"table {self.tables[kind]}"
         return f"{self.logs_dir}/{kind}.parquet"
+
+    def source(self) -> dict[str, Any]:
+        """The input as manifests record it: the folder and a fingerprint of its files, or the backend's tables."""
+        if self.tables is not None:
+            return {"backend": self.con.name, "tables": self.tables, "messages": self.n_messages}
+        return {"logs_dir": str(self.logs_dir), "files": [p.name for p in self.files],
+                "fingerprint": file_fingerprint(self.files)}
 
 
 def connect(memory_limit: str = "1GB", threads: int | None = None, temp_directory: str | None = None):
@@ -120,6 +128,13 @@ def logs_from_tables(messages: ibis.Table, reactions: ibis.Table, users: ibis.Ta
     return Logs(con=con, messages=_typed(messages, MESSAGES), reactions=_typed(reactions, REACTIONS),
                 users=_typed(users, USERS) if users is not None else None, files=[], logs_dir=Path("."),
                 n_messages=n_messages, tables=names)
+
+
+def open_logs(logs: str | Path | Logs, con=None, **connect_kw) -> Logs:
+    """`logs` as given (`logs_from_tables`), or a folder read by `con` (a new `connect(**connect_kw)` if None)."""
+    if isinstance(logs, Logs):
+        return logs
+    return load_logs(con if con is not None else connect(**connect_kw), logs)
 
 
 def load_logs(con, logs_dir: str | Path) -> Logs:

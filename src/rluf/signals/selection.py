@@ -35,9 +35,9 @@ import numpy as np
 
 from rluf.errors import ConfigError, DataError
 from rluf.signals.config import FiltersSection
-from rluf.signals.engine import Logs, connect, load_logs, reaction_type_counts
+from rluf.signals.engine import Logs, open_logs, reaction_type_counts
 from rluf.signals.filters import apply_filters
-from rluf.utils import file_fingerprint, write_json
+from rluf.utils import write_json
 
 log = logging.getLogger(__name__)
 Z95 = 1.959963984540054
@@ -235,11 +235,8 @@ def signals(
     `logs_dir` is a folder of canonical Parquet logs or logs already in a backend (`engine.logs_from_tables`)."""
     if outcome_days <= 0 or return_days <= 0:
         raise ConfigError(f"outcome_days ({outcome_days}) and return_days ({return_days}) must be > 0 days")
-    if isinstance(logs_dir, Logs):
-        logs, con = logs_dir, logs_dir.con
-    else:
-        con = con if con is not None else connect(memory_limit)
-        logs = load_logs(con, logs_dir)
+    logs = open_logs(logs_dir, con, memory_limit=memory_limit)
+    con = logs.con
     if not reaction_type_counts(logs):
         raise DataError(f"{logs.where('reactions')} holds no reactions: no reaction signal to assess")
     table, cands = message_table(logs, outcome_days, return_days, FiltersSection() if filters else None)
@@ -267,8 +264,7 @@ def signals(
         "days": agg["n_days"], "base_return_rate": _f(agg["ny"] / agg["n"]),
         "best": ranked[0]["signal"] if ranked else None,
         "signals": ranked + unranked,
-        "input": {"logs_dir": str(logs.logs_dir), "fingerprint": file_fingerprint(logs.files)}
-        if logs.tables is None else {"backend": con.name, "tables": logs.tables, "messages": logs.n_messages},
+        "input": {k: v for k, v in logs.source().items() if k != "files"},
     }
     if out_dir is not None:
         write_json(Path(out_dir) / "signals.json", result)
