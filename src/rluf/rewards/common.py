@@ -67,13 +67,16 @@ def report_from_main(out: Path) -> dict[str, Any]:
     return json.loads((out / "eval.json").read_text())
 
 
-def save_reward_folder(model, tokenizer, meta: dict[str, Any], out: Path) -> None:
-    """A plain HF folder (safetensors) + tokenizer, then rluf_reward.json last: its presence marks completion."""
+def save_reward_folder(model, tokenizer, meta: dict[str, Any], out: Path, report: dict[str, Any]) -> None:
+    """A plain HF folder (safetensors) + tokenizer, then rluf_reward.json: its presence marks completion; then
+    eval.json (`report`). Under a distributed launch, the other ranks are released once it is all written."""
     out.mkdir(parents=True, exist_ok=True)
     model.config.architectures = [type(model).__name__]
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     write_json(out / META_FILE, {"rluf_version": rluf.__version__, **meta})
+    write_json(out / "eval.json", report)
+    wait_for_everyone()
 
 
 def base_meta(cfg: RewardConfig, backbone_info: dict[str, Any], device: str) -> dict[str, Any]:

@@ -18,14 +18,7 @@ import pandas as pd
 from rluf.errors import DataError
 from rluf.rewards.backbone import load_backbone
 from rluf.rewards.calibration import apply_calibration, fit_calibration
-from rluf.rewards.common import (
-    base_meta,
-    fit,
-    is_main_process,
-    report_from_main,
-    save_reward_folder,
-    wait_for_everyone,
-)
+from rluf.rewards.common import base_meta, fit, is_main_process, report_from_main, save_reward_folder
 from rluf.rewards.config import RewardConfig
 from rluf.rewards.data import Encoder, LoveSplit, natural_rate_of, read_curated
 from rluf.rewards.metrics import (
@@ -38,7 +31,7 @@ from rluf.rewards.metrics import (
 )
 from rluf.rewards.scorer import Scorer
 from rluf.rewards.trainers import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
-from rluf.utils import seed_everything, select_device, write_json
+from rluf.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +91,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
                            batch_size=cfg.train.eval_batch_size)
     report.update({"objective": "love", "natural_rate": natural_rate, "train_rate": train_rate,
                    "train": train_stats, "calibration": meta["calibration"]})
-    save_reward_folder(model, tokenizer, meta, out)
-    write_json(out / "eval.json", report)
-    wait_for_everyone()
+    save_reward_folder(model, tokenizer, meta, out, report)
     return report
 
 

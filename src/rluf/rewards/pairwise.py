@@ -16,20 +16,13 @@ import numpy as np
 
 from rluf.errors import DataError
 from rluf.rewards.backbone import load_backbone
-from rluf.rewards.common import (
-    base_meta,
-    fit,
-    is_main_process,
-    report_from_main,
-    save_reward_folder,
-    wait_for_everyone,
-)
+from rluf.rewards.common import base_meta, fit, is_main_process, report_from_main, save_reward_folder
 from rluf.rewards.config import PAIRWISE_OBJECTIVES, RewardConfig
 from rluf.rewards.data import Encoder, Pairs, read_pairs, split_pairs
 from rluf.rewards.metrics import pairwise_accuracy, pearson, spearman
 from rluf.rewards.scorer import Scorer
 from rluf.rewards.trainers import BradleyTerryTrainer, PairCollator, pairs_dataset
-from rluf.utils import seed_everything, select_device, write_json
+from rluf.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +71,7 @@ def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | Non
               "train_accuracy": evaluate_pairs(scorer, train.take(np.arange(min(len(train), 500))),
                                                cfg.train.eval_batch_size)["accuracy"],
               "test": evaluate_pairs(scorer, test, cfg.train.eval_batch_size)}
-    save_reward_folder(model, tokenizer, meta, out)
-    write_json(out / "eval.json", report)
-    wait_for_everyone()
+    save_reward_folder(model, tokenizer, meta, out, report)
     return report
 
 
