@@ -46,7 +46,6 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from rluf.serve.stub import stub_answer  # noqa: E402
 from rluf.utils import write_json  # noqa: E402
 
 
@@ -166,15 +165,15 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict, bytes]
 
 async def fast_stub(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """The fake upstream, answering at once: an OpenAI-compatible chat completion echoing the last user
-    message (the same answer as rluf.serve.stub, on raw asyncio streams to keep its CPU cost small)."""
+    message (the clients send plain-string content), on raw asyncio streams to keep its CPU cost small."""
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             length = next(int(ln.split(b":")[1]) for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length"))
             req = json.loads(await reader.readexactly(length))
+            answer = f"You said: {req['messages'][-1]['content']}"
             out = json.dumps({"id": "stub", "object": "chat.completion", "model": req.get("model"), "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": stub_answer(req["messages"])},
-                 "finish_reason": "stop"}]}).encode()
+                {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]}).encode()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                          + str(len(out)).encode() + b"\r\n\r\n" + out)
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):

@@ -6,7 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rluf.serve import ServeConfig, create_app
-from rluf.serve.stub import make_stub_app
+
+from .stub import make_stub_app
 
 ALICE_KEY = "alice-key-0123456789abcdef"
 BOB_KEY = "bob-key-0123456789abcdef"

@@ -13,9 +13,9 @@ import uvicorn
 from sqlalchemy import create_engine, text
 
 from rluf.serve import create_app
-from rluf.serve.stub import make_stub_app
 
 from .conftest import free_port, make_config
+from .stub import make_stub_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [

@@ -4,9 +4,8 @@ import logging
 import pytest
 from sqlalchemy import create_engine, text
 
-from rluf.serve.stub import make_stub_app
-
 from .conftest import ALICE, ALICE_KEY, BOB, FixedClock, ask, counting_ids, make_config
+from .stub import make_stub_app
 
 
 def rows(db_url, sql):

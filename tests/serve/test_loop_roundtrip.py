@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rluf.serve import ServeConfig, create_app, export
-from rluf.serve.stub import make_stub_app
 
 from .conftest import FixedClock, make_config
+from .stub import make_stub_app
 
 N_USERS, N_TURNS = 30, 3
 pytestmark = pytest.mark.slow  # ~15 s: 90 turns through the gateway, then two stages
