@@ -17,6 +17,7 @@ def test_serve_without_a_model_folder_names_the_fix(tmp_path):
     res = CliRunner().invoke(make_app(), ["serve", "--config", str(cfg), "--policy", str(tmp_path / "none")])
     assert isinstance(res.exception, ConfigError)  # rluf's main() prints it in one line and exits 2
     assert "backends.baseline.path" in str(res.exception) and "rluf simulate" in str(res.exception)
+    assert not (tmp_path / "gw.db").exists()  # nothing touched the database
 
 
 def test_serve_rejects_a_bad_config(tmp_path):
