@@ -4,8 +4,8 @@
 
 Re-evaluates the baseline and sweep policies of a finished `rluf run` directory with the simulator's true
 metrics (`WorldEvaluator`: one sampled answer per prompt, as the sweep's own evaluation does) for every
-(sampling seed, max_new_tokens) pair, and prints each policy's true Love lift over the baseline. Writes
-benchmarks/results/eval_noise.json.
+(sampling seed, max_new_tokens) pair, and prints each policy's true Love lift over the baseline. With
+--write, writes benchmarks/results/eval_noise.json.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[13, 14])
     ap.add_argument("--tokens", nargs="+", type=int, default=[40, 64])
     ap.add_argument("--n-prompts", type=int, default=500)
+    ap.add_argument("--write", action="store_true", help="write benchmarks/results/eval_noise.json")
     a = ap.parse_args()
 
     from rluf.optimize.simbridge import WorldEvaluator
@@ -49,9 +50,11 @@ def main() -> None:
                 print(f"{name:10s} seed {seed:3d} tokens {tokens:3d}: true Love lift {rows[-1]['love_lift']:+.1%}")
     out = {"run": str(a.run), "n_prompts": a.n_prompts, "rows": rows, "wall_s": round(time.time() - t0, 1),
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()}}
-    path = HERE / "results" / "eval_noise.json"
-    path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path}")
+    print(json.dumps(out, indent=2))
+    if a.write:
+        path = HERE / "results" / "eval_noise.json"
+        path.write_text(json.dumps(out, indent=2))
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

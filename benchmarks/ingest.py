@@ -1,8 +1,8 @@
 """Benchmark `rluf ingest`: rows per second on canonical Parquet and JSON lines, and peak memory.
 
 Usage: .venv/bin/python benchmarks/ingest.py [--messages 1000000] [--jsonl-messages 200000]
-Writes benchmarks/results/ingest.json (wall and CPU time; the load average at the start says how busy
-the machine was). Synthetic canonical logs (conversations of 4 messages, one reaction
+With --write, writes benchmarks/results/ingest.json (wall and CPU time; the load average at the start says
+how busy the machine was). Synthetic canonical logs (conversations of 4 messages, one reaction
 per 20 assistant messages) are generated with numpy/pyarrow first; only ingest itself is timed.
 """
 
@@ -96,6 +96,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--jsonl-messages", type=int, default=200_000)
+    ap.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
     args = ap.parse_args()
     res: dict = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -128,8 +129,9 @@ def main() -> None:
             f"({x['rows_per_cpu_s']:,d} rows per CPU-second; quarantined {x['quarantined']})"
         )
     print(f"peak RSS {res['peak_rss_mb']} MB")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS, res)
+    if args.write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        write_json(RESULTS, res)
 
 
 if __name__ == "__main__":

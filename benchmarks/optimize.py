@@ -11,7 +11,8 @@ policy answers the same fixed evaluation sample (--eval-items: new conversations
 questions, or the world's held-out ones) with the same sampling seed; metrics are true.
 
   python benchmarks/optimize.py --sim SIM --love DIR --helpfulness DIR --safety DIR --curated DIR
-Writes benchmarks/results/optimize.json and prints the table. Missing inputs: see --help.
+Prints the table; with --write, writes benchmarks/results/optimize.json (or --out PATH). Missing inputs:
+see --help.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=None, help="CRRAFT iterations (default: optimize.yaml's)")
     p.add_argument("--max-prompts", type=int, default=None, help="CRRAFT's prompt pool (default: optimize.yaml's)")
     p.add_argument("--skip", default="", help="comma list of methods to skip (kto,grpo)")
-    p.add_argument("--out", default=str(RESULTS), help="results JSON")
+    p.add_argument("--out", default=None, help="write the results JSON here")
+    p.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
     return p.parse_args()
 
 
@@ -219,8 +221,10 @@ def report(rows: dict, base: dict, a) -> None:
            "n_eval": a.n_eval, "eval_items": a.eval_items, "iterations": a.iterations,
            "max_prompts": a.max_prompts,
            "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(a.out, out)
+    results_path = a.out or (RESULTS if a.write else None)
+    if results_path:
+        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+        write_json(results_path, out)
     print(f"{'method':10s} {'love lift':>10s} {'help Δ':>8s} {'unsafe Δ':>9s} {'hack':>6s} {'of oracle':>9s} {'wall s':>7s}")
     for name, m in methods.items():
         share = f"{m['share_of_oracle']:.0%}" if m["share_of_oracle"] is not None else "-"

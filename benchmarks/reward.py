@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/reward.py [--work DIR] [--quick] [--skip kto,oasst,hh]
 
-Steps (each writes its figures as soon as it finishes, so a partial run still reports):
+Steps (with --write, each writes its figures as soon as it finishes, so a partial run still reports):
   1. `rluf simulate` (default world, seed 0) and `rluf curate --truth`, unless already in --work;
   2. P[Love] with the shipped reward_love.yaml, against the simulator's true p_love (Bayes-optimal);
   3. baselines on the same curated files: TF-IDF + logistic regression, and TRL KTOTrainer's implicit
@@ -10,7 +10,7 @@ Steps (each writes its figures as soon as it finishes, so a partial run still re
   4. scoring throughput of rluf.rewards.Scorer;
   5. real data: P[+1] on the OpenAssistant sample with grouped cross-validation vs TF-IDF + LR;
      Bradley-Terry on HH-RLHF helpful-base and harmless-base (held-out pairwise accuracy).
-Writes benchmarks/results/reward.json.
+With --write, writes (merges into) benchmarks/results/reward.json.
 """
 
 from __future__ import annotations
@@ -418,6 +418,7 @@ def main() -> None:
     ap.add_argument("--hh-max-train", type=int, default=600, help="HH-RLHF training pairs per objective")
     ap.add_argument("--hh-test-fraction", type=float, default=0.2)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on busy cores)")
+    ap.add_argument("--write", action="store_true", help=f"merge the results into {RESULTS}")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     skip = set(filter(None, args.skip.split(",")))
@@ -455,7 +456,8 @@ def main() -> None:
             results[f"{name}_error"] = f"{type(e).__name__}: {e}"
         results[f"{name}_bench_s"] = time.perf_counter() - t0
         results["machine"]["load_avg_now"] = os.getloadavg()
-        save(results)
+        if args.write:
+            save(results)
         print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}, indent=1, default=str))
     sys.stdout.flush()
 

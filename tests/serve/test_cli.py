@@ -1,3 +1,6 @@
+import importlib.util
+from pathlib import Path
+
 import typer
 from typer.testing import CliRunner
 
@@ -25,3 +28,15 @@ def test_serve_rejects_a_bad_config(tmp_path):
     cfg.write_text("experiment: {arms: [{name: a, backend: nope, share: 1}]}\n")
     res = CliRunner().invoke(make_app(), ["serve", "--config", str(cfg)])
     assert isinstance(res.exception, ConfigError) and "is not a key of backends" in str(res.exception)
+
+
+def test_load_benchmark_writes_results_only_when_asked(tmp_path):
+    """benchmarks/serve.py must not overwrite the committed benchmarks/results/serve.json on a trial run."""
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("benchmark_serve", root / "benchmarks" / "serve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.parse_args([]).out is None
+    assert bench.parse_args(["--seconds", "5"]).out is None
+    assert bench.parse_args(["--write"]).out == root / "benchmarks" / "results" / "serve.json"
+    assert bench.parse_args(["--out", str(tmp_path / "s.json")]).out == tmp_path / "s.json"
