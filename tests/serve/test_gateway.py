@@ -244,21 +244,36 @@ def test_upstream_calls_are_not_logged_at_info(client, caplog):
     assert [r.getMessage() for r in caplog.records if "http://stub-" in r.getMessage()] == []
 
 
-def test_nul_characters(make_client, db_url):
+def test_unstorable_characters(make_client, db_url):
+    """NUL and lone surrogates: refused in a user's message, replaced by U+FFFD in an answer."""
     from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
-    async def nul_answer(request):
-        return JSONResponse({"choices": [{"message": {"role": "assistant", "content": "a\x00b"},
-                                          "finish_reason": "stop"}]})
+    async def bad_answer(request):  # NUL, and a lone surrogate as the JSON escape \ud800
+        return Response('{"choices": [{"message": {"role": "assistant", "content": "a\\u0000b\\ud800c"}, '
+                        '"finish_reason": "stop"}]}', media_type="application/json")
 
-    c = make_client(stub=Starlette(routes=[Route("/v1/chat/completions", nul_answer, methods=["POST"])]))
+    c = make_client(stub=Starlette(routes=[Route("/v1/chat/completions", bad_answer, methods=["POST"])]))
     r = ask(c, "bad\x00input")
     assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]
     r = ask(c, "fine")
-    assert r.json()["choices"][0]["message"]["content"] == "a\ufffdb"  # PostgreSQL cannot store NUL
-    assert rows(db_url, "SELECT text FROM messages WHERE role='assistant'") == [{"text": "a\ufffdb"}]
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "a\ufffdb\ufffdc"
+    assert rows(db_url, "SELECT text FROM messages WHERE role='assistant'") == [{"text": "a\ufffdb\ufffdc"}]
+
+
+def test_upstream_answer_nested_without_end_is_502(make_client, db_url):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def deep(request):
+        return Response(b"[" * 100_000 + b"]" * 100_000, media_type="application/json")
+
+    c = make_client(stub=Starlette(routes=[Route("/v1/chat/completions", deep, methods=["POST"])]))
+    r = ask(c)
+    assert r.status_code == 502 and "malformed chat completion" in r.json()["error"]["message"]
+    assert rows(db_url, "SELECT * FROM messages") == []
 
 
 def test_cors_only_for_configured_origins(make_client, db_url):

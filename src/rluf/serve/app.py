@@ -19,6 +19,7 @@ import gc
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -264,7 +265,7 @@ class Gateway:
             answer = await backend.complete(context, params)
         except UpstreamError as e:
             raise GatewayError(e.status, e.reason, "upstream_error") from None
-        answer.text = no_nul(answer.text)
+        answer.text = storable(answer.text)
         mid = self.add_answer(turn, answer.text)
         await self.commit(turn)
         gateway_ms = (time.perf_counter() - t0) * 1e3 - answer.upstream_ms
@@ -293,12 +294,12 @@ class Gateway:
             return f"data: {json.dumps(chunk)}\n\n"
 
         async def events():
-            parts = [no_nul(first)]
+            parts = [storable(first)]
             yield event({"role": "assistant"}, conversation_id=turn.conversation_id)
             yield event({"content": parts[0]})
             try:
                 async for d in deltas:
-                    d = no_nul(d)
+                    d = storable(d)
                     parts.append(d)
                     yield event({"content": d})
                 self.add_answer(turn, "".join(parts), mid)  # the id the client already holds
@@ -439,10 +440,16 @@ def _json_path(entry) -> str:
     return "".join(reversed(parts)).lstrip(".") or "the body"
 
 
-def no_nul(text: str) -> str:
-    """A model may emit NUL (byte-level tokens); PostgreSQL text cannot store it, so it becomes U+FFFD in
-    both the answer and the log."""
-    return text.replace("\x00", "\ufffd")
+def storable(text: str) -> str:
+    """A model may emit NUL (byte-level tokens), and an upstream may send a lone surrogate: PostgreSQL
+    text cannot store NUL and neither database nor UTF-8 can hold a lone surrogate, so each becomes U+FFFD
+    in both the answer and the log (a user's text with them is refused instead: it is the user's to fix)."""
+    if text.isascii():
+        return text.replace("\x00", "\ufffd")
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # in a str every surrogate code point is a lone one
 
 
 def _validation_message(e: ValidationError) -> str:

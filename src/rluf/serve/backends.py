@@ -187,7 +187,7 @@ class OpenAIBackend:
             choice = resp.json()["choices"][0]
             text = choice["message"]["content"]
             finish = choice.get("finish_reason") or "stop"
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
             raise UpstreamError(502, f"backend {self.name!r} sent a malformed chat completion") from None
         if not isinstance(text, str) or not text:
             raise UpstreamError(502, f"backend {self.name!r} returned an empty answer")
@@ -204,7 +204,7 @@ class OpenAIBackend:
                     return
                 try:
                     delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
-                except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
                     raise UpstreamError(502, f"backend {self.name!r} sent a malformed stream chunk") from None
                 if delta:
                     yield delta
