@@ -103,7 +103,7 @@ def ask(client, text="hello", headers=ALICE, **body):
 
 @pytest.fixture
 def live_gateway(db_url):
-    """The gateway over the stub upstream on a real uvicorn server (real sockets, keep-alive): its base URL."""
+    """The gateway over the stub upstream on a real uvicorn server (real sockets, keep-alive); its URL."""
     app = create_app(make_config(db_url), transport=httpx.ASGITransport(make_stub_app()))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -65,10 +65,12 @@ def test_lone_surrogate_is_refused_before_the_model(policy_dir, tmp_path):
     url = f"sqlite:///{tmp_path / 'local.db'}"
     with TestClient(create_app(local_config(url, policy_dir))) as c:
         for stream in (False, True):
+            body = {"stream": stream, "messages": [{"role": "user", "content": "hi \udfff"}]}
             r = c.post("/v1/chat/completions", headers={**ALICE, "Content-Type": "application/json"},
-                       content=json.dumps({"stream": stream, "messages": [{"role": "user", "content": "hi \udfff"}]}))
+                       content=json.dumps(body))
             assert r.status_code == 422 and r.json()["error"]["code"] == "bad_text", r.text
-        r = c.post("/v1/chat/completions", headers=ALICE, json={"messages": [{"role": "user", "content": "hello"}]})
+        r = c.post("/v1/chat/completions", headers=ALICE,
+                   json={"messages": [{"role": "user", "content": "hello"}]})
         assert r.status_code == 200  # and the gateway still answers
 
 

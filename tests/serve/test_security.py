@@ -79,6 +79,7 @@ def test_client_address_groups_ipv6_by_64():
     assert client_address("2001:db8::1") == client_address("2001:db8::ffff:1") == "2001:db8::/64"
     assert client_address("2001:db8:0:1::1") != client_address("2001:db8::1")
     assert client_address("192.0.2.1") != client_address("192.0.2.2")
+    assert client_address("::ffff:192.0.2.1") == "192.0.2.1" != client_address("::ffff:192.0.2.2")
     assert client_address(None) == "unknown" and client_address("testclient") == "testclient"
 
 
@@ -124,7 +125,8 @@ def test_anonymous_users_are_bounded(make_client, db_url):
     c = make_client(cfg=cfg)
     for _ in range(2):
         assert new_session(c).status_code == 200
-        assert c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}).status_code == 200
+        r = c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 200
     r = new_session(c)
     assert r.status_code == 503 and r.json()["error"]["code"] == "too_many_anonymous_users"
     assert ask(c).status_code == 200  # key holders are not anonymous users

@@ -6,7 +6,7 @@ Routes
                               `conversation_id` continues a conversation the caller owns
   POST /v1/reactions          {message_id, type}: react to an assistant answer (a repeat is a no-op)
   DELETE /v1/reactions        {message_id, type}: undo
-  GET  /v1/models, /healthz
+  GET  /v1/models (needs a user, like every /v1 call), /healthz
 
 Answered means logged: a non-streamed answer is returned only after its rows are committed; a streamed
 answer's closing chunk (finish_reason, then `data: [DONE]`) is sent only after the commit, and a failed
@@ -152,8 +152,8 @@ class Gateway:
         origin = request.headers.get("origin")
         own_origin = f"{request.url.scheme}://{request.headers.get('host')}"  # scheme and host (with port)
         if origin is not None and origin.lower() != own_origin.lower():
-            raise GatewayError(403, f"cross-origin request with a session cookie refused (Origin {origin!r} is "
-                                    f"not this server's {own_origin!r})", "cross_origin")
+            raise GatewayError(403, f"cross-origin request with a session cookie refused (Origin {origin!r} "
+                                    f"is not this server's {own_origin!r})", "cross_origin")
         return user, True
 
     def rate_limit(self, kind: str, request: Request, user: str, anonymous: bool) -> None:
@@ -164,9 +164,10 @@ class Gateway:
         wait = limiter.allow(user)
         what = f"rate limit of {lim.rate_per_minute:g} requests/minute (burst {lim.rate_burst})"
         if wait == 0 and anonymous:
-            wait = self.anonymous_limiter.allow(f"{kind} {client_address(request.client and request.client.host)}")
-            what = (f"rate limit of {lim.anonymous_rate_per_minute:g} requests/minute for the chat page's users "
-                    "at one address (limits.anonymous_rate_per_minute)")
+            address = client_address(request.client and request.client.host)
+            wait = self.anonymous_limiter.allow(f"{kind} {address}")
+            what = (f"rate limit of {lim.anonymous_rate_per_minute:g} requests/minute for the chat page's "
+                    "users at one address (limits.anonymous_rate_per_minute)")
         if wait > 0:
             raise GatewayError(429, f"{what} reached; retry in {wait:.1f} s", "rate_limited",
                                {"Retry-After": str(max(1, round(wait)))})
@@ -378,14 +379,14 @@ class Gateway:
     def limit_new_sessions(self, request: Request) -> None:
         lim = self.cfg.limits
         if self.anonymous_users >= lim.max_anonymous_users:
-            raise GatewayError(503, f"the chat page takes no new users: {self.anonymous_users} anonymous users "
-                                    f"reached limits.max_anonymous_users ({lim.max_anonymous_users})",
+            raise GatewayError(503, f"the chat page takes no new users: {self.anonymous_users} anonymous "
+                                    f"users reached limits.max_anonymous_users ({lim.max_anonymous_users})",
                                "too_many_anonymous_users")
         wait = self.session_limiter.allow(client_address(request.client and request.client.host))
         if wait > 0:
-            raise GatewayError(429, f"too many new chat sessions from this address ({lim.sessions_per_hour:g}/hour, "
-                                    f"burst {lim.session_burst}: limits.sessions_per_hour); keep the session "
-                                    f"cookie, or retry in {wait:.0f} s", "too_many_sessions",
+            raise GatewayError(429, f"too many new chat sessions from this address ({lim.sessions_per_hour:g}"
+                                    f"/hour, burst {lim.session_burst}: limits.sessions_per_hour); keep the "
+                                    f"session cookie, or retry in {wait:.0f} s", "too_many_sessions",
                                {"Retry-After": str(max(1, round(wait)))})
 
 
@@ -393,8 +394,8 @@ def parse_json_body(raw: bytes):
     """The request body as JSON, checked without recursion: 400 if it is not JSON or nests deeper than
     MAX_JSON_DEPTH; 422 `bad_text` if any string in it holds a lone surrogate (not Unicode text: the
     project refuses such text everywhere it enters, docs/serve.md)."""
-    too_deep = GatewayError(400, f"request body nests JSON deeper than {MAX_JSON_DEPTH} levels; a chat request "
-                                 "needs 5", "too_deep")
+    too_deep = GatewayError(400, f"request body nests JSON deeper than {MAX_JSON_DEPTH} levels; a chat "
+                                 "request needs 5", "too_deep")
     try:
         data = json.loads(raw)
     except RecursionError:  # deeper than the interpreter's stack
@@ -409,13 +410,13 @@ def parse_json_body(raw: bytes):
             raise too_deep
         if isinstance(value, str):
             if not _is_text(value):
-                raise GatewayError(422, f"{_json_path(entry)} holds a lone surrogate (an unpaired UTF-16 half, "
-                                        "not Unicode text); send valid UTF-8 text", "bad_text")
+                raise GatewayError(422, f"{_json_path(entry)} holds a lone surrogate (an unpaired UTF-16 "
+                                        "half, not Unicode text); send valid UTF-8 text", "bad_text")
         elif isinstance(value, dict | list):
             for key, child in value.items() if isinstance(value, dict) else enumerate(value):
                 if isinstance(key, str) and not _is_text(key):
-                    raise GatewayError(422, f"a key in {_json_path(entry)} holds a lone surrogate; send valid "
-                                            "UTF-8 text", "bad_text")
+                    raise GatewayError(422, f"a key in {_json_path(entry)} holds a lone surrogate; send "
+                                            "valid UTF-8 text", "bad_text")
                 stack.append((child, depth + 1, entry, key))
     return data
 

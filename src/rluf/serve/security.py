@@ -122,6 +122,8 @@ def client_address(host: str | None) -> str:
         ip = ipaddress.ip_address(host)
     except ValueError:  # not an IP (a test client's name, a Unix socket)
         return host
+    if ip.version == 6 and ip.ipv4_mapped:  # an IPv4 client of a dual-stack socket
+        return str(ip.ipv4_mapped)
     if ip.version == 6:
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
