@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from rluf.errors import RlufError
+from rluf.threads import configure_threads
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -48,6 +49,7 @@ _register_stages()
 
 
 def main() -> None:
+    configure_threads()
     try:
         app()
     except RlufError as e:
