@@ -11,9 +11,10 @@ import json
 import re
 from typing import Any
 
-# Far deeper than any chat record (an OpenAssistant tree 100 replies deep nests about 200 levels), far
-# below the interpreter's recursion limit, so code that walks a parsed value recursively stays safe.
-MAX_DEPTH = 500
+# Far deeper than any chat record (a chat request nests about 5 levels; an OpenAssistant tree nests 2 per
+# reply, so 200 levels hold a thread of 99 replies), and far below the interpreter's recursion limit
+# (1,000), so code that walks a parsed value recursively stays safe.
+MAX_DEPTH = 200
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _SURROGATE = re.compile("[\ud800-\udfff]")

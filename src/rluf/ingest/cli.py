@@ -37,6 +37,19 @@ def print_counts(report: dict) -> None:
         for f in problems:
             ft.add_row(f["path"], f["problem"], f["detail"])
         console.print(ft)
+    if report["skipped_files"]:
+        shown = ", ".join(report["skipped_files"][:5]) + (" ..." if len(report["skipped_files"]) > 5 else "")
+        console.print(
+            f"skipped {len(report['skipped_files'])} file(s) in folders: hidden, rluf's own outputs, or an "
+            f"extension ingest does not read (listed in ingest.json skipped_files): {shown}",
+            highlight=False,
+        )
+    if report["orphan_messages"]:
+        console.print(
+            f"{report['orphan_messages']} message(s) have a parent_id that is not an accepted message: kept "
+            "as they are; their context starts at them (docs/log-schema.md)",
+            highlight=False,
+        )
     console.print(
         f"{report['records_read']} records in {report['seconds']:.2f}s; details in "
         f"{report['out']}/ingest.json and quarantine.jsonl"

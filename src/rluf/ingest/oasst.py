@@ -28,6 +28,9 @@ from rluf.ingest.config import OasstConfig
 from rluf.ingest.records import Collector, short
 
 ROLE = {"prompter": "user", "assistant": "assistant"}
+# One reaction row is written per count; real exports have counts in the tens. A larger count is an error
+# in the export (and would make millions of rows).
+MAX_EMOJI_COUNT = 100_000
 
 
 def _parse_time(s: Any) -> datetime | None:
@@ -212,13 +215,14 @@ class _Mapper:
             if (
                 not isinstance(count, int)
                 or isinstance(count, bool)
-                or count < 0
+                or not 0 <= count <= MAX_EMOJI_COUNT
                 or not isinstance(name, str)
             ):
                 self.reactions.bad(
                     row,
                     "wrong_type",
-                    f"emoji {short(name)} count must be an integer >= 0, got {short(count)}",
+                    f"emoji {short(name)} count must be an integer from 0 to {MAX_EMOJI_COUNT}, got "
+                    f"{short(count)}",
                     raw,
                     "emojis",
                     sub=len(self.reactions),
@@ -231,6 +235,7 @@ class _Mapper:
                     "type": rtype,
                     "user_id": f"oasst-anon:{m.get('message_id')}:{name}:{i}",
                     "created_at": when,
+                    "time_is_click": False,  # the message's time, not when anyone clicked
                 }
                 self.reactions.add(rec, row, len(self.reactions), raw[:1000])
 
