@@ -24,8 +24,10 @@ class JSONDepthError(ValueError):
     """The JSON value is nested deeper than the accepted depth."""
 
     def __init__(self, depth: int, max_depth: int):
-        super().__init__(f"the JSON value is nested more than {max_depth} levels deep; at most {max_depth} "
-                         "levels are accepted")
+        super().__init__(
+            f"the JSON value is nested more than {max_depth} levels deep; at most {max_depth} "
+            "levels are accepted"
+        )
         self.depth, self.max_depth = depth, max_depth
 
 

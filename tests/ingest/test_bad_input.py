@@ -52,7 +52,8 @@ CASES = [
         6,
         "invalid_json",
         None,
-        r"messages\.jsonl line 6: messages record: the line is not valid JSON \(cut short\?\) \(reason invalid_json\)",
+        r"messages\.jsonl line 6: messages record: the line is not valid JSON \(cut short\?\) "
+        r"\(reason invalid_json\)",
     ),
     (
         "not_an_object",

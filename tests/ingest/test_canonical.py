@@ -147,7 +147,10 @@ def test_time_is_click_given_absent_or_wrong(tmp_path):
     rs = reactions()
     rs[0]["time_is_click"] = False
     rs[1]["time_is_click"] = "sometimes"
-    files = [write_jsonl(tmp_path / "messages.jsonl", messages()), write_jsonl(tmp_path / "reactions.jsonl", rs)]
+    files = [
+        write_jsonl(tmp_path / "messages.jsonl", messages()),
+        write_jsonl(tmp_path / "reactions.jsonl", rs),
+    ]
     report = ingest(files, tmp_path / "a", now=NOW)
     (q,) = read_quarantine(tmp_path / "a")
     assert (q["line"], q["reason"], q["field"]) == (2, "wrong_type", "time_is_click")

@@ -177,7 +177,8 @@ def resolve_segment(
             log.info("segment %r from %s joined on %s", column, cand, key)
             sql = (
                 f'SELECT m.message_id, CAST(s.seg AS VARCHAR) AS seg FROM read_parquet(?) m LEFT JOIN '
-                f"(SELECT {_ident(key)} AS k, any_value({_ident(column)}) AS seg FROM read_parquet(?) GROUP BY 1) s "
+                f"(SELECT {_ident(key)} AS k, any_value({_ident(column)}) AS seg FROM read_parquet(?) "
+                f"GROUP BY 1) s "
                 f"ON m.{_ident(key)} = s.k"
             )
             return sql, [str(msg), str(cand)]

@@ -137,7 +137,8 @@ def from_traces(good: list[tuple[int, dict, str]], src: Any, messages: Collector
                 try:
                     out_time = (ts + timedelta(seconds=float(latency))).isoformat()
                 except (OverflowError, ValueError):
-                    problem = ("wrong_type", "latency", f"latency {short(latency)} s is not a usable duration")
+                    detail = f"latency {short(latency)} s is not a usable duration"
+                    problem = ("wrong_type", "latency", detail)
             common = {"conversation_id": conv, "user_id": t.get("user_id")}
             text, text_problem = _text(t, "input", "user")
             messages.add(

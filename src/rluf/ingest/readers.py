@@ -324,7 +324,9 @@ def _read_csv(src: Source, cfg: IngestConfig) -> CsvRead:
             with pacsv.open_csv(
                 src.data_path,
                 read_options=pacsv.ReadOptions(block_size=block),
-                parse_options=pacsv.ParseOptions(invalid_row_handler=lambda r: "skip", newlines_in_values=True),
+                parse_options=pacsv.ParseOptions(
+                    invalid_row_handler=lambda r: "skip", newlines_in_values=True
+                ),
                 convert_options=pacsv.ConvertOptions(check_utf8=False),
             ) as reader:
                 names = reader.schema.names

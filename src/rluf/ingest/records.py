@@ -61,7 +61,8 @@ REASONS = {
     "duplicate_user_id": "user_id was already accepted earlier in the users table",
     "duplicate_reaction": "the same user already gave this reaction type to this message (the first is kept)",
     "parent_cycle": "following parent_id from the message comes back to it (or to a cycle above it)",
-    "turn_out_of_order": "turn_index is not its parent's + 1, or the message is older than the turn it follows",
+    "turn_out_of_order": "the message does not follow its parent (conversation, turn_index + 1, time) or "
+    "is older than the turn before it",
     "reaction_on_missing_message": "the reaction's message_id is not an accepted message",
     "reaction_on_user_message": "the reaction is on a user or system message, not an assistant message",
     "reaction_before_message": "the reaction is older than the message it reacts to",

@@ -289,7 +289,8 @@ def _duplicates(
     key = pc.if_else(free, key, pa.scalar(None, pa.string()))
     con.register("ok", pa.table({"k": key}))
     try:
-        dup_keys = con.sql("SELECT k FROM ok WHERE k IS NOT NULL GROUP BY k HAVING count(*) > 1").to_arrow_table()
+        sql = "SELECT k FROM ok WHERE k IS NOT NULL GROUP BY k HAVING count(*) > 1"
+        dup_keys = con.sql(sql).to_arrow_table()
     finally:
         con.unregister("ok")
     if dup_keys.num_rows == 0:
@@ -328,15 +329,17 @@ def _parent_checks(con: duckdb.DuckDBPyConnection, m: pa.Table) -> pa.Table:
                              || ', not ' || c.conversation_id
                         WHEN c.turn_index <> p.turn_index + 1
                         THEN 'turn_index is ' || c.turn_index || ' but its parent ' || p.message_id
-                             || ' has turn_index ' || p.turn_index || ' (expected ' || (p.turn_index + 1) || ')'
+                             || ' has turn_index ' || p.turn_index
+                             || ' (expected ' || (p.turn_index + 1) || ')'
                         ELSE 'created_at ' || CAST(c.created_at AS VARCHAR) || ' is before its parent '
                              || p.message_id || ' at ' || CAST(p.created_at AS VARCHAR) END
             FROM m c JOIN m p ON c.parent_id = p.message_id AND p._reason IS NULL
             WHERE c._reason IS NULL AND (c.conversation_id <> p.conversation_id
                   OR c.turn_index <> p.turn_index + 1 OR c.created_at < p.created_at)
             UNION ALL
-            SELECT c._pos, 'created_at', 'created_at ' || CAST(c.created_at AS VARCHAR) || ' is before every message of '
-                   || 'turn ' || q.turn_index || ' of conversation ' || c.conversation_id
+            SELECT c._pos, 'created_at', 'created_at ' || CAST(c.created_at AS VARCHAR)
+                   || ' is before every message of turn ' || q.turn_index
+                   || ' of conversation ' || c.conversation_id
                    || ' (earliest ' || CAST(q.t0 AS VARCHAR) || ')'
             FROM m c JOIN (SELECT conversation_id, turn_index, min(created_at) AS t0 FROM m
                            WHERE _reason IS NULL GROUP BY ALL) q
