@@ -361,38 +361,38 @@ def _parent_checks(con: duckdb.DuckDBPyConnection, m: pa.Table) -> pa.Table:
     ]
     parent = {mid: pid for _, mid, pid in accepted}
     pos = {mid: i for i, mid, _ in accepted}
+    ids = m["message_id"].to_pylist()
+    cycles = {pos[mid]: detail for mid, detail in _cycles_from([ids[i] for i, _, _ in rows], parent).items()}
     out_of_order: dict[str, dict[int, str]] = {}  # field -> row -> detail
-    cycles: dict[int, str] = {}
     for i, fld, detail in rows:
-        if i in cycles:
-            continue
-        cycle = _cycle_through(m["message_id"][i].as_py(), parent)
-        if cycle is None:
+        if i not in cycles:
             out_of_order.setdefault(fld, {})[i] = detail
-            continue
-        text = " -> ".join(repr(x[:40]) for x in [*cycle, cycle[0]][:12])
-        for mid in cycle:
-            cycles[pos[mid]] = f"parent_id links form a cycle: {text}"
     for fld, found in out_of_order.items():
-        idx = [i for i in sorted(found) if i not in cycles]
+        idx = sorted(found)
         m = _with_reasons(m, idx, "turn_out_of_order", fld, [found[i] for i in idx])
     members = sorted(cycles)
     return _with_reasons(m, members, "parent_cycle", "parent_id", [cycles[i] for i in members])
 
 
-def _cycle_through(start: str, parent: dict[str, str | None]) -> list[str] | None:
-    """The message ids of the parent_id cycle that `start` is on (start first), or None."""
-    path, seen = [start], {start}
-    cur = parent.get(start)
-    while cur is not None and cur in parent:
-        if cur == start:
-            return path
-        if cur in seen:  # a cycle above start, without it
-            return None
-        path.append(cur)
-        seen.add(cur)
-        cur = parent[cur]
-    return None
+def _cycles_from(starts: list[str], parent: dict[str, str | None]) -> dict[str, str]:
+    """message_id -> detail for every member of a parent_id cycle reachable from `starts`. Each message is
+    walked once over all starts (linear in the messages, however long the chains)."""
+    state: dict[str, bool] = {}  # True: on the current walk; False: walked before
+    found: dict[str, str] = {}
+    for start in starts:
+        path, cur = [], start
+        while cur is not None and cur in parent and cur not in state:
+            state[cur] = True
+            path.append(cur)
+            cur = parent[cur]
+        if cur is not None and state.get(cur) is True:  # the walk came back onto itself
+            cycle = path[path.index(cur) :]
+            shown = " -> ".join(repr(x[:40]) for x in [*cycle, cycle[0]][:12])
+            for mid in cycle:
+                found[mid] = f"parent_id links form a cycle: {shown}"
+        for mid in path:
+            state[mid] = False
+    return found
 
 
 def orphans(m: pa.Table) -> int:
