@@ -74,3 +74,9 @@ def surrogate_detail(name: str, text: str, at: int) -> str:
         f"{name} holds a lone surrogate {text[at]!r} at character {at}, which is not valid Unicode text "
         "(text must be encodable as UTF-8; see docs/log-schema.md)"
     )
+
+
+def printable(text: str) -> str:
+    """`text` with each lone surrogate written as its escape (\\udcff): for messages and reports that
+    name things as they came (a file name that is not UTF-8 holds surrogates in Python)."""
+    return text if lone_surrogate(text) is None else text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -138,7 +138,9 @@ def _tree(depth: int) -> bytes:
     """An OpenAssistant tree line: one thread `depth` replies deep (written as text: json.dumps would
     itself hit the recursion limit)."""
     role = ("prompter", "assistant")
-    opens = [f'{{"message_id": "n{d}", "role": "{role[d % 2]}", "text": "x", "replies": [' for d in range(depth)]
+    opens = [
+        f'{{"message_id": "n{d}", "role": "{role[d % 2]}", "text": "x", "replies": [' for d in range(depth)
+    ]
     leaf = f'{{"message_id": "n{depth}", "role": "assistant", "text": "deep"}}'
     return f'{{"message_tree_id": "t{depth}", "prompt": {"".join(opens)}{leaf}{"]}" * depth}}}'.encode()
 
@@ -220,6 +222,12 @@ def _bom(name: str) -> Callable[[Path], None]:
         (folder / name).write_bytes(b"\xef\xbb\xbf" + data)
 
     return write
+
+
+def _name_not_utf8(folder: Path) -> None:
+    write_jsonl(folder / "messages.jsonl", messages())
+    rs = reactions() + [{**reactions()[0], "message_id": "m404"}]
+    write_jsonl(folder / os.fsdecode(b"reactions-\xff.jsonl"), rs)  # a Latin-1 name on a UTF-8 system
 
 
 def _flat_cycle(folder: Path) -> None:
@@ -575,6 +583,12 @@ CASES: dict[str, Case] = {
         kept=[],
         accepted={"messages": 3},
         strict=r"field 'latency': latency 1e\+300 s",
+    ),
+    "file_name_not_utf8": Case(
+        _name_not_utf8,
+        "reaction_on_missing_message",
+        accepted={"reactions": 2},
+        strict=r"reactions-\\udcff\.jsonl line 3: reactions record, field 'message_id'",
     ),
     "orphan_message": Case(
         _mixed([_bad_message(message_id="b2", parent_id="gone", turn_index=3)]),

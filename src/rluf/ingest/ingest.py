@@ -26,6 +26,7 @@ from rluf.errors import ConfigError, DataError
 from rluf.ingest.config import IngestConfig
 from rluf.ingest.readers import CANONICAL, FORMATS, KINDS, FileProblem, Source, data_format, read_source
 from rluf.ingest.validate import check_rows, check_tables, connect, empty_checked, orphans, split
+from rluf.jsonsafe import printable
 from rluf.schema import TABLES, check_table
 from rluf.utils import atomic_write_bytes, write_json
 
@@ -106,8 +107,10 @@ def _strict_error(entry: dict) -> DataError:
     where = f"line {entry['line']}" if entry["line"] is not None else f"row {entry['row']}"
     what = f"{entry['table']} record" + (f", field '{entry['field']}'" if entry["field"] else "")
     return DataError(
-        f"{entry['source']} {where}: {what}: {entry['detail']} (reason {entry['reason']}). "
-        "Fix the record, or run without --strict to quarantine it and go on."
+        printable(
+            f"{entry['source']} {where}: {what}: {entry['detail']} (reason {entry['reason']}). "
+            "Fix the record, or run without --strict to quarantine it and go on."
+        )
     )
 
 
@@ -195,7 +198,7 @@ class _Run:
             raws = read_source(src, self.cfg, fmt, table)
         except FileProblem as e:
             if self.strict:
-                raise DataError(f"{e.detail} (reason {e.reason})") from None
+                raise DataError(printable(f"{e.detail} (reason {e.reason})")) from None
             entry = {"path": str(src.path), "format": src.fmt or None, "table": None, "records": 0}
             self.files.append({**entry, "problem": e.reason, "detail": e.detail})
             self.quarantine.append(
@@ -258,7 +261,10 @@ def _write_outputs(
         _write_parquet(t, out_dir / f"{name}.parquet")
     atomic_write_bytes(
         out_dir / "quarantine.jsonl",
-        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine).encode("utf-8"),
+        # backslashreplace: a file name that is not UTF-8 holds surrogates; written as their escapes
+        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine).encode(
+            "utf-8", "backslashreplace"
+        ),
     )
     tables = {}
     for name in CANONICAL:

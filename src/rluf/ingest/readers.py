@@ -464,15 +464,19 @@ def read_source(src: Source, cfg: IngestConfig, fmt: str, kind: str) -> dict[str
     """Raw tables of one file, per canonical table. Raises FileProblem for a file that cannot be read."""
     opener = COMPRESSIONS.get(src.path.suffix.lower())
     try:
-        if opener is None:
+        if opener is None and jsonsafe.lone_surrogate(str(src.path)) is None:
             src.data_path = src.path
             return _read_plain(src, cfg, fmt, kind)
+        # compressed, or a name that is not UTF-8 (which pyarrow cannot open): read a plain copy
         with tempfile.TemporaryDirectory(prefix="rluf-ingest-") as tmp:
-            src.data_path = Path(tmp) / src.path.stem  # messages.jsonl.gz -> messages.jsonl
+            name = jsonsafe.printable(src.path.stem if opener else src.path.name)  # a.jsonl.gz -> a.jsonl
+            src.data_path = Path(tmp) / name
             try:
-                with opener(src.path, "rb") as f, src.data_path.open("wb") as out:
+                with (opener or open)(src.path, "rb") as f, src.data_path.open("wb") as out:
                     shutil.copyfileobj(f, out, 1 << 20)
-            except (OSError, EOFError, lzma.LZMAError) as e:  # gzip.BadGzipFile is an OSError
+            except (EOFError, lzma.LZMAError, gzip.BadGzipFile, OSError) as e:
+                if opener is None:
+                    raise
                 raise FileProblem(
                     "unreadable", f"{src.path} cannot be decompressed ({src.path.suffix}): {e}"
                 ) from None
