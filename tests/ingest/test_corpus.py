@@ -92,6 +92,14 @@ def _csv(folder: Path, name: str = "messages.csv") -> Path:
     return folder / name
 
 
+def _csv_with_row(folder: Path, row: dict) -> None:
+    """The good messages as CSV plus `row`, its values as text in the header's column order."""
+    path = _csv(folder)
+    header = path.read_bytes().splitlines()[0].decode().replace('"', "").split(",")
+    values = ["" if row[c] is None else f'"{row[c]}"' for c in header]
+    path.write_bytes(path.read_bytes() + ",".join(values).encode() + b"\n")
+
+
 def _csv_lines(folder: Path) -> list[bytes]:
     return _csv(folder).read_bytes().splitlines(keepends=True)
 
@@ -365,6 +373,16 @@ CASES: dict[str, Case] = {
         kept=[],
         accepted={"messages": 4, "reactions": 3},
         strict=r"field 'emojis': emoji '\+1' count must be an integer",
+    ),
+    "int_beyond_int32": Case(
+        _mixed([_bad_message(turn_index=2**40)]),
+        "wrong_type",
+        strict=r"field 'turn_index': turn_index must be an integer of at most 32 bits, got '1099511627776'",
+    ),
+    "int_beyond_int64_csv": Case(
+        lambda f: _csv_with_row(f, json.loads(_bad_message(turn_index=OUT_OF_RANGE))),
+        "wrong_type",
+        strict=r"messages\.csv row 6: messages record, field 'turn_index': .*got '1180591620717411303424'",
     ),
     "int_of_5000_digits": Case(
         _mixed([b'{"conversation_id": "c9", "turn_index": ' + b"7" * 5000 + b"}"]),

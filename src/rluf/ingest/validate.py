@@ -149,8 +149,13 @@ def _conditions(
     for f, kind in kinds.items():
         _, typed_null_is_wrong = _value_expr(f, kind, schema.field(f).type)
         if typed_null_is_wrong:
-            want = {"id": "a string", "str": "a string", "int": "an integer", "ts": "a timestamp",
-                    "bool": "true or false"}[kind]
+            want = {
+                "id": "a string",
+                "str": "a string",
+                "int": "an integer of at most 32 bits",  # turn_index is int32
+                "ts": "a timestamp",
+                "bool": "true or false",
+            }[kind]
             conds.append(
                 (
                     f"({_q(f)} IS NOT NULL AND v__{f} IS NULL)",
