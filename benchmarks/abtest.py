@@ -93,7 +93,8 @@ def write_big_logs(out: Path, n_users: int, per_user: int, seed: int = 0) -> int
                      "text": pa.array(np.full(n, "hi")), "created_at": ts, "user_id": uid, "model_id": pa.array(arm)},
                     schema=MESSAGES)
     reacts = pa.table({"message_id": ids.take(pa.array(loved)), "type": pa.array(np.full(len(loved), "love")),
-                       "user_id": uid.take(pa.array(loved)), "created_at": ts.take(pa.array(loved))}, schema=REACTIONS)
+                       "user_id": uid.take(pa.array(loved)), "created_at": ts.take(pa.array(loved)),
+                       "time_is_click": pa.nulls(len(loved), pa.bool_())}, schema=REACTIONS)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(msgs, out / "messages.parquet")
     pq.write_table(reacts, out / "reactions.parquet")

@@ -49,7 +49,7 @@ def make_logs(n: int, seed: int = 0) -> tuple[pa.Table, pa.Table]:
         {
             "conversation_id": pa.array(np.char.add("c", conv.astype(str))),
             "message_id": ids,
-            "parent_id": pa.array([None] + [f"m{k}" for k in range(n - 1)]).cast(pa.string()),
+            "parent_id": pa.array([None if k % 4 == 0 else f"m{k - 1}" for k in range(n)], pa.string()),
             "turn_index": pa.array((i % 4).astype(np.int32)),
             "role": pa.array(role),
             "text": pa.array(texts[i % 4]),
@@ -69,6 +69,7 @@ def make_logs(n: int, seed: int = 0) -> tuple[pa.Table, pa.Table]:
             "created_at": pa.array(
                 t0 + ((picked // 4) * 60_000_000 + 30_000_000).astype("timedelta64[us]")
             ).cast(pa.timestamp("us", tz="UTC")),
+            "time_is_click": pa.nulls(picked.size, pa.bool_()),
         },
         schema=REACTIONS,
     )

@@ -51,7 +51,7 @@ def flagged_users(logs_dir: Path, how: Exclude) -> list[str]:
         return []
     if how == "truth":
         path = logs_dir.parent / "truth" / "adversarial.parquet"
-        return [r[0] for r in duckdb.sql(f"SELECT user_id FROM read_parquet('{path}')").fetchall()]
+        return [r[0] for r in duckdb.execute("SELECT user_id FROM read_parquet(?)", [str(path)]).fetchall()]
     if how == "filters":
         from rluf.signals.config import FiltersSection
         from rluf.signals.engine import connect, load_logs
