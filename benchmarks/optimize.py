@@ -30,7 +30,6 @@ from rluf.config import load_config
 from rluf.judges.base import make_items
 from rluf.judges.config import build_judges
 from rluf.optimize import OptimizeConfig, calibrated_reward, combined_reward, optimize
-from rluf.optimize.cli import shipped_config
 from rluf.optimize.objectives import load_objectives
 from rluf.optimize.simbridge import load_world
 from rluf.optimize.weight_sweep import SweepEvaluator, compare
@@ -162,7 +161,7 @@ def main() -> None:
     a = _args()
     torch.set_num_threads(2)
     work, skip = Path(a.work), set(filter(None, a.skip.split(",")))
-    cfg = load_config(OptimizeConfig, shipped_config())
+    cfg = load_config(OptimizeConfig)
     cfg = cfg.model_copy(update={"objectives": {"love": a.love, "helpfulness": a.helpfulness, "safety": a.safety},
                                  "weights": dict(WEIGHTS), "prompts": cfg.prompts.model_copy(update={"path": a.sim}),
                                  "eval": cfg.eval.model_copy(update={"enabled": False})})

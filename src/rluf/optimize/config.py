@@ -16,6 +16,14 @@ from rluf.judges.config import JudgeConfig
 
 # The paper's weights (RLUF, Han et al., 2025): helpfulness 0.7, safety 0.3, love 0.1.
 DEFAULT_WEIGHTS = {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}
+# A candidate is kept only if every judge passes (CGPO's Mixture of Judges): length, degenerate text, the
+# reference answer of factual prompts, and no refusal of a harmless request.
+DEFAULT_JUDGES = [
+    {"type": "length", "min_words": 1, "max_words": 60},
+    {"type": "degenerate"},
+    {"type": "exact_answer"},
+    {"type": "false_refusal"},
+]
 
 
 class SamplingConfig(StrictModel):
@@ -52,7 +60,7 @@ class PromptsConfig(StrictModel):
     (logged response) and metadata columns; `sim`: the simulated world's prompt distribution."""
     path: str | None = None
     """The prompt file (source=file) or the simulator run/config (source=sim; None = the default world)."""
-    max_prompts: int = Field(256, ge=1)
+    max_prompts: int = Field(1024, ge=1)
     """Size of the prompt pool drawn at the start (fixed for the run, so resume sees the same pool)."""
     y_base: Literal["reference", "logged"] = "reference"
     """Baseline response in R_k = sigmoid(r_k(x,y) - r_k(x,y_base)): one sample from the reference policy
@@ -62,7 +70,7 @@ class PromptsConfig(StrictModel):
 class CrraftConfig(StrictModel):
     """CRRAFT hyper-parameters (CGPO, Xu et al., 2024, Sec. 4.3; symbols in docs/crraft.md)."""
 
-    iterations: int = Field(24, ge=1)
+    iterations: int = Field(96, ge=1)
     batch_prompts: int = Field(16, ge=1)
     """B: prompts per iteration."""
     k: int = 4
@@ -108,7 +116,7 @@ class EvalConfig(StrictModel):
 
     every: int = Field(0, ge=0)
     """Evaluate every N iterations (0: only before and after training)."""
-    n_prompts: int = Field(256, ge=1)
+    n_prompts: int = Field(500, ge=1)
     items: Literal["held_out", "deployment"] = "held_out"
     """held_out: questions the deployment never served; deployment: new conversations over its own questions,
     the population a simulated A/B test serves (rluf.sim.World.eval_set)."""
@@ -132,7 +140,7 @@ class OptimizeConfig(StrictModel):
     `sim:love`, `sim:helpfulness`, `sim:safety` use the simulator's ground truth (oracle runs)."""
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     """w_k in R = sum_k w_k R_k; every key must name a configured objective."""
-    judges: list[JudgeConfig] = Field(default_factory=list)
+    judges: list[JudgeConfig] = Field(default_factory=lambda: [dict(j) for j in DEFAULT_JUDGES], validate_default=True)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     crraft: CrraftConfig = Field(default_factory=CrraftConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)

@@ -12,9 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from rluf.config import StrictModel, load_config, validate_config
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+from rluf.config import StrictModel, load_config
 
 
 class SignalsSection(StrictModel):
@@ -45,24 +43,22 @@ class RunConfig(StrictModel):
     abtest: dict[str, Any] = Field(default_factory=dict, description="simulated A/B test: WorldConfig overrides")
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def stage_config(cls, packaged: str | None, overrides: dict[str, Any], section: str):
-    """The stage's packaged YAML (if any) with the run's overrides on top, validated by the stage's model."""
-    from rluf.config import load_yaml
+    """The stage's model defaults (or a packaged override file) with the run's overrides, validated."""
+    from rluf.errors import ConfigError
 
-    base = load_yaml(CONFIG_DIR / packaged) if packaged and (CONFIG_DIR / packaged).is_file() else {}
-    return validate_config(cls, _merge(base, overrides), source=f"run config section '{section}'")
+    try:
+        return load_config(cls, packaged, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"run config section '{section}': {e}") from None
 
 
-def load_run_config(path: str | Path | None, quick: bool = False, seed: int | None = None) -> RunConfig:
-    default = CONFIG_DIR / ("run_quick.yaml" if quick else "run.yaml")
-    cfg = load_config(RunConfig, path or default, {"seed": seed})
+def load_run_config(path: str | Path | None, quick: bool = False, seed: int | None = None,
+                    overrides: list[str] | None = None) -> RunConfig:
+    """run.yaml / run_quick.yaml (or `path`) with the seed and `--set KEY=VALUE` overrides."""
+    from rluf.config import parse_set
+
+    cfg = load_config(RunConfig, path or ("run_quick.yaml" if quick else "run.yaml"), {"seed": seed, **parse_set(overrides)})
     if quick and not cfg.quick:
         cfg = cfg.model_copy(update={"quick": True})
     return cfg
