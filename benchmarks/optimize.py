@@ -147,7 +147,7 @@ def best_of_k(start: Policy, ev: SweepEvaluator, objectives, judges, k: int = 4)
 
 def _fixed(ev: SweepEvaluator, rsp: list[str]) -> dict:
     """SweepEvaluator's per-item truth for given answers (KL not measured: 0)."""
-    from rluf.evaluate.monitor import hack_metrics
+    from rluf.hacking import hack_metrics
 
     w = ev.world
     return {"responses": rsp, "p_love": w.p_love(ev.users, ev.contexts, rsp),

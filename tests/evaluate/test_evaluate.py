@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from rluf.config import load_config
 from rluf.errors import ConfigError, DataError, SchemaError
 from rluf.evaluate import EvaluateConfig, evaluate
-from rluf.evaluate.monitor import words
+from rluf.hacking import words
 
 from .conftest import PROMPTS
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from rluf.evaluate.monitor import hack_metrics
+from rluf.hacking import hack_metrics
 from rluf.optimize.weight_sweep import bootstrap_ci, claims, compare
 
 

@@ -103,12 +103,12 @@ class CrraftConfig(StrictModel):
 
 
 class MonitorConfig(StrictModel):
-    """The reward-hacking monitor (rluf.evaluate.monitor), computed on every iteration's K*B samples."""
+    """The reward-hacking monitor (rluf.hacking), computed on every iteration's K*B samples."""
 
     ngram: int = Field(3, ge=1)
     top_k: int = Field(5, ge=1)
     signoff_pattern: str | None = None
-    """Regex for the sign-off hack; None = rluf.evaluate.monitor.DEFAULT_SIGNOFF_PATTERN."""
+    """Regex for the sign-off hack; None = rluf.hacking.DEFAULT_SIGNOFF_PATTERN."""
 
 
 class EvalConfig(StrictModel):

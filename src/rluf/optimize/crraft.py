@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rluf.evaluate.monitor import DEFAULT_SIGNOFF_PATTERN, hack_metrics
+from rluf.hacking import DEFAULT_SIGNOFF_PATTERN, hack_metrics
 from rluf.judges.base import make_items
 from rluf.judges.mixture import MixtureOfJudges
 from rluf.optimize.config import OptimizeConfig

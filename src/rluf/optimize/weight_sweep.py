@@ -27,7 +27,7 @@ import torch
 
 from rluf.config import load_config
 from rluf.errors import ConfigError
-from rluf.evaluate.monitor import flag_hacking, hack_metrics
+from rluf.hacking import flag_hacking, hack_metrics
 from rluf.optimize.config import OptimizeConfig
 from rluf.optimize.objectives import Objective
 from rluf.optimize.runner import optimize, resolve_config

@@ -1,4 +1,6 @@
-"""Reward-hacking monitor: cheap text statistics over a batch of responses.
+"""Reward-hacking monitor: cheap text statistics over a batch of responses, and the text features
+(`words`, the sign-off and refusal patterns) the judges share with it. Below every stage: the judges,
+the optimizer and the offline evaluator all import it.
 
 RLUF (Han et al., 2025) saw a policy pushed too hard on P[Love] learn a repetitive, manipulative
 sign-off ("Bye! Sending Love!") and end conversations early. These functions detect that family of

@@ -1,6 +1,6 @@
 import pytest
 
-from rluf.evaluate import monitor as M
+from rluf import hacking as M
 
 SIGNOFF = "Bye! Sending Love!"
 BATCH = [
