@@ -8,7 +8,7 @@ import pytest
 from rluf.policy import Policy
 from rluf.schema import check_table
 from rluf.sim import World, simulate, simulate_ab
-from rluf.sim.deploy import deploy
+from rluf.sim.traffic import deploy
 from rluf.sim.deployment import hash_split, template_arm
 
 from .conftest import micro_config
@@ -145,7 +145,7 @@ def test_interleave_takes_plain_and_chunked_arrays():
     # Arrow returns chunked arrays from `take` on large string columns (an A/B test with 60,000 users did)
     import pyarrow as pa
 
-    from rluf.sim.deploy import _interleave
+    from rluf.sim.traffic import _interleave
 
     users = pa.array(["q0", "q1", "q2"])
     answers = pa.chunked_array([pa.array(["a0"]), pa.array(["a1", "a2"])])

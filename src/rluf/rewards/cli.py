@@ -86,7 +86,7 @@ def score(
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Score (context, response) rows with a reward model, batched, without gradients."""
-    from rluf.rewards.score import score_file
+    from rluf.rewards.score_file import score_file
 
     n = score_file(model, data, out, batch_size=batch_size, device=device, progress=True)
     typer.echo(f"scored {n} rows -> {out}")

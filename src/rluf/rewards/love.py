@@ -30,7 +30,7 @@ from rluf.rewards.metrics import (
     plot_roc,
 )
 from rluf.rewards.scorer import Scorer
-from rluf.rewards.trainers import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
+from rluf.rewards.hf_trainer import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
 from rluf.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)

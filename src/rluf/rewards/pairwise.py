@@ -21,7 +21,7 @@ from rluf.rewards.config import PAIRWISE_OBJECTIVES, RewardConfig
 from rluf.rewards.data import Encoder, Pairs, read_pairs, split_pairs
 from rluf.rewards.metrics import pairwise_accuracy, pearson, spearman
 from rluf.rewards.scorer import Scorer
-from rluf.rewards.trainers import BradleyTerryTrainer, PairCollator, pairs_dataset
+from rluf.rewards.hf_trainer import BradleyTerryTrainer, PairCollator, pairs_dataset
 from rluf.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)

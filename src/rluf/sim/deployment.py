@@ -23,7 +23,7 @@ from rluf.policy import Policy
 from rluf.schema import CHAT
 from rluf.sim.baseline import generate_pool, train_baseline
 from rluf.sim.config import BehaviourMix, WorldConfig, quick_config
-from rluf.sim.deploy import Arm, deploy
+from rluf.sim.traffic import Arm, deploy
 from rluf.sim.stats import pool_mix, signal_summary
 from rluf.sim.world import World
 from rluf.utils import peak_rss_mb, write_json
