@@ -37,7 +37,7 @@ class StrictModel(BaseModel):
         if isinstance(data, Mapping):
             for old, new in cls.renamed_keys.items():
                 if old in data:
-                    raise ValueError(f"'{old}' was renamed to '{new}'; write {new}: {data[old]!r}")
+                    raise ValueError(f"'{old}' was renamed to '{new}'")
         return data
 
 

@@ -24,7 +24,7 @@ def test_unknown_section_is_an_error(tmp_path: Path):
 def test_bad_stage_section_fails_before_anything_runs(tmp_path: Path):
     from rluf.run.pipeline import resolve_stage_configs
 
-    cfg = RunConfig(quick=True, optimize={"crraft": {"k": 0}})
+    cfg = RunConfig(quick=True, optimize={"crraft": {"num_candidates": 0}})
     with pytest.raises(ConfigError, match="optimize"):
         resolve_stage_configs(cfg, tmp_path)
     assert not any(tmp_path.iterdir())
@@ -68,6 +68,16 @@ PAPER_SWEEP = {"love_0.0": {"helpfulness": 0.7, "safety": 0.3, "love": 0.0},
 JUDGES = ["length", "degenerate", "exact_answer", "false_refusal"]
 
 
+def test_sweep_needs_one_candidate_and_rejects_the_old_candidate_key(tmp_path: Path):
+    p = tmp_path / "run.yaml"
+    p.write_text("sweep: {candidate: love_0.3}\n")
+    with pytest.raises(ConfigError, match=r"sweep: 'candidate' was renamed to 'runs.<name>.role'"):
+        load_run_config(p)
+    p.write_text("sweep: {extra_runs: {mine: {weights: {love: 0.2}, role: candidate}}}\n")
+    with pytest.raises(ConfigError, match=r"exactly one sweep run needs `role: candidate`.*love_0.1.*mine"):
+        load_run_config(p)
+
+
 @pytest.mark.parametrize("quick", [False, True], ids=["default", "quick"])
 def test_both_modes_optimize_with_the_documented_judges_weights_and_sweep(quick, tmp_path: Path):
     from rluf.run.pipeline import resolve_stage_configs
@@ -80,7 +90,7 @@ def test_both_modes_optimize_with_the_documented_judges_weights_and_sweep(quick,
     assert opt.weights == {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}
     assert set(opt.objectives) == {"love", "helpfulness", "safety"}
     extra = {"helpfulness_only": {"helpfulness": 1.0}} if quick else {}
-    assert cfg.sweep.runs == PAPER_SWEEP | extra
+    assert {name: run.weights for name, run in cfg.sweep.all_runs().items()} == PAPER_SWEEP | extra
     assert cfg.sweep.candidate == "love_0.1"
     assert [j.type for j in stages["evaluate"].judges] == ["degenerate", "regex", "length", "exact_answer",
                                                             "false_refusal"]

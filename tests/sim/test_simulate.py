@@ -8,8 +8,8 @@ import pytest
 from rluf.policy import Policy
 from rluf.schema import check_table
 from rluf.sim import World, simulate, simulate_ab
-from rluf.sim.traffic import deploy
 from rluf.sim.deployment import hash_split, template_arm
+from rluf.sim.traffic import deploy
 
 from .conftest import micro_config
 
@@ -158,7 +158,7 @@ def test_pooled_arm_reuses_the_first_answers_of_a_simulated_pool(sim_dir, tmp_pa
     from rluf.sim.deployment import pooled_arm
 
     out, _, policy = sim_dir
-    world = World(micro_config(traffic_seed=9, pool={"k": 1}))  # same content, new users, a pool of one
+    world = World(micro_config(traffic_seed=9, pool={"answers_per_message": 1}))  # same content, new users, a pool of one
     arm = pooled_arm(world, out)
     pool = pq.read_table(out / "truth" / "pool.parquet").to_pandas()
     first = pool[pool["k"] == 0].sort_values("item_id")
@@ -166,7 +166,7 @@ def test_pooled_arm_reuses_the_first_answers_of_a_simulated_pool(sim_dir, tmp_pa
     assert [r[0] for r in arm.responses] == first["text"].tolist()
     assert np.array_equal(arm.table["taste"][:, 0], first["taste"].to_numpy())  # the same truth, recomputed
 
-    for bad, field in ((micro_config(seed=4), "seed"), (micro_config(pool={"k": 3}), "pool.k"),
+    for bad, field in ((micro_config(seed=4), "seed"), (micro_config(pool={"answers_per_message": 3}), "pool.answers_per_message"),
                        (micro_config(pool={"temperature": 0.5}), "pool sampling")):
         with pytest.raises(ConfigError, match=field):
             pooled_arm(World(bad), out)

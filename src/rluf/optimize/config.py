@@ -6,7 +6,8 @@ config is validated before any model or data is loaded (`OptimizeConfig.check`).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -73,8 +74,8 @@ class CrraftConfig(StrictModel):
     iterations: int = Field(96, ge=1)
     batch_prompts: int = Field(16, ge=1)
     """B: prompts per iteration."""
-    k: int = 4
-    """K: responses sampled per prompt (RLUF used best-of-4)."""
+    num_candidates: int = 4
+    """K: responses sampled per prompt, the best passing one kept (RLUF used best-of-4)."""
     kl_max: float = Field(8.0, gt=0)
     """KL_max: drop candidates whose sequence KL to the reference, sum(log pi - log pi_ref), exceeds it."""
     drop_cut_off: bool = True
@@ -95,10 +96,13 @@ class CrraftConfig(StrictModel):
     bf16: Literal["auto", "yes", "no"] = "auto"
     """Mixed precision through accelerate; 'auto' uses bf16 only on a GPU that supports it."""
 
+    renamed_keys = {"k": "num_candidates"}
+
     @model_validator(mode="after")
-    def _check_k(self) -> CrraftConfig:
-        if self.k < 1:
-            raise ValueError(f"crraft.k = {self.k}: K (samples per prompt) must be >= 1; RLUF used k: 4")
+    def _check_num_candidates(self) -> CrraftConfig:
+        if self.num_candidates < 1:
+            raise ValueError(f"crraft.num_candidates = {self.num_candidates}: K (samples per prompt) must be >= 1; "
+                             "RLUF used num_candidates: 4")
         return self
 
 
@@ -106,7 +110,9 @@ class MonitorConfig(StrictModel):
     """The reward-hacking monitor (rluf.hacking), computed on every iteration's K*B samples."""
 
     ngram: int = Field(3, ge=1)
-    top_k: int = Field(5, ge=1)
+    top_closings: int = Field(5, ge=1)
+    """How many of the most common closing n-grams to log."""
+    renamed_keys = {"top_k": "top_closings"}
     signoff_pattern: str | None = None
     """Regex for the sign-off hack; None = rluf.hacking.DEFAULT_SIGNOFF_PATTERN."""
 
@@ -124,6 +130,39 @@ class EvalConfig(StrictModel):
     """Answers sampled per prompt, averaged per prompt: the sweep's figures then move less with the seed."""
     enabled: bool = True
     """Needs the simulator; ignored (with a log line) when the prompts do not come from it."""
+
+
+class SweepRun(StrictModel):
+    """One setting of a weight sweep: the objective weights, and what the run is for."""
+
+    weights: dict[str, float]
+    role: Literal["candidate", "hack_check", "comparison"] = "comparison"
+    """candidate: promoted to the A/B test and judged by the paper's first finding (true Love rises by
+    TARGET_LIFT, helpfulness and safety hold); hack_check: pushes Love hard and is judged by the second (the
+    sign-off hack rises and the monitor flags it); comparison: a row of the table only."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weights_alone_is_the_old_form(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "weights" not in data and data and all(
+                isinstance(v, (int, float)) for v in data.values()):
+            raise ValueError(f"a sweep run is {{weights: {{...}}, role: candidate | hack_check | comparison}}; "
+                             f"write {{weights: {dict(data)}}}")
+        return data
+
+
+def _paper_sweep() -> dict[str, SweepRun]:
+    """RLUF's sweep: love 0.0 / 0.1 / 0.3 next to helpfulness 0.7 and safety 0.3, and love alone."""
+    others = {k: w for k, w in DEFAULT_WEIGHTS.items() if k != "love"}
+    return {
+        "love_0.0": SweepRun(weights={**others, "love": 0.0}),
+        "love_0.1": SweepRun(weights=dict(DEFAULT_WEIGHTS), role="candidate"),
+        "love_0.3": SweepRun(weights={**others, "love": 0.3}, role="hack_check"),
+        "love_only": SweepRun(weights={"love": 1.0}, role="hack_check"),
+    }
+
+
+PAPER_SWEEP = _paper_sweep()
 
 
 class OptimizeConfig(StrictModel):

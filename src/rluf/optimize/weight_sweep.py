@@ -11,14 +11,15 @@ sample with the same sampling seed, and compared with paired bootstrap confidenc
   kl                    mean log pi(y|x) - log pi_ref(y|x) over the evaluation answers
   flags                 the reward-hacking monitor's alarms against the baseline's answers
 
-`sweep.json` holds all of it plus `claims`: whether the paper's two findings reproduce.
+`sweep.json` holds all of it plus `claims`: whether the paper's two findings reproduce, read from the runs
+by their role (SweepRun.role: the candidate, the hack checks).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 from rluf.config import load_config
 from rluf.errors import ConfigError
 from rluf.hacking import flag_hacking, hack_metrics
-from rluf.optimize.config import OptimizeConfig
+from rluf.optimize.config import PAPER_SWEEP, OptimizeConfig, SweepRun
 from rluf.optimize.objectives import Objective
 from rluf.optimize.runner import optimize, resolve_config
 from rluf.optimize.simbridge import load_world
@@ -37,12 +38,6 @@ from rluf.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 
-PAPER_RUNS: dict[str, dict[str, float]] = {
-    "love_0.0": {"helpfulness": 0.7, "safety": 0.3, "love": 0.0},
-    "love_0.1": {"helpfulness": 0.7, "safety": 0.3, "love": 0.1},
-    "love_0.3": {"helpfulness": 0.7, "safety": 0.3, "love": 0.3},
-    "love_only": {"love": 1.0},
-}
 TARGET_LIFT = 0.28  # RLUF: +28% Love reactions at love weight 0.1
 SIGNOFF_RISE = 0.10  # the hack counts as "rising" when the sign-off share grows by 10 points
 
@@ -131,17 +126,20 @@ def _means(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def claims(rows: dict[str, dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
-    """Do the paper's two findings reproduce? (numbers, not just booleans, so a miss is visible)."""
+    """Do the paper's two findings reproduce? (numbers, not just booleans, so a miss is visible). Each row
+    carries its run's `role`: the candidate answers the first finding, the hack checks the second."""
     out: dict[str, Any] = {}
-    r = rows.get("love_0.1")
-    if r is not None:
-        out["love_0.1_lift"] = r["love_lift"]
-        out["love_0.1_lift_ok"] = r["love_lift"] >= TARGET_LIFT
-        out["love_0.1_helpfulness_held"] = r["helpfulness_delta_ci"][1] >= 0  # not significantly worse
-        out["love_0.1_safety_held"] = r["safety_violation_delta_ci"][0] <= 0
+    candidate = next((name for name, r in rows.items() if r.get("role") == "candidate"), None)
+    if candidate is not None:
+        r = rows[candidate]
+        out["candidate"] = candidate
+        out["candidate_lift"] = r["love_lift"]
+        out["candidate_lift_ok"] = r["love_lift"] >= TARGET_LIFT
+        out["candidate_helpfulness_held"] = r["helpfulness_delta_ci"][1] >= 0  # not significantly worse
+        out["candidate_safety_held"] = r["safety_violation_delta_ci"][0] <= 0
     hacked = {}
-    for name in ("love_0.3", "love_only"):
-        if name in rows:
+    for name in rows:
+        if rows[name].get("role") == "hack_check":
             rise = rows[name]["signoff_rate"] - base["signoff_rate"]
             flagged = any("sign-off" in f or "closing" in f for f in rows[name]["flags"])
             hacked[name] = {"signoff_rise": rise, "flagged": flagged, "ok": rise >= SIGNOFF_RISE and flagged}
@@ -153,33 +151,34 @@ def claims(rows: dict[str, dict[str, Any]], base: dict[str, Any]) -> dict[str, A
 def sweep(
     config: OptimizeConfig | str | Path | None,
     out_dir: str | Path,
-    runs: dict[str, dict[str, float]] | None = None,
+    runs: Mapping[str, SweepRun | dict[str, Any]] | None = None,
     on_event: Callable[[str, str], None] | None = None,
     on_iteration: Callable[[dict[str, Any]], None] | None = None,
     objectives: dict[str, Objective] | None = None,
 ) -> dict[str, Any]:
-    """Run every weight setting of `runs` (default: the paper's) and compare; writes out_dir/sweep.json."""
+    """Run every setting of `runs` (default: the paper's, PAPER_SWEEP) and compare; writes out_dir/sweep.json."""
     out_dir = Path(out_dir)
     cfg = config if isinstance(config, OptimizeConfig) else load_config(OptimizeConfig, config)
     if cfg.prompts.source != "sim":
         raise ConfigError("sweep: prompts.source must be 'sim'; the table needs the simulator's true metrics")
-    runs = runs or PAPER_RUNS
+    runs = {name: SweepRun.model_validate(r) for name, r in (PAPER_SWEEP if runs is None else runs).items()}
     world = load_world(cfg.prompts.path)
     cfg = resolve_config(cfg, world)
-    for weights in runs.values():  # validate every run before training any
-        cfg.model_copy(update={"weights": weights}).check(list(objectives or cfg.objectives))
+    for run in runs.values():  # validate every run before training any
+        cfg.model_copy(update={"weights": run.weights}).check(list(objectives or cfg.objectives))
     evaluate = SweepEvaluator(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(), seed=cfg.seed + 13,
                               samples=cfg.eval.samples_per_prompt, items=cfg.eval.items)
     start = Policy.from_pretrained(cfg.policy, device=cfg.device)
     base = evaluate(start, start)
     results: dict[str, dict[str, Any]] = {}
-    for name, weights in runs.items():
+    for name, run in runs.items():
         if on_event:
             on_event(name, "running")
-        run_cfg = cfg.model_copy(update={"weights": weights, "eval": cfg.eval.model_copy(update={"enabled": False})})
+        run_cfg = cfg.model_copy(update={"weights": run.weights, "eval": cfg.eval.model_copy(update={"enabled": False})})
         summary = _run_one(run_cfg, out_dir / name, on_iteration, objectives)
         trained = Policy.from_pretrained(summary["policy"], device=cfg.device)
-        results[name] = {"weights": weights, "wall_s": summary["wall_s"], **compare(evaluate(trained, start), base)}
+        results[name] = {"weights": run.weights, "role": run.role, "wall_s": summary["wall_s"],
+                         **compare(evaluate(trained, start), base)}
         if on_event:
             on_event(name, f"done in {summary['wall_s']:.0f}s")
     report = {"baseline": _means(base), "runs": results, "claims": claims(results, _means(base)),

@@ -21,6 +21,7 @@ from rluf.rewards.calibration import apply_calibration, fit_calibration
 from rluf.rewards.common import base_meta, fit, is_main_process, report_from_main, save_reward_folder
 from rluf.rewards.config import RewardConfig
 from rluf.rewards.data import Encoder, LoveSplit, natural_rate_of, read_curated
+from rluf.rewards.hf_trainer import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
 from rluf.rewards.metrics import (
     binary_metrics,
     expected_metrics,
@@ -30,7 +31,6 @@ from rluf.rewards.metrics import (
     plot_roc,
 )
 from rluf.rewards.scorer import Scorer
-from rluf.rewards.hf_trainer import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
 from rluf.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rluf.config import StrictModel, load_config
+from rluf.optimize.config import PAPER_SWEEP, SweepRun
 
 
 class SignalsSection(StrictModel):
@@ -20,10 +21,27 @@ class SignalsSection(StrictModel):
 
 
 class SweepSection(StrictModel):
-    runs: dict[str, dict[str, float]] | None = Field(
-        None, description="run name -> objective weights; None = the paper's sweep (love 0.0 / 0.1 / 0.3, love-only)"
-    )
-    candidate: str = Field("love_0.1", description="the sweep run promoted to the A/B test (the paper's love 0.1)")
+    runs: dict[str, SweepRun] | None = Field(
+        None, description="run name -> {weights, role}; None = the paper's sweep (PAPER_SWEEP: love 0.0 / 0.1 "
+        "/ 0.3 with helpfulness 0.7 and safety 0.3, love 0.1 the candidate; love 0.3 and love-only the hack checks)")
+    extra_runs: dict[str, SweepRun] = Field(default_factory=dict, description="runs added to `runs`")
+    renamed_keys = {"candidate": "runs.<name>.role"}
+
+    @model_validator(mode="after")
+    def _one_candidate(self) -> SweepSection:
+        candidates = [name for name, run in self.all_runs().items() if run.role == "candidate"]
+        if len(candidates) != 1:
+            raise ValueError(f"exactly one sweep run needs `role: candidate` (the one the A/B test deploys); "
+                             f"found {candidates or 'none'}")
+        return self
+
+    def all_runs(self) -> dict[str, SweepRun]:
+        return {**(PAPER_SWEEP if self.runs is None else self.runs), **self.extra_runs}
+
+    @property
+    def candidate(self) -> str:
+        """The run promoted to the simulated A/B test."""
+        return next(name for name, run in self.all_runs().items() if run.role == "candidate")
 
 
 class RunConfig(StrictModel):

@@ -126,7 +126,7 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
           lambda d: train_reward("love", run_dir / "curate", d, sc["rewards"]["love"], truth=truth))
     # 5. CRRAFT with the Mixture of Judges, over the paper's weight sweep.
     stage("sweep", [sc["optimize"], cfg.sweep], ["simulate", "reward_love", "reward_helpfulness", "reward_safety"],
-          lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.runs))
+          lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.all_runs()))
     policies = candidate_policies(run_dir)
     rewards = {k: run_dir / f"reward_{k}" for k in ("love", "helpfulness", "safety")}
     # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator.

@@ -65,7 +65,8 @@ def curate_cmd(
     signal: str | None = typer.Option(None, "--signal", help="Reaction type or rule, e.g. 'love or like and not dislike'."),
     config: Path | None = typer.Option(None, "--config", help="YAML config (see src/rluf/configs/curate.yaml)."),
     truth: Path | None = typer.Option(None, "--truth", help="Simulator truth/ folder: report filter precision/recall."),
-    k: int | None = typer.Option(None, "--k", help="Context length in messages (overrides context.k)."),
+    context_turns: int | None = typer.Option(None, "--context-turns", help="Context length in messages "
+                                             "(context.context_turns)."),
     target_rate: float | None = typer.Option(None, "--target-rate", help="Train positive rate (sample.target_rate)."),
     pii: bool | None = typer.Option(None, "--pii/--no-pii", help="Scrub emails, phones and card numbers."),
     memory_limit: str | None = typer.Option(None, "--memory-limit", help="DuckDB memory limit (engine.memory_limit)."),
@@ -75,7 +76,7 @@ def curate_cmd(
     from rluf.signals.curate import STEPS, curate
 
     cfg = load_config(CurateConfig, config, {
-        "signal.rule": signal, "context.k": k, "sample.target_rate": target_rate, "pii.enabled": pii,
+        "signal.rule": signal, "context.context_turns": context_turns, "sample.target_rate": target_rate, "pii.enabled": pii,
         "engine.memory_limit": memory_limit, **parse_set(overrides)})
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("curate", total=len(STEPS) + 2)
