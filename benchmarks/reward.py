@@ -122,7 +122,7 @@ def bench_love(sim: Path, cur: Path, work: Path, quick: bool, from_scratch: bool
         "length_r": rep["length_r"], "true_length_r": rep["true_length_r"],
         "length_slope_ratio": rep["length_slope_ratio"],
         "pearson_with_true_p": rep["pearson_with_true_p"],
-        "natural_rate": rep["natural_rate"], "train_rate": rep["train_rate"],
+        "natural_rate": rep["natural_rate"], "loss_positive_rate": rep["loss_positive_rate"],
         "test_rows": t["n"], "test_positives": t["positives"], "train_rows": rep["train"]["examples"],
         "train_examples_per_s": rep["train"]["examples_per_s"], "love_wall_s": wall,
         "love_backbone": cfg.model.backbone,
