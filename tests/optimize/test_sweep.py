@@ -105,26 +105,30 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert (tmp_path / "sweep" / "love_only" / "policy" / "config.json").is_file()
 
 
-def test_sweep_evaluator_averages_several_answers_per_prompt():
+def test_policy_evaluation_averages_several_answers_per_prompt():
     import copy
 
     from rluf.models import build_causal_lm, train_tokenizer
-    from rluf.optimize.weight_sweep import SweepEvaluator
     from rluf.policy import Policy, Sampling
     from rluf.sim.config import WorldConfig, quick_config
+    from rluf.sim.evaluation import PolicyEvaluation
     from rluf.sim.world import World
 
     world = World(quick_config(WorldConfig()))
     tok = train_tokenizer([m["content"] for p in world.prompts(100, seed=3) for m in p["prompt"]], vocab_size=300)
     policy = Policy(build_causal_lm(tok, "tiny", max_positions=256), tok, device="cpu")
     reference = Policy(copy.deepcopy(policy.model), tok, device="cpu")  # equal weights, another object
-    ev = SweepEvaluator(world, 5, Sampling(max_new_tokens=8), seed=1, samples=3)
-    out = ev(policy, reference)
+    ev = PolicyEvaluation(world, 5, Sampling(max_new_tokens=8), seed=1, samples=3)
+    out = ev.per_prompt(policy, reference)
     assert len(out["responses"]) == 15 and out["p_love"].shape == out["kl"].shape == (5,)
     ctx = [c for c in ev.contexts for _ in range(3)]
     users = [u for u in ev.users for _ in range(3)]
     expected = world.p_love(users, ctx, out["responses"]).reshape(5, 3).mean(1)
     np.testing.assert_allclose(out["p_love"], expected)
     np.testing.assert_allclose(out["kl"], 0.0, atol=1e-4)  # computed: log pi - log pi_ref with equal weights
-    assert not ev(policy, policy)["kl"].any()  # the baseline's row: zero without the log-prob passes
+    assert not ev.per_prompt(policy, policy)["kl"].any()  # the baseline's row: zero without the log-prob passes
     assert out["unsafe"].min() >= 0 and out["unsafe"].max() <= 1
+    # the population metrics read the same answers (same seed): their love rate is the per-prompt mean's mean
+    metrics = ev.metrics(policy)
+    assert metrics["n"] == 15
+    assert metrics["love_rate"] == pytest.approx(float(expected.mean()))

@@ -15,7 +15,7 @@ from rluf.utils import read_json
 # The options both commands take: where the config, the world, the policy and the reward models are.
 CONFIG = typer.Option(None, "--config", help="YAML config (default: OptimizeConfig's defaults; "
                       "a packaged name such as optimize_guarded.yaml works too)")
-SET = typer.Option(None, "--set", help="KEY=VALUE override, dotted, e.g. --set crraft.num_candidates=8 (repeatable)")
+SET = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set crraft.num_candidates=8 (repeatable)")
 SIM = typer.Option(None, "--sim", help="`rluf simulate` folder: prompts, world and policy")
 POLICY = typer.Option(None, "--policy", help="starting policy folder")
 OBJECTIVE = typer.Option(None, "--objective", help="NAME=REWARD_MODEL_DIR (repeatable)")

@@ -101,8 +101,8 @@ class CrraftConfig(StrictModel):
     @model_validator(mode="after")
     def _check_num_candidates(self) -> CrraftConfig:
         if self.num_candidates < 1:
-            raise ValueError(f"crraft.num_candidates = {self.num_candidates}: K (samples per prompt) must be >= 1; "
-                             "RLUF used num_candidates: 4")
+            raise ValueError(f"crraft.num_candidates = {self.num_candidates}: K (samples per prompt) must be "
+                             ">= 1; RLUF used num_candidates: 4")
         return self
 
 
@@ -146,7 +146,7 @@ class SweepRun(StrictModel):
     def _weights_alone_is_the_old_form(cls, data: Any) -> Any:
         if isinstance(data, Mapping) and "weights" not in data and data and all(
                 isinstance(v, (int, float)) for v in data.values()):
-            raise ValueError(f"a sweep run is {{weights: {{...}}, role: candidate | hack_check | comparison}}; "
+            raise ValueError("a sweep run is {weights: {...}, role: candidate | hack_check | comparison}; "
                              f"write {{weights: {dict(data)}}}")
         return data
 
@@ -179,7 +179,8 @@ class OptimizeConfig(StrictModel):
     `sim:love`, `sim:helpfulness`, `sim:safety` use the simulator's ground truth (oracle runs)."""
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     """w_k in R = sum_k w_k R_k; every key must name a configured objective."""
-    judges: list[JudgeConfig] = Field(default_factory=lambda: [dict(j) for j in DEFAULT_JUDGES], validate_default=True)
+    judges: list[JudgeConfig] = Field(default_factory=lambda: [dict(j) for j in DEFAULT_JUDGES],
+                                      validate_default=True)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     crraft: CrraftConfig = Field(default_factory=CrraftConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)

@@ -257,7 +257,8 @@ class CRRAFT:
         m["loss"] = upd["loss"]
         m["grad_norm"] = upd["grad_norm"]
         mon = self.cfg.monitor
-        m.update(hack_metrics(flat, n=mon.ngram, top_closings=mon.top_closings, signoff_pattern=self.signoff_pattern))
+        m.update(hack_metrics(flat, n=mon.ngram, top_closings=mon.top_closings,
+                              signoff_pattern=self.signoff_pattern))
         return m
 
     def evaluate(self) -> dict[str, float]:

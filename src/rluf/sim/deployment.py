@@ -23,6 +23,7 @@ from rluf.policy import Policy
 from rluf.schema import CHAT
 from rluf.sim.baseline import generate_pool, train_baseline
 from rluf.sim.config import BehaviourMix, WorldConfig, quick_config
+from rluf.sim.evaluation import PolicyEvaluation
 from rluf.sim.stats import pool_mix, signal_summary
 from rluf.sim.traffic import Arm, deploy
 from rluf.sim.world import World
@@ -77,8 +78,8 @@ def pooled_arm(world: World, sim_dir: str | Path) -> Arm:
     """The pool an earlier simulation of the same world wrote (sim_dir/truth/pool.parquet), first K answers per
     item: a policy already deployed there (the baseline, as an A/B test's control) needs no new generation.
 
-    The pool must come from the same content and sampling settings (its world.json); only pool.answers_per_message may be
-    larger, since any K of its i.i.d. answers are a pool of K.
+    The pool must come from the same content and sampling settings (its world.json); only
+    pool.answers_per_message may be larger, since any K of its i.i.d. answers are a pool of K.
     """
     sim_dir = Path(sim_dir)
     path, meta = sim_dir / "truth" / "pool.parquet", sim_dir / "world.json"
@@ -277,7 +278,7 @@ def simulate(
             name=name,
             path=str(out / "policy") if policy_path is None else str(policy_path),
             pool=pool_mix(arm),
-            eval=world.policy_metrics(policy, seed=cfg.seed),
+            eval=PolicyEvaluation(world, seed=cfg.seed).metrics(policy),
         ),
         love_intercept=world.love_intercept,
         timing=dict(
