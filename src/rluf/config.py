@@ -65,7 +65,8 @@ def validate_config(cls: type[T], data: dict[str, Any] | None, *, source: str = 
 
 
 def packaged_names() -> list[str]:
-    return sorted(p.name for p in resources.files("rluf").joinpath("configs").iterdir() if p.name.endswith(".yaml"))
+    configs = resources.files("rluf").joinpath("configs")
+    return sorted(p.name for p in configs.iterdir() if p.name.endswith(".yaml"))
 
 
 def packaged_config(name: str) -> Path:

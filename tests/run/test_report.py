@@ -21,3 +21,17 @@ def test_claim_rows_read_sweep_claims_as_findings():
     assert safety["measured"] == "-2.0 [-3.0, -1.0]"
     # without the run's row (an older sweep.json), the lift still shows, without a CI
     assert claim_rows(claims, {})[0]["measured"] == "+25.0%"
+
+
+def test_a_figure_that_could_not_be_drawn_is_explained_in_words(tmp_path):
+    import json
+
+    from rluf.run.report import build_report
+
+    (tmp_path / "reward_love").mkdir()
+    (tmp_path / "reward_love" / "eval.json").write_text(json.dumps({"test": {"n": 50, "positives": 0}}))
+    html = build_report(tmp_path).read_text()
+    assert "missing figure" not in html
+    assert ("P[Love] ROC (held-out, later in time): not drawn. The test split has 0 Love positives; ROC and "
+            "reliability need both positives and negatives.") in html
+    assert "Predicted vs true Love rate: not drawn. Its stage did not write agreement/offline_online.png." in html

@@ -1,4 +1,3 @@
-import importlib.util
 
 import numpy as np
 import pyarrow.compute as pc
@@ -113,7 +112,6 @@ def test_simulate_ab_splits_users_by_stable_hash(tmp_path, tiny_baseline):
     assert set(s["by_arm"]) == {"control", "treatment"}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rluf.ingest") is None, reason="rluf.ingest not built yet")
 def test_simulated_logs_ingest_with_zero_quarantined(sim_dir, tmp_path):
     from rluf.ingest import ingest
 

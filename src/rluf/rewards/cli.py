@@ -18,7 +18,8 @@ class ObjectiveName(StrEnum):
     safety = "safety"
 
 
-def resolve_config(objective: str, config: Path | None, options: dict[str, Any], overrides: list[str] | None = None):
+def resolve_config(objective: str, config: Path | None, options: dict[str, Any],
+                   overrides: list[str] | None = None):
     """`config` (or RewardConfig's defaults) for `objective`, with the command-line options (dotted keys,
     None = not given) and `--set KEY=VALUE` overrides, validated."""
     from rluf.rewards.config import RewardConfig
@@ -33,7 +34,7 @@ def train_reward(
     out: Path = typer.Option(..., "--out", help="model folder to write"),
     model: str | None = typer.Option(None, "--model", help="backbone: tiny | small | base | minilm | HF folder"),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="tokenizer folder for a preset (e.g. SIMDIR/policy)"),
-    config: Path | None = typer.Option(None, "--config", help="YAML config (default: RewardConfig's defaults)"),
+    config: Path | None = typer.Option(None, "--config", help="YAML (default: RewardConfig's defaults)"),
     truth: Path | None = typer.Option(None, "--truth", help="love: the simulator's truth/ folder, for Bayes figures"),
     epochs: float | None = typer.Option(None, "--epochs"),
     max_train_examples: int | None = typer.Option(None, "--max-train-examples"),

@@ -22,8 +22,9 @@ class SignalsSection(StrictModel):
 
 class SweepSection(StrictModel):
     runs: dict[str, SweepRun] | None = Field(
-        None, description="run name -> {weights, role}; None = the paper's sweep (PAPER_SWEEP: love 0.0 / 0.1 "
-        "/ 0.3 with helpfulness 0.7 and safety 0.3, love 0.1 the candidate; love 0.3 and love-only the hack checks)")
+        None, description="run name -> {weights, role}; None = the paper's sweep (PAPER_SWEEP: love 0.0 / "
+        "0.1 / 0.3 with helpfulness 0.7 and safety 0.3, love 0.1 the candidate; love 0.3 and love-only the "
+        "hack checks)")
     extra_runs: dict[str, SweepRun] = Field(default_factory=dict, description="runs added to `runs`")
     renamed_keys = {"candidate": "runs.<name>.role"}
 
@@ -76,7 +77,8 @@ def load_run_config(path: str | Path | None, quick: bool = False, seed: int | No
     """run.yaml / run_quick.yaml (or `path`) with the seed and `--set KEY=VALUE` overrides."""
     from rluf.config import parse_set
 
-    cfg = load_config(RunConfig, path or ("run_quick.yaml" if quick else "run.yaml"), {"seed": seed, **parse_set(overrides)})
+    packaged = "run_quick.yaml" if quick else "run.yaml"
+    cfg = load_config(RunConfig, path or packaged, {"seed": seed, **parse_set(overrides)})
     if quick and not cfg.quick:
         cfg = cfg.model_copy(update={"quick": True})
     return cfg

@@ -52,10 +52,10 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         rewards=rewards,
         optimize=optimize,
         # offline evaluation on the curated test split: conversations later in time than all training data
-        evaluate=stage_config(EvaluateConfig, None,
-                              deep_merge({"prompts": {"path": str(run_dir / "curate")}}, cfg.evaluate), "evaluate"),
-        abtest_world=stage_config(WorldConfig, None, deep_merge(world.model_dump(), {"traffic_seed": cfg.seed + 1000, **cfg.abtest}),
-                                  "abtest"),
+        evaluate=stage_config(EvaluateConfig, None, deep_merge(
+            {"prompts": {"path": str(run_dir / "curate")}}, cfg.evaluate), "evaluate"),
+        abtest_world=stage_config(WorldConfig, None, deep_merge(
+            world.model_dump(), {"traffic_seed": cfg.seed + 1000, **cfg.abtest}), "abtest"),
     )
 
 

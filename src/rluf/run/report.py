@@ -145,8 +145,11 @@ def build_report(run_dir: str | Path) -> Path:
     r.heading("3. Reward models", "rewards")
     love = _load(run_dir / "reward_love" / "eval.json") or {}
     r.key_values(love_metrics(love), table_id="reward-love-table")
-    r.image(run_dir / "reward_love" / "roc.png", "P[Love] ROC (held-out, later in time)")
-    r.image(run_dir / "reward_love" / "reliability.png", "P[Love] reliability at the natural rate")
+    positives = (love.get("test") or {}).get("positives")
+    one_class = (f"The test split has {positives} Love positives; ROC and reliability need both positives and "
+                 "negatives." if positives == 0 else None)
+    r.image(run_dir / "reward_love" / "roc.png", "P[Love] ROC (held-out, later in time)", one_class)
+    r.image(run_dir / "reward_love" / "reliability.png", "P[Love] reliability at the natural rate", one_class)
     pair_rows = []
     for name in ("helpfulness", "safety"):
         e = _flatten(_load(run_dir / f"reward_{name}" / "eval.json") or {})
@@ -296,7 +299,8 @@ def love_metrics(love: dict) -> dict[str, Any]:
                 "ECE / rate against true p_love": exp and exp["model"]["ece_relative"],
                 "length r": love.get("length_r"), "true length r": love.get("true_length_r"),
                 "length slope / true slope": love.get("length_slope_ratio"),
-                "natural rate": love.get("natural_rate"), "training rate": love.get("train_rate")})
+                "natural rate": love.get("natural_rate"),
+                "rate the loss saw": love.get("loss_positive_rate")})
     return out
 
 

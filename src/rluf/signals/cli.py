@@ -70,14 +70,14 @@ def curate_cmd(
     target_rate: float | None = typer.Option(None, "--target-rate", help="Train positive rate (sample.target_rate)."),
     pii: bool | None = typer.Option(None, "--pii/--no-pii", help="Scrub emails, phones and card numbers."),
     memory_limit: str | None = typer.Option(None, "--memory-limit", help="DuckDB memory limit (engine.memory_limit)."),
-    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set split.test_fraction=0.2"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set sample.seed=1"),
 ) -> None:
     """Build the P[Love] training set: label, filter, de-duplicate, split by time, resample, write Parquet."""
     from rluf.signals.curate import STEPS, curate
 
     cfg = load_config(CurateConfig, config, {
-        "signal.rule": signal, "context.context_turns": context_turns, "sample.target_rate": target_rate, "pii.enabled": pii,
-        "engine.memory_limit": memory_limit, **parse_set(overrides)})
+        "signal.rule": signal, "context.context_turns": context_turns, "sample.target_rate": target_rate,
+        "pii.enabled": pii, "engine.memory_limit": memory_limit, **parse_set(overrides)})
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("curate", total=len(STEPS) + 2)
 

@@ -151,7 +151,8 @@ def generate_pool(
     for c, start in enumerate(range(0, len(item_ids), chunk)):
         ctx = [[{"role": "user", "content": world.item_text[i]}] for i in item_ids[start : start + chunk]]
         gens = policy.generate(
-            ctx, n=pc.answers_per_message, sampling=sampling, batch_size=pc.batch_size, generator_seed=seed * 1_000_003 + c
+            ctx, n=pc.answers_per_message, sampling=sampling, batch_size=pc.batch_size,
+            generator_seed=seed * 1_000_003 + c
         )
         out.extend([[r if r.strip() else EMPTY for r in rs] for rs in gens])
         if progress is not None:

@@ -13,20 +13,21 @@ console = Console()
 
 def simulate(
     out: Path = typer.Option(..., "--out", help="Run folder to write (logs/, truth/, pairs/, policy/, ...)."),
-    config: Path | None = typer.Option(None, "--config", help="World YAML (default: WorldConfig's defaults)."),
+    config: Path | None = typer.Option(None, "--config", help="World YAML (default: WorldConfig's)."),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
     policy: Path | None = typer.Option(
         None, "--policy", help="Deploy this HF policy folder instead of training the baseline."
     ),
     quick: bool = typer.Option(False, "--quick", help="Small world and tiny baseline (under a minute)."),
-    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set population.n_users=900"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set seed=3"),
 ) -> None:
     """Simulate a chat deployment with known ground truth and write its logs in the canonical schema."""
     from rluf.config import load_config, parse_set
     from rluf.sim import WorldConfig
     from rluf.sim import simulate as run_simulate
 
-    cfg = load_config(WorldConfig, config or ("sim_quick.yaml" if quick else None), {"seed": seed, **parse_set(overrides)})
+    source = config or ("sim_quick.yaml" if quick else None)
+    cfg = load_config(WorldConfig, source, {"seed": seed, **parse_set(overrides)})
     with Progress(
         TextColumn("{task.description:<18}"),
         BarColumn(),
