@@ -1,7 +1,7 @@
 """WorldConfig: every knob of the simulated deployment, one pydantic model grouped by section.
 
-The YAML files in `rluf/configs/` (sim.yaml, sim_quick.yaml) mirror this model; docs/simulator.md
-describes every field.
+This model holds every default (rluf/configs/sim.yaml restates them; sim_quick.yaml is the quick world);
+docs/simulator.md describes every field.
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ class PairsConfig(StrictModel):
 
 
 class WorldConfig(StrictModel):
-    """The simulated deployment. `load_config(WorldConfig, 'sim.yaml')`."""
+    """The simulated deployment. `load_config(WorldConfig, "sim_quick.yaml")` for the quick world."""
 
     seed: int = Field(0, description="seeds everything: world, users, baseline, pool, deployment")
     traffic_seed: int | None = Field(
