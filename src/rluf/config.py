@@ -155,8 +155,8 @@ def load_config(cls: type[T], source: str | Path | None = None,
         data, label = {}, "<defaults>"
     else:
         path = Path(source)
-        if not path.is_file() and isinstance(source, str) and "/" not in source:
-            path = packaged_config(source)
+        if not path.is_file() and len(path.parts) == 1:  # a bare name: a packaged config
+            path = packaged_config(path.name)
         data, label = load_yaml(path), str(path)
     over = nest_overrides(overrides)
     if not over:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from rluf.config import StrictModel, load_config, nest_overrides, packaged_config, packaged_names
@@ -64,6 +66,14 @@ def test_missing_packaged_config_is_an_error():
         packaged_config("optimize_quick.yaml")
     with pytest.raises(ConfigError, match="no packaged config"):
         load_config(Cfg, "optimize_quick.yaml")
+    with pytest.raises(ConfigError, match=r"nope/x\.yaml does not exist"):
+        load_config(Cfg, Path("nope/x.yaml"))
+
+
+def test_a_bare_name_is_a_packaged_config_as_a_path_too():
+    from rluf.optimize.config import OptimizeConfig
+
+    assert load_config(OptimizeConfig, Path("optimize_guarded.yaml")).judges[-1].name == "signoff"
 
 
 def _examples():

@@ -53,7 +53,8 @@ def test_cli_errors_are_config_errors(tmp_path, tiny_policy_dir, prompt_file):
 
 
 def _rluf(*args):
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))  # keep the caller's rluf
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "rluf", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
 
