@@ -89,5 +89,3 @@ def check_findings_match_the_figures(sweep, html):
         state = "flagged" if flagged else "not flagged"
         assert f"{100 * check['signoff_rise']:+.1f} points, {state}" in html
     assert claims["hack_ok"] == any(h["ok"] for h in claims["hack"].values())
-    # pushed on Love alone, the policy drifts from the baseline's answers and the monitor says so
-    assert runs["love_only"]["flags"], runs["love_only"]
