@@ -113,5 +113,6 @@ def test_packaged_example_restates_the_models_defaults(name):
 
 def _diff(a, b, path=""):
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{path}.{k}".lstrip("."))]
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in _diff(a.get(k), b.get(k), f"{path}.{k}".lstrip("."))]
     return [] if a == b else [f"{path}: yaml {a!r} vs model {b!r}"]

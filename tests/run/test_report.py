@@ -34,4 +34,5 @@ def test_a_figure_that_could_not_be_drawn_is_explained_in_words(tmp_path):
     assert "missing figure" not in html
     assert ("P[Love] ROC (held-out, later in time): not drawn. The test split has 0 Love positives; ROC and "
             "reliability need both positives and negatives.") in html
-    assert "Predicted vs true Love rate: not drawn. Its stage did not write agreement/offline_online.png." in html
+    assert ("Predicted vs true Love rate: not drawn. Its stage did not write agreement/offline_online.png."
+            in html)

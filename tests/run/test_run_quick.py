@@ -85,7 +85,8 @@ def check_findings_match_the_figures(sweep, html):
         row = runs[name]
         assert check["signoff_rise"] == pytest.approx(row["signoff_rate"] - base["signoff_rate"])
         flagged = any("sign-off" in f or "closing" in f for f in row["flags"])
-        assert check["flagged"] == flagged and check["ok"] == (check["signoff_rise"] >= SIGNOFF_RISE and flagged)
+        assert check["flagged"] == flagged
+        assert check["ok"] == (check["signoff_rise"] >= SIGNOFF_RISE and flagged)
         state = "flagged" if flagged else "not flagged"
         assert f"{100 * check['signoff_rise']:+.1f} points, {state}" in html
     assert claims["hack_ok"] == any(h["ok"] for h in claims["hack"].values())

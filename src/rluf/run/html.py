@@ -72,8 +72,8 @@ class Report:
         is absent)."""
         path = Path(path)
         if not path.is_file():
-            self.paragraph(f"{caption}: not drawn. "
-                           + (why_missing or f"Its stage did not write {path.parent.name}/{path.name}."), "warn")
+            why = why_missing or f"Its stage did not write {path.parent.name}/{path.name}."
+            self.paragraph(f"{caption}: not drawn. {why}", "warn")
             return
         data = base64.b64encode(path.read_bytes()).decode()
         self.parts.append(

@@ -146,8 +146,8 @@ def build_report(run_dir: str | Path) -> Path:
     love = _load(run_dir / "reward_love" / "eval.json") or {}
     r.key_values(love_metrics(love), table_id="reward-love-table")
     positives = (love.get("test") or {}).get("positives")
-    one_class = (f"The test split has {positives} Love positives; ROC and reliability need both positives and "
-                 "negatives." if positives == 0 else None)
+    one_class = (f"The test split has {positives} Love positives; ROC and reliability need both positives "
+                 "and negatives." if positives == 0 else None)
     r.image(run_dir / "reward_love" / "roc.png", "P[Love] ROC (held-out, later in time)", one_class)
     r.image(run_dir / "reward_love" / "reliability.png", "P[Love] reliability at the natural rate", one_class)
     pair_rows = []

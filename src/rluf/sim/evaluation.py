@@ -26,7 +26,8 @@ class PolicyEvaluation:
 
     def responses(self, policy) -> list[str]:
         """Prompt-major: prompt i's answers at i*samples .. i*samples+samples-1."""
-        gens = policy.generate(self.contexts, n=self.samples, sampling=self.sampling, generator_seed=self.seed)
+        gens = policy.generate(self.contexts, n=self.samples, sampling=self.sampling,
+                               generator_seed=self.seed)
         return [r for g in gens for r in g]
 
     def metrics(self, policy) -> dict[str, Any]:
