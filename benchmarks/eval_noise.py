@@ -3,7 +3,7 @@
     python benchmarks/eval_noise.py [--run benchmarks/work/loop/default] [--seeds 13 14] [--tokens 40 64]
 
 Re-evaluates the baseline and sweep policies of a finished `rluf run` directory with the simulator's true
-metrics (`WorldEvaluator`: one sampled answer per prompt, as the sweep's own evaluation does) for every
+metrics (`PolicyEvaluation`: one sampled answer per prompt, as the sweep's own evaluation does) for every
 (sampling seed, max_new_tokens) pair, and prints each policy's true Love lift over the baseline. With
 --write, writes benchmarks/results/eval_noise.json.
 """
@@ -30,9 +30,9 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="write benchmarks/results/eval_noise.json")
     a = ap.parse_args()
 
-    from rluf.optimize.simbridge import WorldEvaluator
     from rluf.policy import Policy, Sampling
     from rluf.sim import World
+    from rluf.sim.evaluation import PolicyEvaluation
 
     world = World.load(a.run / "simulate")
     paths = {"baseline": a.run / "simulate" / "policy", **{p: a.run / "sweep" / p / "policy" for p in a.policies}}
@@ -40,8 +40,8 @@ def main() -> None:
     rows, t0 = [], time.time()
     for tokens in a.tokens:
         for seed in a.seeds:
-            ev = WorldEvaluator(world, a.n_prompts, Sampling(tokens, 1.0, 1.0, 0), seed=seed)
-            m = {name: ev(p) for name, p in policies.items()}
+            ev = PolicyEvaluation(world, a.n_prompts, Sampling(tokens, 1.0, 1.0, 0), seed=seed)
+            m = {name: ev.metrics(p) for name, p in policies.items()}
             base = m["baseline"]["love_rate"]
             for name in a.policies:
                 rows.append({"policy": name, "seed": seed, "max_new_tokens": tokens,

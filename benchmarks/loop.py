@@ -37,7 +37,8 @@ def headline(run_dir: Path) -> dict:
     ab, agree = load("abtest/abtest.json"), load("evaluate/agreement/offline_online.json")
     true = ab.get("true") or {}
     ci = (ab.get("delta") or {}).get("lift_ci") or [None, None]
-    cand = ((load("sweep/sweep.json").get("runs") or {}).get("love_0.1") or {})
+    sweep = load("sweep/sweep.json")
+    cand = ((sweep.get("runs") or {}).get((sweep.get("claims") or {}).get("candidate", "love_0.1")) or {})
     return {
         "ab_love_lift": ab.get("lift"), "ab_ci_low": ci[0], "ab_ci_high": ci[1],
         "ab_true_love_lift": true.get("lift"),

@@ -31,11 +31,11 @@ from rluf.config import load_config
 from rluf.judges.base import make_items
 from rluf.judges.config import build_judges
 from rluf.optimize import OptimizeConfig, calibrated_reward, combined_reward, optimize
-from rluf.optimize.cli import shipped_config
 from rluf.optimize.objectives import load_objectives
 from rluf.optimize.simbridge import load_world
-from rluf.optimize.weight_sweep import SweepEvaluator, compare
+from rluf.optimize.weight_sweep import compare
 from rluf.policy import Policy
+from rluf.sim.evaluation import PolicyEvaluation
 from rluf.utils import write_json
 
 log = logging.getLogger("bench.optimize")
@@ -125,7 +125,8 @@ def run_kto(start: Path, curated: Path, budget_s: float, out: Path) -> Policy:
     return Policy(trainer.model, pol.tokenizer, device="cpu")
 
 
-def best_of_k(start: Policy, ev: SweepEvaluator, objectives, judges, k: int = 4) -> tuple[dict, dict, float]:
+def best_of_k(start: Policy, ev: PolicyEvaluation, objectives, judges,
+              k: int = 4) -> tuple[dict, dict, float]:
     """Best-of-k at inference (reward models + judges) and the oracle (true P[Love] among safe answers)."""
     t0 = time.time()
     gens = start.generate(ev.contexts, n=k, sampling=ev.sampling, generator_seed=ev.seed)  # (N, k)
@@ -148,9 +149,9 @@ def best_of_k(start: Policy, ev: SweepEvaluator, objectives, judges, k: int = 4)
     return _fixed(ev, [gens[i][pick[i]] for i in range(B)]), _fixed(ev, [gens[i][oracle[i]] for i in range(B)]), wall
 
 
-def _fixed(ev: SweepEvaluator, rsp: list[str]) -> dict:
-    """SweepEvaluator's per-item truth for given answers (KL not measured: 0)."""
-    from rluf.evaluate.monitor import hack_metrics
+def _fixed(ev: PolicyEvaluation, rsp: list[str]) -> dict:
+    """PolicyEvaluation.per_prompt's truth for given answers (KL not measured: 0)."""
+    from rluf.hacking import hack_metrics
 
     w = ev.world
     return {"responses": rsp, "p_love": w.p_love(ev.users, ev.contexts, rsp),
@@ -164,7 +165,7 @@ def main() -> None:
     a = _args()
     torch.set_num_threads(2)
     work, skip = Path(a.work), set(filter(None, a.skip.split(",")))
-    cfg = load_config(OptimizeConfig, shipped_config())
+    cfg = load_config(OptimizeConfig)
     cfg = cfg.model_copy(update={"objectives": {"love": a.love, "helpfulness": a.helpfulness, "safety": a.safety},
                                  "weights": dict(WEIGHTS), "prompts": cfg.prompts.model_copy(update={"path": a.sim}),
                                  "eval": cfg.eval.model_copy(update={"enabled": False})})
@@ -173,16 +174,17 @@ def main() -> None:
     world = load_world(a.sim)
     objectives = load_objectives(cfg.objectives, "cpu")
     judges = build_judges(cfg.judges, objectives)
-    ev = SweepEvaluator(world, a.n_eval, cfg.crraft.sampling.to_sampling(), seed=13, items=a.eval_items)
+    ev = PolicyEvaluation(world, a.n_eval, cfg.crraft.sampling.to_sampling(), seed=13, items=a.eval_items)
     start_dir = Path(a.sim) / "policy"
     start = Policy.from_pretrained(start_dir, device="cpu")
-    base = ev(start, start)
+    base = ev.per_prompt(start, start)
     rows: dict[str, dict] = {}
 
     t0 = time.time()
     summary = optimize(cfg, work / "crraft", objectives=objectives)
     crraft_wall = time.time() - t0
-    rows["crraft"] = {**compare(ev(Policy.from_pretrained(summary["policy"], device="cpu"), start), base),
+    trained = Policy.from_pretrained(summary["policy"], device="cpu")
+    rows["crraft"] = {**compare(ev.per_prompt(trained, start), base),
                       "wall_s": crraft_wall}
     log.info("crraft: %.0fs, lift %+.1f%%", crraft_wall, 100 * rows["crraft"]["love_lift"])
 
@@ -193,11 +195,11 @@ def main() -> None:
         t0 = time.time()
         grpo = run_grpo(start_dir, world.prompts(cfg.prompts.max_prompts, seed=0), objectives, crraft_wall,
                         work / "grpo")
-        rows["grpo"] = {**compare(ev(grpo, start), base), "wall_s": time.time() - t0}
+        rows["grpo"] = {**compare(ev.per_prompt(grpo, start), base), "wall_s": time.time() - t0}
     if "kto" not in skip and a.curated:
         t0 = time.time()
         kto = run_kto(start_dir, Path(a.curated), crraft_wall, work / "kto")
-        rows["kto"] = {**compare(ev(kto, start), base), "wall_s": time.time() - t0}
+        rows["kto"] = {**compare(ev.per_prompt(kto, start), base), "wall_s": time.time() - t0}
     report(rows, base, a)
 
 

@@ -16,10 +16,10 @@ def test_signals_and_curate_commands(ten_days, tmp_path):
     assert "best signal" in r.output
     assert json.loads((tmp_path / "sig" / "signals.json").read_text())["signals"]
     r = CliRunner().invoke(app, ["curate", str(ten_days.parent), "--out", str(tmp_path / "cur"), "--signal", "love",
-                                 "--k", "3", "--target-rate", "0.5"])
+                                 "--context-turns", "3", "--target-rate", "0.5"])
     assert r.exit_code == 0, r.output
     man = json.loads((tmp_path / "cur" / "manifest.json").read_text())
-    assert man["config"]["context"]["k"] == 3 and man["target_rate"] == 0.5
+    assert man["config"]["context"]["context_turns"] == 3 and man["target_rate"] == 0.5
     assert pq.read_table(tmp_path / "cur" / "train.parquet").num_rows == man["counts"]["output"]["train"]["rows"]
 
 

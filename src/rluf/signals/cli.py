@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rluf.config import load_config
+from rluf.config import load_config, parse_set
 from rluf.signals.config import CurateConfig
 
 console = Console()
@@ -65,27 +65,26 @@ def curate_cmd(
     signal: str | None = typer.Option(None, "--signal", help="Reaction type or rule, e.g. 'love or like and not dislike'."),
     config: Path | None = typer.Option(None, "--config", help="YAML config (see src/rluf/configs/curate.yaml)."),
     truth: Path | None = typer.Option(None, "--truth", help="Simulator truth/ folder: report filter precision/recall."),
-    k: int | None = typer.Option(None, "--k", help="Context length in messages (overrides context.k)."),
+    context_turns: int | None = typer.Option(None, "--context-turns", help="Context length in messages "
+                                             "(context.context_turns)."),
     target_rate: float | None = typer.Option(None, "--target-rate", help="Train positive rate (sample.target_rate)."),
     pii: bool | None = typer.Option(None, "--pii/--no-pii", help="Scrub emails, phones and card numbers."),
     memory_limit: str | None = typer.Option(None, "--memory-limit", help="DuckDB memory limit (engine.memory_limit)."),
+    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set sample.seed=1"),
 ) -> None:
     """Build the P[Love] training set: label, filter, de-duplicate, split by time, resample, write Parquet."""
     from rluf.signals.curate import STEPS, curate
 
-    cfg = load_config(CurateConfig, config)
-    data = cfg.model_dump()
-    for section, key, value in (("signal", "rule", signal), ("context", "k", k), ("sample", "target_rate", target_rate),
-                                ("pii", "enabled", pii), ("engine", "memory_limit", memory_limit)):
-        if value is not None:
-            data[section][key] = value
+    cfg = load_config(CurateConfig, config, {
+        "signal.rule": signal, "context.context_turns": context_turns, "sample.target_rate": target_rate,
+        "pii.enabled": pii, "engine.memory_limit": memory_limit, **parse_set(overrides)})
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("curate", total=len(STEPS) + 2)
 
         def on_step(name: str) -> None:
             bar.update(task, description=f"curate: {name}", advance=1)
 
-        manifest = curate(logs, out, data, truth_dir=truth, on_step=on_step)
+        manifest = curate(logs, out, cfg, truth_dir=truth, on_step=on_step)
         bar.update(task, completed=len(STEPS) + 2)
     _print_manifest(manifest, out)
 

@@ -16,13 +16,15 @@ class SignalSection(StrictModel):
 
 
 class ContextSection(StrictModel):
-    k: int = 10
-    """Context = the last k messages before the assistant message (RLUF: 10-turn context). Must be >= 1."""
+    context_turns: int = 10
+    """Context = the last `context_turns` messages before the assistant message (RLUF: 10-turn context)."""
+    renamed_keys = {"k": "context_turns"}
 
     @model_validator(mode="after")
-    def _k_positive(self) -> ContextSection:
-        if self.k < 1:
-            raise ValueError(f"context.k must be >= 1 (got {self.k}); set k: 10 for the RLUF 10-turn context")
+    def _context_turns_positive(self) -> ContextSection:
+        if self.context_turns < 1:
+            raise ValueError(f"context.context_turns must be >= 1 (got {self.context_turns}); "
+                             "set context_turns: 10 for the RLUF 10-turn context")
         return self
 
 

@@ -350,7 +350,7 @@ def curate(
     cfg = resolve_config(config)
     rule = parse_rule(cfg.signal.rule)
     c0 = default_label(rule)
-    k = cfg.context.k
+    k = cfg.context.context_turns
     step = on_step or (lambda name: None)
     t_start = time.perf_counter()
     e = cfg.engine
