@@ -309,6 +309,8 @@ def _split_counts(con, splits: ibis.Table, exceptions: ibis.Table, c0: bool,
                 f"the {s} split is empty ({by_split}); the logs span too little time or too few conversations "
                 f"for split fractions validation={cfg.split.validation_fraction}, test={cfg.split.test_fraction}"
                 f"{' with user_disjoint' if cfg.split.user_disjoint else ''}. Use more logs or change split.*"
+                + (f"; user_disjoint dropped {by_split['other_user'][0]} rows as other_user: split.method: user "
+                   "keeps every row with users disjoint" if "other_user" in by_split else "")
             )
     return by_split
 
@@ -535,13 +537,13 @@ def curate(
     fr = filter_step(st)
     step("label")
     label_step(st, fr)
-    release(st.con, st.tables["reactions"], st.tables["reacted"])
+    release(st.con, st.tables["reactions"])
     step("split")
     by_split = split_step(st)
     release(st.con, st.tables["conv"], st.tables["conv_users_all"], st.tables.get("conv_users_reacted"))
     step("resample")
     plan = resample_step(st, by_split)
-    release(st.con, st.tables["exceptions"], st.tables["splits"], *fr.temp_tables)
+    release(st.con, st.tables["exceptions"], st.tables["reacted"], st.tables["splits"], *fr.temp_tables)
     step("contexts")
     rows_kept, index, loc = contexts_step(st)
     step("dedup")
