@@ -14,6 +14,7 @@ evaluated over boolean and integer columns; nothing is ever passed to `eval`.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,8 @@ from rluf.errors import ConfigError
 
 _TOKEN = re.compile(r"\s*(?:(\()|(\))|(>=|<=|==|!=|>|<)|([A-Za-z0-9_+\-:.]+))")
 KEYWORDS = {"and", "or", "not"}
-COMPARISONS = {">": "__gt__", ">=": "__ge__", "<": "__lt__", "<=": "__le__", "==": "__eq__", "!=": "__ne__"}
+COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq,
+               "!=": operator.ne}
 
 # ("name", str) | ("not", Rule) | ("and", Rule, Rule) | ("or", Rule, Rule) | ("cmp", op, Operand, Operand),
 # Operand = ("count", str) | ("int", int)
@@ -152,7 +154,7 @@ def evaluate_rule(rule: Rule, column: Callable[[str], Any], count: Callable[[str
         if count is None:
             raise ValueError(f"rule {rule_text(rule)!r} compares counts: pass count=")
         left, right = (count(o[1]) if o[0] == "count" else o[1] for o in rule[2:])
-        return getattr(left, COMPARISONS[rule[1]])(right)
+        return COMPARISONS[rule[1]](left, right)
     if op == "not":
         return ~evaluate_rule(rule[1], column, count)
     left, right = evaluate_rule(rule[1], column, count), evaluate_rule(rule[2], column, count)
