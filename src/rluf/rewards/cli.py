@@ -48,6 +48,8 @@ def train_reward(
     config: Path | None = typer.Option(None, "--config", help="YAML config (default: the shipped reward_<objective>.yaml)"),
     truth: Path | None = typer.Option(None, "--truth", help="love: the simulator's truth/ folder, for Bayes figures"),
     epochs: float | None = typer.Option(None, "--epochs"),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="AdamW peak rate (default: the "
+                                               "backbone's own: 1e-3 for presets, 5e-5 for minilm and folders)"),
     max_train_examples: int | None = typer.Option(None, "--max-train-examples"),
     calibration: str | None = typer.Option(None, "--calibration", help="none | temperature | platt | isotonic"),
     lora: bool | None = typer.Option(None, "--lora/--no-lora", help="train LoRA adapters (merged on save)"),
@@ -59,7 +61,8 @@ def train_reward(
 
     cfg = resolve_config(objective.value, config, {
         "model": {"backbone": model, "tokenizer": tokenizer},
-        "train": {"epochs": epochs, "max_train_examples": max_train_examples, "device": device, "seed": seed},
+        "train": {"epochs": epochs, "learning_rate": learning_rate, "max_train_examples": max_train_examples,
+                  "device": device, "seed": seed},
         "calibration": {"method": calibration},
     })
     if lora is not None:
