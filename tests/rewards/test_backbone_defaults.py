@@ -3,7 +3,7 @@
 import pytest
 
 from rluf.config import validate_config
-from rluf.rewards.backbone import PRETRAINED_LEARNING_RATE, PRESET_LEARNING_RATE, default_learning_rate
+from rluf.rewards.backbone import PRESET_LEARNING_RATE, PRETRAINED_LEARNING_RATE, default_learning_rate
 from rluf.rewards.cli import resolve_config
 from rluf.rewards.config import RewardConfig
 

@@ -11,7 +11,6 @@ Three inputs, each checked at the boundary by a `check_*`/`read_*` function that
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import re
