@@ -213,8 +213,11 @@ def love_fold(rows: pd.DataFrame, messages: pd.DataFrame, train_all: np.ndarray,
         ids = rows.message_id.iloc[test]
         out[target] = {"love": scores.reindex(ids).to_numpy()}
         ctx, rsp = rows.prompt.iloc[test].tolist(), rows.response.iloc[test].tolist()
-        for name, folder in (("helpfulness_hh", helpful_hh), ("helpfulness_oasst", helpful)):
-            out[target][name] = Scorer.from_pretrained(folder, device="cpu").score(ctx, rsp, batch_size=32)
+        cache = fold_dir / f"helpfulness_scores_{target}.npz"
+        if not cache.is_file():
+            np.savez(cache, **{name: Scorer.from_pretrained(folder, device="cpu").score(ctx, rsp, batch_size=32)
+                               for name, folder in (("helpfulness_hh", helpful_hh), ("helpfulness_oasst", helpful))})
+        out[target] |= dict(np.load(cache))
     return out
 
 
