@@ -11,8 +11,9 @@ survive sampling:
                             from the rule's value for a message nobody reacted to ("exceptions")
               4. split      by time (cut-offs from conversation start times, so validation and test are strictly
                             later than train; optionally user-disjoint), or random by conversation or by user
-              5. resample   one filter over the rows (time against the cut-offs, hash draw) picks the rows kept:
-                            train at `target_rate`; validation/test every positive and ~`eval_max_negatives`
+              5. resample   one filter over the rows (each row's split from its time or a hash, then a hash draw)
+                            picks the rows kept: train at `target_rate` (or its natural rate when that is
+                            higher, or `natural`); validation/test every positive and ~`eval_max_negatives`
                             negatives (both reweighted to the split's natural rate)
   kept rows   6. contexts   the messages of the kept rows' conversations, read once (PII scrubbed here); a
                             row's context is its parent_id chain (turn order where parent ids are missing)
