@@ -321,7 +321,8 @@ def main() -> None:
                     result[target] |= {"helpfulness_hh": float("nan"), "helpfulness_oasst": float("nan")}
             folds.append(result)
             log.info("seed %d fold %d: %s", seed, k, json.dumps(result))
-            write_json(RESULTS, report(folds, meta | {"seconds": round(time.perf_counter() - t_start, 1)}))
+            write_json(RESULTS, report(folds, meta | {"seconds": round(time.perf_counter() - t_start, 1),
+                                                      "load_avg_1_5_15": os.getloadavg()}))
     res = json.loads(RESULTS.read_text())
     for t in TARGETS:
         line = ", ".join(f"{b} {res['baselines'][b][t]['mean']:.3f}" for b in BASELINES)
