@@ -14,16 +14,15 @@ P[Love] is the RLUF recipe, through rluf.rewards and the packaged MiniLM backbon
   2. per fold, Bradley-Terry on OpenAssistant's sibling rankings (`rank`) of the fold's training trees only
      (rluf.rewards.oasst_pairs), started from 1;
   3. per fold and target, P[Love] (BCE) on the fold's training replies, started from 2.
-Baselines, fitted on the same training rows: response length alone (a logistic regression on log length), TF-IDF
-+ logistic regression on the last user message and the answer, and a logistic regression on frozen MiniLM
-sentence embeddings of the two (mean pooling, cached); the baselines' C is chosen by grouped inner CV.
+Baselines (rluf.rewards.baselines), fitted on the same training rows: response length alone, TF-IDF + logistic
+regression on the last user message and the answer, and a logistic regression on frozen MiniLM sentence
+embeddings of the two (cached); their C is chosen by inner CV grouped by tree.
 Writes benchmarks/results/real.json after every fold (a partial run still reports; finished models are reused).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -43,7 +42,6 @@ OASST = SHARED / "oasst" / "en_100_tree.jsonl"
 HH_HELPFUL = SHARED / "hh-rlhf" / "helpful-base-test.jsonl.gz"
 TARGETS = ("any", "net")
 BASELINES = ("length", "tfidf", "embedding")
-C_GRID = (0.01, 0.1, 1.0, 10.0)
 log = logging.getLogger("bench.real")
 
 
@@ -76,73 +74,15 @@ def tree_folds(rows: pd.DataFrame, k: int, seed: int) -> list[tuple[np.ndarray, 
     return list(cv.split(rows, rows["any"], groups=rows.tree_id))
 
 
-def last_user(prompt: list[dict]) -> str:
-    return next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")
+def baselines(rows: pd.DataFrame, train: np.ndarray, test: np.ndarray, target: str, cache: Path
+              ) -> dict[str, np.ndarray]:
+    """rluf.rewards.baselines on rows `test`, fitted on rows `train` (indices into `rows`), inner folds by tree."""
+    from rluf.rewards.baselines import baseline_scores
 
-
-# -- baselines ----------------------------------------------------------------------------------------
-def embed(texts: list[str], cache: Path, batch_size: int = 32) -> np.ndarray:
-    """Frozen all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2-normalised), cached by text hash."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    from rluf.rewards.backbone import minilm_path
-
-    keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
-    store = dict(np.load(cache)) if cache.is_file() else {}
-    todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in store}.items())
-    if todo:
-        path = minilm_path()
-        tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-        for lo in range(0, len(todo), batch_size):
-            part = todo[lo:lo + batch_size]
-            enc = tok([t for _, t in part], padding=True, truncation=True, max_length=256, return_tensors="pt")
-            with torch.no_grad():
-                h = model(**enc).last_hidden_state  # (B, T, 384)
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            v = torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1), dim=-1).numpy()
-            store.update({k: v[i] for i, (k, _) in enumerate(part)})
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, **store)
-    return np.stack([store[k] for k in keys])
-
-
-def fit_lr(x_train, y_train, groups, x_test, vectorizer=None) -> np.ndarray:
-    """Logistic regression (C by grouped inner 3-fold AUROC; with `vectorizer`, refitted per inner fold) ->
-    probabilities on x_test."""
-    from sklearn.base import clone
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import GroupKFold
-
-    def fit_predict(xa, ya, xb, C):
-        if vectorizer is not None:
-            vec = clone(vectorizer)
-            xa, xb = vec.fit_transform(xa), vec.transform(xb)
-        return LogisticRegression(C=C, max_iter=3000).fit(xa, ya).predict_proba(xb)[:, 1]
-
-    def pick(x, i):
-        return [x[j] for j in i] if isinstance(x, list) else x[i]
-
-    inner = list(GroupKFold(n_splits=3).split(y_train, y_train, groups))
-    score = {C: np.mean([roc_auc_score(y_train[b], fit_predict(pick(x_train, a), y_train[a], pick(x_train, b), C))
-                         for a, b in inner]) for C in C_GRID}
-    return fit_predict(x_train, y_train, x_test, max(score, key=score.get))
-
-
-def baseline_scores(rows: pd.DataFrame, train: np.ndarray, test: np.ndarray, target: str,
-                    emb: np.ndarray) -> dict[str, np.ndarray]:
-    """Each baseline's scores on rows `test`, fitted on rows `train` (indices into `rows`)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    y = rows[target].to_numpy().astype(int)
-    groups = rows.tree_id.to_numpy()
-    log_len = np.log1p(rows.response.str.len().to_numpy(float))[:, None]
-    qa = [last_user(p) + " ||| " + r for p, r in zip(rows.prompt, rows.response, strict=True)]
-    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    return {"length": fit_lr(log_len[train], y[train], groups[train], log_len[test]),
-            "tfidf": fit_lr([qa[i] for i in train], y[train], groups[train], [qa[i] for i in test], tfidf),
-            "embedding": fit_lr(emb[train], y[train], groups[train], emb[test])}
+    p, r = rows.prompt.tolist(), rows.response.tolist()
+    return baseline_scores([p[i] for i in train], [r[i] for i in train], rows[target].to_numpy()[train],
+                           [p[i] for i in test], [r[i] for i in test], train_groups=rows.tree_id.to_numpy()[train],
+                           cache=cache)
 
 
 # -- P[Love] through rluf.rewards ---------------------------------------------------------------------
@@ -278,9 +218,6 @@ def main() -> None:
     t_start = time.perf_counter()
     messages = read_oasst_messages(OASST)
     rows = reply_rows()
-    texts = [last_user(p) for p in rows.prompt] + rows.response.tolist()
-    e = embed(texts, args.work / "minilm_embeddings.npz")
-    emb = np.hstack([e[:len(rows)], e[len(rows):]])
     helpful_hh = args.work / "helpfulness_hh"
     if not args.baselines_only:
         cfg = reward_config("helpfulness", "minilm", args, args.hh_max_length)
@@ -313,7 +250,8 @@ def main() -> None:
                 rows_t = target_rows(rows, target)
                 train, test = np.intersect1d(train_all, rows_t), np.intersect1d(test_all, rows_t)
                 y = rows[target].to_numpy()[test]
-                scores = baseline_scores(rows, train, test, target, emb) | (love[target] if love else {})
+                scores = baselines(rows, train, test, target, args.work / "minilm_embeddings.npz")
+                scores |= love[target] if love else {}
                 result[target] = {m: float(roc_auc_score(y, s)) for m, s in scores.items()}
                 result[target] |= {"rows": len(test), "positives": int(y.sum())}
                 if love is None:
