@@ -37,6 +37,8 @@ def train_reward(
     config: Path | None = typer.Option(None, "--config", help="YAML (default: RewardConfig's defaults)"),
     truth: Path | None = typer.Option(None, "--truth", help="love: the simulator's truth/ folder, for Bayes figures"),
     epochs: float | None = typer.Option(None, "--epochs"),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="AdamW peak rate (default: the "
+                                               "backbone's own: 1e-3 for presets, 5e-5 for minilm and folders)"),
     max_train_examples: int | None = typer.Option(None, "--max-train-examples"),
     calibration: str | None = typer.Option(None, "--calibration", help="none | temperature | platt | isotonic"),
     lora: bool | None = typer.Option(None, "--lora/--no-lora", help="train LoRA adapters (merged on save)"),
@@ -49,7 +51,7 @@ def train_reward(
 
     cfg = resolve_config(objective.value, config, {
         "model.backbone": model, "model.tokenizer": tokenizer, "model.lora.enabled": lora,
-        "train.epochs": epochs, "train.max_train_examples": max_train_examples, "train.device": device,
+        "train.epochs": epochs, "train.learning_rate": learning_rate, "train.max_train_examples": max_train_examples, "train.device": device,
         "train.seed": seed, "calibration.method": calibration,
     }, overrides)
     report = run(objective.value, data, out, cfg, truth=truth, progress=True)
