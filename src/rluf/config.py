@@ -30,6 +30,9 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
     renamed_keys: ClassVar[dict[str, str]] = {}
+    # Dotted keys whose value a validator derives from other keys when left null (a reward model's learning
+    # rate from its backbone): load_config re-derives them after overrides unless they were given.
+    derived_keys: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -162,4 +165,11 @@ def load_config(cls: type[T], source: str | Path | None = None,
     if not over:
         return validate_config(cls, data, source=label)
     base = validate_config(cls, data, source=label).model_dump()
+    for dotted in getattr(cls, "derived_keys", ()):
+        *parents, leaf = dotted.split(".")
+        given, filled = data, base
+        for p in parents:
+            given, filled = (given or {}).get(p) or {}, filled.get(p) or {}
+        if leaf not in given:
+            filled[leaf] = None
     return validate_config(cls, deep_merge(base, over), source=f"{label} with overrides {over}")

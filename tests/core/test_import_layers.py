@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "sim": set(),
     "signals": set(),
     "serve": set(),
-    "rewards": set(),
+    "rewards": {"ingest"},  # oasst_pairs reads OpenAssistant exports
     "judges": set(),
     "optimize": {"judges", "rewards", "sim"},
     "evaluate": {"judges", "rewards", "sim"},

@@ -58,7 +58,7 @@ def trees(tmp_path_factory):
 
 def test_contexts_follow_the_parent_chain_in_a_branching_tree(trees, tmp_path):
     out = tmp_path / "out"
-    curate(trees, out, {"filters": OFF, "context": {"k": 10}, "sample": {"target_rate": "natural"},
+    curate(trees, out, {"filters": OFF, "context": {"context_turns": 10}, "sample": {"target_rate": "natural"},
                         "dedup": {"enabled": False}})
     rows = all_rows(out)
     assert contents(rows["t0a3"]) == ["q0", "a1", "qa2"]  # not b1, qb2 or qc2 (other branches)
@@ -71,7 +71,7 @@ def test_contexts_follow_the_parent_chain_in_a_branching_tree(trees, tmp_path):
 
 def test_no_prompt_exceeds_the_context_length(trees, tmp_path):
     out = tmp_path / "out"
-    curate(trees, out, {"filters": OFF, "context": {"k": 2}, "sample": {"target_rate": "natural"},
+    curate(trees, out, {"filters": OFF, "context": {"context_turns": 2}, "sample": {"target_rate": "natural"},
                         "dedup": {"enabled": False}})
     rows = all_rows(out)
     assert contents(rows["t0a3"]) == ["a1", "qa2"]
@@ -137,7 +137,7 @@ def test_count_threshold_rule_keeps_unvoted_rows_as_negatives(tmp_path):
 
 
 def test_natural_rate_above_target_keeps_every_positive(ten_days, tmp_path):
-    man = curate(ten_days, tmp_path / "out", {"filters": OFF, "context": {"k": 2}, "sample": {"target_rate": 0.1}})
+    man = curate(ten_days, tmp_path / "out", {"filters": OFF, "context": {"context_turns": 2}, "sample": {"target_rate": 0.1}})
     plan = man["counts"]["resample"]["plan"]
     assert man["natural_rate"] == pytest.approx(3 / 15)  # above the target 0.1
     assert plan["pos_keep"] == plan["neg_keep"] == 1.0

@@ -6,7 +6,7 @@ actually used) are computed at run time and written to `rluf_reward.json`, never
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -120,6 +120,7 @@ class RewardConfig(StrictModel):
     train: TrainSection = TrainSection()
     calibration: CalibrationSection = CalibrationSection()
     pairs: PairsSection = PairsSection()
+    derived_keys: ClassVar[tuple[str, ...]] = ("train.learning_rate",)
 
     @model_validator(mode="before")
     @classmethod
