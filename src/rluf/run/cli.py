@@ -18,13 +18,25 @@ def run(
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
     overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted, into the run config: "
                                                "--set optimize.crraft.iterations=24"),
+    logs: str | None = typer.Option(None, "--logs", help="Your logs (source.logs): a canonical folder, a file "
+                                    "`rluf ingest` reads, or the database URL of `rluf serve`."),
+    policy: str | None = typer.Option(None, "--policy", help="Your deployed policy (source.policy): a local "
+                                      "Hugging Face causal LM folder with a chat template."),
+    pairs_helpfulness: str | None = typer.Option(None, "--pairs-helpfulness", help="Helpfulness preference pairs "
+                                                 "(TRL or HH-RLHF); default: an OpenAssistant export's rankings."),
+    pairs_safety: str | None = typer.Option(None, "--pairs-safety", help="Safety preference pairs (TRL or HH-RLHF)."),
+    signal: str | None = typer.Option(None, "--signal", help="The label rule (source.signal); default: the "
+                                      "signals stage's pick."),
 ) -> None:
-    """Run the whole loop on the simulated deployment; resumes a partly finished run directory."""
+    """Run the whole loop: on the simulated deployment, or on your own logs, policy and pairs (`source`);
+    resumes a partly finished run directory."""
     from rluf.run.config import load_run_config
     from rluf.run.pipeline import run as run_loop
 
-    cfg = load_run_config(config, quick=quick, seed=seed, overrides=overrides)
-    out = out or Path("runs") / ("quick" if cfg.quick else "default")
+    source = {"logs": logs, "policy": policy, "pairs.helpfulness": pairs_helpfulness,
+              "pairs.safety": pairs_safety, "signal": signal}
+    cfg = load_run_config(config, quick=quick, seed=seed, overrides=overrides, source=source)
+    out = out or Path("runs") / ("real" if cfg.source else "quick" if cfg.quick else "default")
     t0 = time.time()
 
     def on_event(stage: str, status: str) -> None:

@@ -8,7 +8,7 @@ starts, so a typo fails in a second, not after ten minutes of simulation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -45,11 +45,54 @@ class SweepSection(StrictModel):
         return next(name for name, run in self.all_runs().items() if run.role == "candidate")
 
 
+class PairsSection(StrictModel):
+    helpfulness: str | None = Field(
+        None, description="preference pairs: TRL's prompt/chosen/rejected (plain or conversational) or HH-RLHF "
+        "chosen/rejected dialogues; a file, folder or `datasets` name. None: an OpenAssistant export's sibling "
+        "rankings, or `reward_models.helpfulness`")
+    safety: str | None = Field(None, description="the same for safety; None: `reward_models.safety`")
+
+
+class SourceSection(StrictModel):
+    """The user's own deployment, in place of `simulate`: logs, the deployed policy, pairs or reward models."""
+
+    logs: str = Field(description="a canonical logs folder, anything `rluf ingest` reads, or the database URL "
+                      "of `rluf serve` (sqlite:///... or postgresql+psycopg://...)")
+    policy: str = Field(description="the deployed policy: a local Hugging Face causal LM folder with a chat template")
+    pairs: PairsSection = Field(default_factory=PairsSection)
+    reward_models: dict[Literal["helpfulness", "safety"], str] = Field(
+        default_factory=dict, description="reward model folders used as they are, instead of training on pairs")
+    signal: str | None = Field(None, description="the curation label rule (e.g. `like`, `count(+1) > count(-1)`); "
+                               "None: the signals stage's top-ranked signal")
+    ingest: dict[str, Any] = Field(default_factory=dict, description="IngestConfig overrides (configs/ingest.yaml)")
+
+    @model_validator(mode="after")
+    def _pairs_or_model(self) -> SourceSection:
+        if self.pairs.safety is None and "safety" not in self.reward_models:
+            raise ValueError("safety needs `pairs.safety` (preference pairs) or `reward_models.safety` (a folder)")
+        for name in ("helpfulness", "safety"):
+            if getattr(self.pairs, name) is not None and name in self.reward_models:
+                raise ValueError(f"give `pairs.{name}` or `reward_models.{name}`, not both")
+        return self
+
+
+class PlanSection(StrictModel):
+    """The A/B plan of a run on real logs (`rluf abtest power` at the logs' natural rate)."""
+
+    alpha: float = Field(0.05, gt=0, lt=1)
+    power: float = Field(0.8, gt=0, lt=1)
+    min_lift: float = Field(0.05, gt=0, description="the relative lift planned for when the offline estimate is "
+                            "smaller or missing")
+    serve: dict[str, Any] = Field(default_factory=dict, description="ServeConfig overrides of the serve.yaml written")
+
+
 class RunConfig(StrictModel):
-    """`rluf run`: simulate, signals, curate, three reward models, CRRAFT sweep, evaluate, simulated A/B test."""
+    """`rluf run`: simulate (or read `source`), signals, curate, three reward models, CRRAFT sweep, evaluate,
+    and the A/B test (simulated; on real data, its plan)."""
 
     seed: int = 0
     quick: bool = Field(False, description="the small world and short training (a few minutes)")
+    source: SourceSection | None = Field(None, description="your own logs, policy and pairs instead of the simulator")
     simulate: dict[str, Any] = Field(default_factory=dict, description="WorldConfig overrides (configs/sim.yaml)")
     signals: SignalsSection = Field(default_factory=SignalsSection)
     curate: dict[str, Any] = Field(default_factory=dict, description="CurateConfig overrides (configs/curate.yaml)")
@@ -60,6 +103,13 @@ class RunConfig(StrictModel):
     sweep: SweepSection = Field(default_factory=SweepSection)
     evaluate: dict[str, Any] = Field(default_factory=dict, description="EvaluateConfig overrides")
     abtest: dict[str, Any] = Field(default_factory=dict, description="simulated A/B test: WorldConfig overrides")
+    plan: PlanSection = Field(default_factory=lambda: PlanSection())
+
+    @model_validator(mode="after")
+    def _source_or_simulate(self) -> RunConfig:
+        if self.source is not None and (self.simulate or self.abtest or self.quick):
+            raise ValueError("`source` (your own logs) replaces the simulator: drop `simulate`, `abtest` and `quick`")
+        return self
 
 
 def stage_config(cls, packaged: str | None, overrides: dict[str, Any], section: str):
@@ -73,12 +123,15 @@ def stage_config(cls, packaged: str | None, overrides: dict[str, Any], section: 
 
 
 def load_run_config(path: str | Path | None, quick: bool = False, seed: int | None = None,
-                    overrides: list[str] | None = None) -> RunConfig:
-    """run.yaml / run_quick.yaml (or `path`) with the seed and `--set KEY=VALUE` overrides."""
+                    overrides: list[str] | None = None, source: dict[str, Any] | None = None) -> RunConfig:
+    """run.yaml / run_quick.yaml (or `path`) with the seed and `--set KEY=VALUE` overrides. `source` (the
+    `--logs/--policy/--pairs-*` options) fills the `source` section; without a `path` it starts from the model's
+    defaults, not from the simulated run.yaml."""
     from rluf.config import parse_set
 
-    packaged = "run_quick.yaml" if quick else "run.yaml"
-    cfg = load_config(RunConfig, path or packaged, {"seed": seed, **parse_set(overrides)})
+    given = {f"source.{k}": v for k, v in (source or {}).items() if v is not None}
+    packaged = None if given else ("run_quick.yaml" if quick else "run.yaml")
+    cfg = load_config(RunConfig, path or packaged, {"seed": seed, **given, **parse_set(overrides)})
     if quick and not cfg.quick:
         cfg = cfg.model_copy(update={"quick": True})
     return cfg

@@ -87,7 +87,31 @@ def reward_config(cfg: RunConfig, name: str, run_dir: Path):
 
 
 def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
-    """Run (or resume) the loop in `run_dir`; returns the summaries of every stage and writes report.html."""
+    """Run (or resume) the loop in `run_dir`, simulated or on `cfg.source` (rluf.run.real); returns the
+    summaries of every stage and writes report.html."""
+    from rluf.run.real import run_real
+    from rluf.run.report import build_report
+
+    run_dir = Path(run_dir).resolve()  # stage fingerprints hold paths: the same run however it is spelled
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fps: dict[str, str] = {}
+    S: dict[str, Any] = {}
+
+    def stage(name, config, inputs, fn):
+        S[name] = run_stage(run_dir, name, _dump(config), inputs, fn, fps, on_event)
+        return S[name]
+
+    if cfg.source is not None:
+        run_real(cfg, run_dir, stage)
+    else:
+        run_simulated(cfg, run_dir, stage)
+    S["report"] = str(build_report(run_dir))
+    write_json(run_dir / "run.json", S)
+    return S
+
+
+def run_simulated(cfg: RunConfig, run_dir: Path, stage) -> None:
+    """The loop on the simulated deployment; `stage(name, config, inputs, fn)` runs or skips one stage."""
     from rluf.abtest.simulated import simulate as abtest_simulate
     from rluf.evaluate.agreement import offline_online
     from rluf.evaluate.evaluator import evaluate
@@ -98,16 +122,9 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
     from rluf.sim.deployment import simulate
     from rluf.sim.world import World
 
-    run_dir = Path(run_dir).resolve()  # stage fingerprints hold paths: the same run however it is spelled
-    run_dir.mkdir(parents=True, exist_ok=True)
     sc = resolve_stage_configs(cfg, run_dir)
     write_json(run_dir / "run_config.json", cfg.model_dump(mode="json"))
-    fps: dict[str, str] = {}
-    S: dict[str, Any] = {}
     sim, logs, truth = run_dir / "simulate", run_dir / "simulate" / "logs", run_dir / "simulate" / "truth"
-
-    def stage(name, config, inputs, fn):
-        S[name] = run_stage(run_dir, name, _dump(config), inputs, fn, fps, on_event)
 
     # 1. The simulated deployment of the baseline policy: logs, ground truth, expert pairs, baseline.
     stage("simulate", sc["world"], [], lambda d: simulate(sc["world"], d))
@@ -137,13 +154,6 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
     treatment = run_dir / "sweep" / cfg.sweep.candidate / "policy"
     stage("abtest", [sc["abtest_world"], cfg.sweep.candidate, "control_pool"], ["sweep"],
           lambda d: abtest_simulate(sim / "policy", treatment, d, config=sc["abtest_world"], control_pool=sim))
-
-    from rluf.run.report import build_report
-
-    report = build_report(run_dir)
-    S["report"] = str(report)
-    write_json(run_dir / "run.json", S)
-    return S
 
 
 def candidate_policies(run_dir: Path) -> dict[str, Path]:
