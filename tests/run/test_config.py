@@ -95,3 +95,16 @@ def test_both_modes_optimize_with_the_documented_judges_weights_and_sweep(quick,
     assert [j.type for j in stages["evaluate"].judges] == ["degenerate", "regex", "length", "exact_answer",
                                                             "false_refusal"]
     assert stages["rewards"]["love"].train.epochs == (4 if quick else 2)
+
+
+def test_source_replaces_the_simulator_and_names_what_is_missing():
+    from rluf.errors import ConfigError
+    from rluf.run.config import load_run_config
+
+    cfg = load_run_config(None, source={"logs": "sqlite:///x/rluf.db", "policy": "p", "pairs.safety": "s.jsonl"})
+    assert cfg.source.logs == "sqlite:///x/rluf.db" and cfg.simulate == {} and not cfg.quick
+    with pytest.raises(ConfigError, match="reward_models.safety"):
+        load_run_config(None, source={"logs": "l", "policy": "p"})
+    with pytest.raises(ConfigError, match="replaces the simulator"):
+        load_run_config(None, quick=True, source={"logs": "l", "policy": "p", "pairs.safety": "s"},
+                        overrides=["simulate.n_users=10"])

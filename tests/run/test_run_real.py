@@ -52,3 +52,40 @@ def test_real_loop_writes_every_section(tmp_path):
     for stage in STAGES:
         assert (out / stage / "_stage.json").is_file(), stage
     assert not (out / "simulate").exists() and not (out / "abtest").exists()
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["signals"]["pick"] == "like"  # too short to see users return: the most frequent reaction
+    assert "most frequent reaction" in summary["curate"]["signal_why"]
+    assert json.loads((out / "curate" / "manifest.json").read_text())["signal_rule"] == "like"
+    assert (out / "reward_helpfulness" / "oasst_sibling_pairs.parquet").is_file()  # OpenAssistant rankings
+
+    # the baselines were scored on exactly the rows P[Love] was scored on
+    love_rows = pd.read_parquet(out / "reward_love" / "test_scores.parquet")
+    scored = pd.read_parquet(out / "baselines" / "scores.parquet")
+    assert scored["message_id"].tolist() == love_rows["message_id"].tolist()
+    assert scored["P[Love]"].tolist() == love_rows["prob"].tolist()
+    baselines = json.loads((out / "baselines" / "baselines.json").read_text())
+    assert set(baselines["models"]) == {"P[Love]", "length", "tfidf", "embedding"}
+    for m in baselines["models"].values():
+        assert m["ci"][0] <= m["auroc"] <= m["ci"][1]
+
+    # the A/B plan: sample size at the logs' natural rate, and a serve.yaml that `rluf serve` accepts
+    plan = json.loads((out / "plan" / "plan.json").read_text())
+    assert plan["power"]["users_per_arm"] > 0 and plan["natural_rate"] == pytest.approx(
+        json.loads((out / "curate" / "manifest.json").read_text())["natural_rate"])
+    serve = ServeConfig.model_validate(yaml.safe_load((out / "plan" / "serve.yaml").read_text()))
+    assert [a.name for a in serve.experiment.arms] == ["baseline", "candidate"]
+    assert serve.backends["candidate"].path == str(out / "sweep" / plan["candidate"] / "policy")
+
+    html = (out / "report.html").read_text()
+    for table in ("headline-table", "signals-table", "curation-table", "filters-table", "reward-love-table",
+                  "baselines-table", "reward-pairs-table", "sweep-table", "ranking-table", "uplift-table",
+                  "plan-table"):
+        assert f'id="{table}"' in html, table
+    assert "P[Love] ROC" in html and "reliability" in html and "test ece" in html
+    assert ("does not beat it" in html) != baselines["p_love_beats_best_baseline"]
+    assert ("Recommended:" in html) != ("No candidate beats the baseline" in html)
+    assert "true p_love" not in html and "abtest-table" not in html  # no truth, no simulated A/B test
+
+    events.clear()
+    run(cfg, out, on_event=lambda s, e: events.append((s, e)))  # resume: nothing left to do
+    assert events == [(s, "skipped") for s in STAGES]

@@ -74,18 +74,21 @@ def rank_signals(logs: Path, stage_dir: Path, outcome_days: float) -> dict[str, 
     observe the outcome, or no reaction is ranked) the most frequent, saying so."""
     from rluf.signals.selection import signals
 
+    counts = reaction_counts(logs)
+    if not counts:
+        raise DataError(f"{logs / 'reactions.parquet'} holds no reactions: nothing to learn P[Love] from")
     try:
         result = signals(logs, outcome_days=outcome_days, out_dir=stage_dir)
-    except DataError as e:
-        result = {"error": str(e), "best": None, "signals": []}
+    except DataError as e:  # the table still lists each reaction's availability, unranked
+        n = assistant_messages(logs)
+        result = {"error": str(e), "best": None, "signals": [
+            {"signal": t, "kind": "reaction", "availability": {"rate_per_message": c / n},
+             "note": "not ranked: returning cannot be observed"} for t, c in sorted(counts.items())]}
         write_json(stage_dir / "signals.json", result)
     ranked = [s for s in result["signals"] if s.get("kind") == "reaction" and s.get("rank")]
     if ranked:
         return {"pick": ranked[0]["signal"], "why": "the signals stage's top-ranked reaction: available and tied "
                 "to users coming back (the signal table)"}
-    counts = reaction_counts(logs)
-    if not counts:
-        raise DataError(f"{logs / 'reactions.parquet'} holds no reactions: nothing to learn P[Love] from")
     top = max(counts, key=counts.get)
     reason = result.get("error") or "no reaction is frequent enough to rank"
     return {"pick": top, "why": f"the most frequent reaction ({counts[top]} events): the signals stage could "
@@ -97,6 +100,13 @@ def reaction_counts(logs: Path) -> dict[str, int]:
 
     return dict(duckdb.connect().execute(
         f"SELECT type, count(*) FROM read_parquet('{logs / 'reactions.parquet'}') GROUP BY 1").fetchall())
+
+
+def assistant_messages(logs: Path) -> int:
+    import duckdb
+
+    return duckdb.connect().execute(
+        f"SELECT count(*) FROM read_parquet('{logs / 'messages.parquet'}') WHERE role = 'assistant'").fetchone()[0]
 
 
 def chosen_signal(source: SourceSection, picked: dict[str, Any]) -> tuple[str, str]:
@@ -218,10 +228,10 @@ def train_sweep(cfg: RunConfig, opt, out: Path) -> dict[str, Any]:
     """CRRAFT for each weight setting; sweep.json holds each run's last logged iteration (learned rewards,
     judge pass rates, KL, the monitor's hack rate). The truth-based comparison of the simulated sweep has no
     counterpart here: offline evaluation ranks the runs."""
+    import pandas as pd
+
     from rluf.optimize.weight_sweep import _run_one
     from rluf.run.report import _metrics
-
-    import pandas as pd
 
     train = pd.read_parquet(Path(opt.prompts.path).parents[1] / "curate" / "train.parquet", columns=["prompt"])
     # each logged context once (train repeats upsampled positives); the other columns are not prompt metadata

@@ -119,69 +119,103 @@ def plot_ab(ab: dict[str, Any], out: Path) -> Path | None:
 
 
 def build_report(run_dir: str | Path) -> Path:
+    """The same page for a simulated run and a run on your own logs (`source`); the simulated run adds the
+    truth columns, the offline-online agreement and the simulated A/B test, the real run the baselines and the
+    A/B plan."""
     run_dir = Path(run_dir)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
+    real = (_load(run_dir / "run_config.json") or {}).get("source") is not None
     r = Report(f"rluf run report: {run_dir.name}")
     sim = _load(run_dir / "simulate" / "simulate.json") or {}
     sweep = _load(run_dir / "sweep" / "sweep.json") or {}
     ab = _load(run_dir / "abtest" / "abtest.json") or {}
     agree = _load(run_dir / "evaluate" / "agreement" / "offline_online.json") or {}
     ev = _load(run_dir / "evaluate" / "evaluate.json") or {}
+    manifest = _load(run_dir / "curate" / "manifest.json") or {}
+    baselines = _load(run_dir / "baselines" / "baselines.json") or {}
+    plan = _load(run_dir / "plan" / "plan.json") or {}
 
     r.heading("Headline", "headline")
-    r.key_values(headline(sim, sweep, ab, agree), table_id="headline-table")
+    r.key_values(real_headline(manifest, baselines, plan) if real else headline(sim, sweep, ab, agree),
+                 table_id="headline-table")
 
     r.heading("1. Signal selection", "signals")
     sig = _load(run_dir / "signals" / "signals.json") or {}
-    if sig:
+    if sig.get("error"):
+        r.paragraph(f"The signals could not be ranked: {sig['error']}", "warn")
+    elif sig:
         r.paragraph(f"Outcome: {sig.get('outcome')}. Trade-off: {sig.get('tradeoff')}", "note")
     r.table(signal_rows(sig), table_id="signals-table")
+    chosen = ((_load(run_dir / "curate" / "_stage.json") or {}).get("summary") or {})
+    if real and chosen.get("signal"):
+        r.paragraph(f"Learned from: {chosen['signal']}, {chosen.get('signal_why')}.", "")
 
     r.heading("2. Curation", "curation")
-    manifest = _load(run_dir / "curate" / "manifest.json") or {}
     r.key_values(_scalars(manifest), table_id="curation-table")
+    r.table(filter_rows(manifest), table_id="filters-table")
+    for warning in manifest.get("warnings") or []:
+        r.paragraph(warning, "warn")
 
     r.heading("3. Reward models", "rewards")
     love = _load(run_dir / "reward_love" / "eval.json") or {}
-    r.key_values(love_metrics(love), table_id="reward-love-table")
+    r.key_values(love_metrics(love, truth=not real), table_id="reward-love-table")
+    if baselines:
+        r.paragraph(f"P[Love] next to simple baselines fitted on the training rows and scored on the same "
+                    f"{baselines['n']} held-out rows ({baselines['positives']} positives), AUROC with a bootstrap "
+                    "95% CI:", "note")
+        r.table(baseline_rows(baselines), table_id="baselines-table")
+        r.paragraph(baselines["verdict"], "ok" if baselines.get("p_love_beats_best_baseline") else "warn")
     positives = (love.get("test") or {}).get("positives")
     one_class = (f"The test split has {positives} Love positives; ROC and reliability need both positives "
                  "and negatives." if positives == 0 else None)
     r.image(run_dir / "reward_love" / "roc.png", "P[Love] ROC (held-out, later in time)", one_class)
     r.image(run_dir / "reward_love" / "reliability.png", "P[Love] reliability at the natural rate", one_class)
-    pair_rows = []
-    for name in ("helpfulness", "safety"):
-        e = _flatten(_load(run_dir / f"reward_{name}" / "eval.json") or {})
-        pair_rows.append({"objective": name, **{k: v for k, v in e.items() if "accuracy" in k or "spearman" in k}})
-    r.table(pair_rows, table_id="reward-pairs-table")
+    r.table(pair_rows(run_dir), table_id="reward-pairs-table")
 
     r.heading("4. Policy optimization (CRRAFT + Mixture of Judges)", "optimize")
     runs = {p.name: p for p in sorted((run_dir / "sweep").glob("*")) if (p / "metrics.jsonl").is_file()}
     for path, title in plot_iterations(runs, fig_dir):
         r.image(path, title)
-    r.heading("5. The paper's weight sweep (true metrics from the simulator)", "sweep")
-    if sweep.get("n_eval"):
-        where = {"deployment": "new conversations over the deployment's own questions (the A/B test's population)",
-                 "held_out": "the world's held-out questions"}.get(sweep.get("eval_items"), "the evaluation sample")
-        k = sweep.get("samples_per_prompt", 1)
-        r.paragraph(f"{sweep['n_eval']} prompts x {k} answer{'s' if k > 1 else ''}: {where}.", "note")
-    r.table(sweep_rows(sweep), table_id="sweep-table")
-    if sweep.get("claims"):
-        candidate = (sweep.get("runs") or {}).get(sweep["claims"].get("candidate"), {})
-        r.table(claim_rows(sweep["claims"], candidate), table_id="claims-table")
+    if real:
+        r.heading("5. The weight sweep (learned rewards and judges, no ground truth)", "sweep")
+        r.paragraph("Each run's last CRRAFT iteration; the offline evaluation below compares the runs on "
+                    "held-out contexts.", "note")
+        r.table(real_sweep_rows(sweep), table_id="sweep-table")
+    else:
+        r.heading("5. The paper's weight sweep (true metrics from the simulator)", "sweep")
+        if sweep.get("n_eval"):
+            where = {"deployment": "new conversations over the deployment's own questions (the A/B test's "
+                                   "population)",
+                     "held_out": "the world's held-out questions"}.get(sweep.get("eval_items"), "the evaluation sample")
+            k = sweep.get("samples_per_prompt", 1)
+            r.paragraph(f"{sweep['n_eval']} prompts x {k} answer{'s' if k > 1 else ''}: {where}.", "note")
+        r.table(sweep_rows(sweep), table_id="sweep-table")
+        if sweep.get("claims"):
+            candidate = (sweep.get("runs") or {}).get(sweep["claims"].get("candidate"), {})
+            r.table(claim_rows(sweep["claims"], candidate), table_id="claims-table")
 
     r.heading("6. Offline evaluation", "evaluate")
     if ev.get("n_prompts"):
         path = ((ev.get("config") or {}).get("prompts") or {}).get("path")
         where = f"contexts of {prompt_file(path)}" if path else "the world's held-out questions"
-        if path and Path(path).is_dir():
+        if path and Path(path).is_dir() and manifest.get("split_method", "time") == "time":
             where += ", conversations later in time than all training data"
         r.paragraph(f"{ev['n_prompts']} prompts: {where}.", "note")
-    r.table(ranking_rows(ev), table_id="ranking-table")
+    r.table(ranking_rows(ev, truth=not real), table_id="ranking-table")
     corr = {f"{k} ({m})": ((v or {}).get("pooled") or {}).get(m) for k, v in (ev.get("correlations") or {}).items()
             for m in ("pearson", "spearman")}
     r.key_values(corr, table_id="correlations-table")
+    if real:
+        r.table(uplift_rows(ev), table_id="uplift-table")
+        if plan:
+            r.paragraph(f"Recommended: {plan['recommended']} ({plan['why']})." if plan.get("recommended") else
+                        f"No candidate beats the baseline: {plan.get('why')}.",
+                        "ok" if plan.get("recommended") else "warn")
+        r.heading("7. The A/B plan", "abplan")
+        r.key_values(plan_items(plan), table_id="plan-table")
+        return r.write(run_dir / "report.html")
+
     r.heading("7. Offline-online agreement", "agreement")
     r.key_values(_scalars(agree, ["n_policies", "pearson", "spearman", "spearman_p"]), table_id="agreement-table")
     r.image(run_dir / "evaluate" / "agreement" / "offline_online.png", "Predicted vs true Love rate")
@@ -192,6 +226,91 @@ def build_report(run_dir: str | Path) -> Path:
     if ab_plot:
         r.image(ab_plot, "Love lift with 95% confidence intervals")
     return r.write(run_dir / "report.html")
+
+
+def real_headline(manifest: dict, baselines: dict, plan: dict) -> dict[str, Any]:
+    models = baselines.get("models") or {}
+    best = baselines.get("best_baseline")
+    return {
+        "signal learned from": manifest.get("signal_rule"),
+        "natural rate of the signal (logs)": manifest.get("natural_rate"),
+        "P[Love] held-out AUROC": (models.get("P[Love]") or {}).get("auroc"),
+        f"best baseline ({best}) AUROC": (models.get(best) or {}).get("auroc"),
+        "P[Love] beats the best baseline": baselines.get("p_love_beats_best_baseline"),
+        "recommended candidate": plan.get("recommended") or ("none beats the baseline" if plan else None),
+        "A/B test: users per arm": (plan.get("power") or {}).get("users_per_arm"),
+        "A/B test: days at the logs' traffic": plan.get("days_needed"),
+    }
+
+
+def filter_rows(manifest: dict) -> list[dict[str, Any]]:
+    """What each adversarial filter removed (users flagged, reactions and rows)."""
+    filters = ((manifest.get("counts") or {}).get("filters")) or {}
+    return [{"filter": name, **v} for name, v in filters.items() if isinstance(v, dict)]
+
+
+def baseline_rows(baselines: dict) -> list[dict[str, Any]]:
+    return [{"scorer": name, "AUROC": m["auroc"], "95% CI": f"[{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]"}
+            for name, m in (baselines.get("models") or {}).items()]
+
+
+def wilson_ci(p: float, n: int, z: float = 1.96) -> list[float]:
+    """The Wilson 95% interval of a proportion `p` measured on `n` trials."""
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return [centre - half, centre + half]
+
+
+def pair_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """Held-out pairwise accuracy (with its Wilson 95% CI) of the helpfulness and safety models."""
+    rows = []
+    for name in ("helpfulness", "safety"):
+        raw = _load(run_dir / f"reward_{name}" / "eval.json") or {}
+        e = _flatten(raw)
+        row = {"objective": name, **{k: v for k, v in e.items() if "accuracy" in k or "spearman" in k}}
+        test = raw.get("test") or {}
+        if isinstance(test.get("accuracy"), float) and test.get("pairs"):
+            lo, hi = wilson_ci(test["accuracy"], test["pairs"])
+            row["test.accuracy 95% CI"] = f"[{lo:.3f}, {hi:.3f}] of {test['pairs']} pairs"
+        rows.append(row)
+    return rows
+
+
+def real_sweep_rows(sweep: dict) -> list[dict[str, Any]]:
+    rows = []
+    for name, res in (sweep.get("runs") or {}).items():
+        last = res.get("last_iteration") or {}
+        rows.append({"run": name, "role": res.get("role"),
+                     "weights": ", ".join(f"{k} {v:g}" for k, v in (res.get("weights") or {}).items()),
+                     **{k: v for k, v in last.items() if k.startswith(("reward/", "judge/", "kl/mean", "hack/"))
+                        and isinstance(v, (int, float))}})
+    return rows
+
+
+def uplift_rows(ev: dict) -> list[dict[str, Any]]:
+    """Each candidate's offline P[Love] uplift over the baseline (paired bootstrap CI over prompts), its
+    judges' pass rate and the hacking monitor's flags."""
+    rows = []
+    vs = ev.get("vs_baseline") or {}
+    for name, d in (vs.get("love") or {}).items():
+        pol = (ev.get("policies") or {}).get(name) or {}
+        ci = d.get("ci") or [None, None]
+        rows.append({"candidate": name, "P[Love] uplift": d.get("diff"),
+                     "95% CI": None if None in ci else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]",
+                     "helpfulness delta": ((vs.get("helpfulness") or {}).get(name) or {}).get("diff"),
+                     "safety delta": ((vs.get("safety") or {}).get(name) or {}).get("diff"),
+                     "judge pass rate": (pol.get("judges") or {}).get("all"),
+                     "hacking flags": "; ".join(map(str, pol.get("flags") or [])) or "none"})
+    return rows
+
+
+def plan_items(plan: dict) -> dict[str, Any]:
+    power = plan.get("power") or {}
+    return {"treatment arm": plan.get("candidate"), "relative lift planned for": plan.get("lift_planned"),
+            "where that lift comes from": plan.get("lift_source"), "natural rate": plan.get("natural_rate"),
+            "responses per arm": power.get("responses_per_arm"), "users per arm": power.get("users_per_arm"),
+            "responses per user (logs)": plan.get("responses_per_user"), "users per day (logs)": plan.get("users_per_day"),
+            "days needed": plan.get("days_needed"), "serve config": plan.get("serve_yaml"),
+            "start it": plan.get("command")}
 
 
 def headline(sim: dict, sweep: dict, ab: dict, agree: dict) -> dict[str, Any]:
@@ -288,23 +407,25 @@ def signal_rows(sig: dict) -> list[dict[str, Any]]:
     return rows
 
 
-def love_metrics(love: dict) -> dict[str, Any]:
+def love_metrics(love: dict, truth: bool = True) -> dict[str, Any]:
     test, bayes = love.get("test") or {}, love.get("bayes") or {}
     out = {f"test {k}": test.get(k) for k in ("n", "positives", "auroc", "auprc", "log_loss", "brier", "ece",
                                                "ece_relative", "mean_pred_over_observed")}
     exp = love.get("expected") or {}
-    out.update({"Bayes-optimal AUROC (true p_love)": bayes.get("auroc"), "AUROC gap": love.get("auroc_gap"),
-                "AUROC against true p_love (model / Bayes)": exp and f"{exp['model']['auroc']:.3f} / "
-                                                               f"{exp['bayes']['auroc']:.3f}",
-                "ECE / rate against true p_love": exp and exp["model"]["ece_relative"],
-                "length r": love.get("length_r"), "true length r": love.get("true_length_r"),
-                "length slope / true slope": love.get("length_slope_ratio"),
-                "natural rate": love.get("natural_rate"),
-                "rate the loss saw": love.get("loss_positive_rate")})
+    if truth:
+        out.update({"Bayes-optimal AUROC (true p_love)": bayes.get("auroc"), "AUROC gap": love.get("auroc_gap"),
+                    "AUROC against true p_love (model / Bayes)": exp and f"{exp['model']['auroc']:.3f} / "
+                                                                   f"{exp['bayes']['auroc']:.3f}",
+                    "ECE / rate against true p_love": exp and exp["model"]["ece_relative"]})
+    out["length r"] = love.get("length_r")
+    if truth:
+        out.update({"true length r": love.get("true_length_r"),
+                    "length slope / true slope": love.get("length_slope_ratio")})
+    out.update({"natural rate": love.get("natural_rate"), "rate the loss saw": love.get("loss_positive_rate")})
     return out
 
 
-def ranking_rows(ev: dict) -> list[dict[str, Any]]:
+def ranking_rows(ev: dict, truth: bool = True) -> list[dict[str, Any]]:
     rows = []
     for x in ev.get("ranking", []) or []:
         true = ((ev.get("policies") or {}).get(x.get("policy")) or {}).get("true") or {}
@@ -313,6 +434,8 @@ def ranking_rows(ev: dict) -> list[dict[str, Any]]:
                      "95% CI": None if None in ci else f"[{ci[0]:.3g}, {ci[1]:.3g}]", "P(best)": x.get("p_best"),
                      "true Love rate": true.get("love_rate"), "true helpfulness": true.get("helpfulness"),
                      "true safety violations": true.get("safety_violation_rate"), "sign-off rate": true.get("signoff_rate")})
+        if not truth:
+            rows[-1] = {k: v for k, v in rows[-1].items() if not k.startswith("true") and k != "sign-off rate"}
     return rows
 
 
