@@ -46,7 +46,7 @@ def read_logs(source: SourceSection, stage_dir: Path) -> dict[str, Any]:
     if is_database_url(source.logs):
         from rluf.serve.export_logs import export
 
-        return {"read": "database", "counts": export(source.logs, out)}
+        return {"read": "database", "counts": export(source.logs, stage_dir)}  # writes stage_dir/logs/
     path = Path(source.logs)
     if (path / "messages.parquet").is_file():
         return {"read": "canonical folder", "logs": str(path)}
