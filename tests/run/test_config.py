@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,18 @@ def test_source_replaces_the_simulator_and_names_what_is_missing():
     with pytest.raises(ConfigError, match="replaces the simulator"):
         load_run_config(None, quick=True, source={"logs": "l", "policy": "p", "pairs.safety": "s"},
                         overrides=["simulate.n_users=10"])
+
+
+def test_run_with_logs_and_policy_options_stops_on_missing_logs(tmp_path):
+    """`rluf run --logs --policy --pairs-safety` builds the `source` section; a logs path that does not exist
+    stops the run at its first stage, naming the field."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "rluf", "run", "--logs", str(tmp_path / "nowhere.jsonl"),
+                        "--policy", str(tmp_path / "policy"), "--pairs-safety", "pairs.jsonl",
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert "source.logs" in r.stderr + r.stdout and "does not exist" in r.stderr + r.stdout
+    saved = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert saved["source"]["pairs"]["safety"] == "pairs.jsonl" and saved["simulate"] == {}
