@@ -1,7 +1,7 @@
 """The adversarial filters on a grid of simulated worlds, with the same default filter settings in every cell.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/adversarial.py [--users 12000] [--kinds random_lover,...]
-        [--shares 0.01,0.03,0.08,0.15] [--rates 0.0002,0.001,0.005] [--auroc/--no-auroc] [--out FILE]
+        [--shares 0.01,0.03,0.08,0.15] [--rates 0.0002,0.001,0.005] [--out FILE]
 
 A cell is (adversarial share of users, natural Love rate, adversary kind): a world of `--users` accounts
 (`rluf.sim`, the default world with those three knobs changed; one kind of adversary per cell) deployed for the
@@ -18,8 +18,7 @@ logs. Per cell:
                                the mean true P[Love] of the normal users' messages; `raw_rate` before filtering
   normal_flagged_rate          flagged normal users / normal users with an assistant message;
                                `keen_flagged_rate` the same among the keenest 5% (highest mean true P[Love])
-With `--auroc`, a few cells also train P[Love] (the tiny preset) on `rluf curate`'s output of the world and of
-the same world without adversaries, and score AUROC against the true p_love (see `auroc_cells`).
+P[Love]'s AUROC per cell is not measured here (docs/signals.md says why).
 Writes benchmarks/results/adversarial.json (or --out).
 """
 
@@ -175,7 +174,6 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--shares", default=",".join(map(str, SHARES)))
     ap.add_argument("--rates", default=",".join(map(str, RATES)))
-    ap.add_argument("--auroc", action=argparse.BooleanOptionalAction, default=False)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -192,7 +190,6 @@ def main() -> None:
                 for kind in args.kinds.split(","):
                     cells.append(run_cell(share, rate, kind, args.users, args.seed, work, filters))
                     _progress(cells[-1])
-        auroc = auroc_cells(work, args.users, args.seed) if args.auroc else None
     result = {
         "setup": {"users": args.users, "seed": args.seed, "days": WorldConfig().time.horizon_days,
                   "policy": "template sampler (baseline behaviour mix), pool k = 4",
@@ -201,7 +198,6 @@ def main() -> None:
                               "normal_flagged_rate": TARGET_NORMAL_FLAGGED}},
         "summary": summarize(cells),
         "cells": cells,
-        "auroc": auroc,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -216,10 +212,6 @@ def _progress(c: dict) -> None:
           f"normal {c['normal_flagged_rate']} keen {c['keen_flagged_rate']} "
           f"rules {json.dumps({k: v['flagged'] for k, v in c['per_rule'].items()})} {c['seconds']}s",
           file=sys.stderr, flush=True)
-
-
-def auroc_cells(work: Path, users: int, seed: int) -> dict:
-    raise NotImplementedError
 
 
 if __name__ == "__main__":

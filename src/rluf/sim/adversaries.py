@@ -84,15 +84,16 @@ def cap_daily_loves(world: World, love_rows: np.ndarray, user: np.ndarray, t: np
     return np.sort(np.concatenate([love_rows[~slow], rows[keep]]))
 
 
-def template_arm(world: World, name: str = "baseline", k: int | None = None, seed: int = 0):
-    """An arm whose pool is the world's template sampler (the baseline behaviour mix) instead of a trained
-    policy: logs of the same world in seconds, for benchmarks and tests that need no neural policy."""
+def template_arm(world: World, name: str = "baseline", k: int | None = None, seed: int = 0, mix=None):
+    """An arm whose pool is the world's template sampler (the baseline behaviour mix, or the BehaviourMix
+    `mix`) instead of a trained policy: logs of the same world in seconds, for benchmarks and tests that need
+    no neural policy."""
     from rluf.sim.deploy import Arm
 
     rng = np.random.default_rng([world.cfg.seed, seed, 17])
     k = k or world.cfg.pool.k
     item_ids = np.flatnonzero(world.item_split == "train")
-    responses = [[world.sample_response(rng, world.item_prompt[i]) for _ in range(k)] for i in item_ids]
+    responses = [[world.sample_response(rng, world.item_prompt[i], mix) for _ in range(k)] for i in item_ids]
     return Arm(name, item_ids, responses, world.response_table(item_ids, responses))
 
 
