@@ -171,3 +171,23 @@ def test_a_filter_that_removes_a_whole_signal_is_named(tmp_path, caplog):
     assert "filter 'too_fast' removed" in caplog.text
     by_type = fr.report["too_fast"]["by_type"]
     assert sum(by_type.values()) == fr.report["too_fast"]["reactions"] > 0
+
+
+def test_signals_report_what_the_filters_removed_the_rate_gap_and_a_loved_trait(tmp_path):
+    from rluf.signals.selection import signals, trait_concentration
+
+    small_world_logs(tmp_path, "targeted_lover", share=0.08)
+    res = signals(tmp_path / "logs", min_events=20, rate_gap_factor=3.0)
+    love = next(s for s in res["signals"] if s["signal"] == "love")
+    raw, filtered = love["availability"]["raw_rate_per_message"], love["availability"]["filtered_rate_per_message"]
+    assert raw > 3 * filtered  # the targeted lovers' Loves, most of them removed
+    assert any(w.startswith("'love': raw rate") for w in res["warnings"])
+    assert res["filters_removed"]["rate"]["by_type"]["love"] > 0 and "too_fast" in res["filters_removed"]
+    quiet = signals(tmp_path / "logs", min_events=20, rate_gap_factor=100.0)
+    assert not any(w.startswith("'love': raw rate") for w in quiet["warnings"])
+    # without the filters, the Loves concentrate on the sign-off ("Bye! Sending love!") the adversaries target
+    logs = open_logs(tmp_path / "logs")
+    traits = trait_concentration(logs, logs.reactions, "love")
+    assert traits and all("love" in t["trait"] or "bye" in t["trait"] for t in traits)
+    assert traits[0]["share_positive"] > 3 * traits[0]["share_all"]
+    assert trait_concentration(logs, logs.reactions, "like") == []  # likes follow helpfulness, no one trait
