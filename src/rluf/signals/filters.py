@@ -1,19 +1,26 @@
-"""Adversarial-feedback filters, each an Ibis expression over the canonical logs.
+"""Adversarial-feedback filters, each an Ibis expression over the canonical logs. None assumes how many
+adversaries there are (docs/signals.md: what each assumes, and where it breaks).
 
 - rate:     users whose count of some reaction type is implausible for the messages they received. Default
-            (betabinomial): the tail probability of the count under a beta-binomial fitted to the users by moments
-            (the spread of keen and reserved users, beyond binomial noise), Bonferroni over users x types; the
-            first fit leaves out the top rates so that the adversaries cannot widen the null that should expose
-            them (masking), later fits leave out the users flagged so far. Or (robust_z) the robust z-score
-            z = (x - median) / (1.4826 * MAD) of the rate over users (Iglewicz & Hoaglin, 1993); when MAD = 0
-            (rare types: most users never react) the mean absolute deviation is used, z = (x - median) / (1.2533 * MeanAD).
-- burst:    many accounts younger than `max_account_age_hours` reacting within one `window_minutes` window:
-            at least `min_accounts`, and a robust z-score over windows above `z_threshold`.
+            (mixture): per type, the users' counts as a mixture of normal users' beta-binomial, adversaries with a
+            rate of their own (>= min_fold x the normal mean) and adversaries of any rate (uniform), fitted by EM
+            with the adversarial share free up to 50% (the breakdown point); a user is flagged when the posterior
+            of the adversarial components exceeds `posterior`, or by the beta-binomial tail test under the normal
+            component alone (Bonferroni over users x types). Or (betabinomial) the tail test under a fit that
+            first leaves out a fixed `trim` share (masked when adversaries are more), or (robust_z) the robust
+            z-score of the rate (Iglewicz & Hoaglin, 1993).
+- burst:    many accounts new to the product (created within `max_account_age_hours`, or first seen in the logs
+            `dormant_days` after they begin) reacting within one `window_minutes` window: at least
+            `min_accounts`, and a robust z-score over windows above `z_threshold`.
 - too_fast: reactions sooner than `min_seconds` after the message they react to (or before it).
-- spam:     users who send the same text `min_repeats` times or more.
+- spam:     users who send the same text `min_repeats` times or more, or that many near-duplicates (names and
+            case masked) making up at least `min_share` of their messages.
+The time-based rules (burst, too_fast) skip reactions whose time is not a click (time_is_click = false).
 
 User-level rules flag accounts (their reactions, and with `drop_flagged_rows` their conversations, go);
-`too_fast` removes single reactions. Flagged-user lists are small and are the only results fetched to Python.
+`too_fast` removes single reactions. Every rule reports what it removed by reaction type, and a rule (or all
+together) that removes nearly all of a type is named in a warning. Flagged-user lists are small and are the
+only results fetched to Python.
 """
 
 from __future__ import annotations
