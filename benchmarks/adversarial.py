@@ -18,7 +18,10 @@ logs. Per cell:
                                the mean true P[Love] of the normal users' messages; `raw_rate` before filtering
   normal_flagged_rate          flagged normal users / normal users with an assistant message;
                                `keen_flagged_rate` the same among the keenest 5% (highest mean true P[Love])
-P[Love]'s AUROC per cell is not measured here (docs/signals.md says why).
+With `--auroc`, the cells of AUROC_CELLS (and the same worlds without adversaries) also go through `rluf curate`
+(target rate 0.3, as in run.yaml) and P[Love] training (the tiny preset, 4 epochs: minutes on a CPU); the
+result is its expected AUROC against the true p_love on the test split (`expected.model.auroc` of the reward
+report; Bayes: the true p_love's own), merged into the results file under `auroc`.
 Writes benchmarks/results/adversarial.json (or --out).
 """
 
@@ -175,8 +178,16 @@ def main() -> None:
     ap.add_argument("--shares", default=",".join(map(str, SHARES)))
     ap.add_argument("--rates", default=",".join(map(str, RATES)))
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--auroc", action="store_true", help="only the P[Love] AUROC cells, merged into --out")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.auroc:
+        result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        with tempfile.TemporaryDirectory(prefix="rluf-adv-auroc-") as tmp:
+            result["auroc"] = auroc_cells(Path(tmp), args.users, args.seed)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result["auroc"], indent=1))
+        return
     filters = FiltersSection()
     cells = []
     t0 = time.perf_counter()
@@ -203,6 +214,43 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"], indent=1))
+
+
+AUROC_CELLS = ((0.08, 0.005, "random_lover"), (0.08, 0.005, "targeted_lover"), (0.15, 0.005, "random_lover"))
+
+
+def auroc_cells(work: Path, users: int, seed: int) -> list[dict]:
+    """P[Love]'s expected AUROC against the true p_love, each AUROC_CELLS world against the clean world."""
+    from rluf.rewards.config import RewardConfig
+    from rluf.rewards.love import train_love
+    from rluf.signals.curate import curate
+
+    cfg = RewardConfig.model_validate({"objective": "love", "model": {"backbone": "tiny"},
+                                       "train": {"epochs": 4.0}})
+    out: list[dict] = []
+    clean: dict[float, float] = {}
+    rates = sorted({c[1] for c in AUROC_CELLS})
+    for share, rate, kind in [(0.0, r, None) for r in rates] + list(AUROC_CELLS):
+        t0 = time.perf_counter()
+        folder = work / f"auroc-{kind or 'clean'}-{share:g}-{rate:g}"
+        write_world(world_config(share, rate, kind, users, seed), folder)
+        manifest = curate(folder / "logs", folder / "curated", {"sample": {"target_rate": 0.3}},
+                          truth_dir=folder / "truth")
+        rep = train_love(folder / "curated", folder / "love", cfg, truth=folder / "truth")
+        row = {"adversarial_share": share, "natural_rate": rate, "kind": kind or "none",
+               "auroc_vs_true_p_love": rep["expected"]["model"]["auroc"],
+               "bayes_auroc": rep["expected"]["bayes"]["auroc"], "test_auroc": rep["test"]["auroc"],
+               "curated_natural_rate": manifest["natural_rate"],
+               "train_positives": manifest["counts"]["split"]["train"]["positives"],
+               "seconds": round(time.perf_counter() - t0, 1)}
+        if kind is None:
+            clean[rate] = row["auroc_vs_true_p_love"]
+        else:
+            row["clean_auroc_vs_true_p_love"] = clean[rate]
+            row["auroc_gap_to_clean"] = round(clean[rate] - row["auroc_vs_true_p_love"], 4)
+        out.append(row)
+        print(row, file=sys.stderr, flush=True)
+    return out
 
 
 def _progress(c: dict) -> None:
