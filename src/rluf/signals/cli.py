@@ -130,6 +130,8 @@ def _print_manifest(m: dict, out: Path) -> None:
             f = c["filters"][rule]
             t.add_row(rule, str(f["users"]), str(f["reactions"]), str(f["rows"]))
     console.print(t)
+    for w in c["filters"].get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}")
     console.print(f"rows: input {c['input']['rows']} -> filtered {c['filters']['rows_out']} -> kept by resampling "
                   f"{c['dedup']['rows_in']} -> de-duplicated {c['dedup']['rows_out']}")
     for s, o in c["output"].items():
