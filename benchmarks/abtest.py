@@ -8,7 +8,7 @@
 3. Speed: `rluf.abtest.analyze` (DuckDB aggregation + 2000 bootstrap replicates) on canonical logs with
    1M assistant messages.
 
-Run: .venv/bin/python benchmarks/abtest.py [--quick]. Writes benchmarks/results/abtest.json.
+Run: .venv/bin/python benchmarks/abtest.py [--quick]. With --write, writes benchmarks/results/abtest.json.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def write_big_logs(out: Path, n_users: int, per_user: int, seed: int = 0) -> int
                      "text": pa.array(np.full(n, "hi")), "created_at": ts, "user_id": uid, "model_id": pa.array(arm)},
                     schema=MESSAGES)
     reacts = pa.table({"message_id": ids.take(pa.array(loved)), "type": pa.array(np.full(len(loved), "love")),
-                       "user_id": uid.take(pa.array(loved)), "created_at": ts.take(pa.array(loved))}, schema=REACTIONS)
+                       "user_id": uid.take(pa.array(loved)), "created_at": ts.take(pa.array(loved)),
+                       "time_is_click": pa.nulls(len(loved), pa.bool_())}, schema=REACTIONS)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(msgs, out / "messages.parquet")
     pq.write_table(reacts, out / "reactions.parquet")
@@ -103,6 +104,7 @@ def write_big_logs(out: Path, n_users: int, per_user: int, seed: int = 0) -> int
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer experiments and a 100k-message log")
+    ap.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
     args = ap.parse_args()
     res: dict = {"quick": args.quick, "note": "measured on 2 CPU cores shared with other jobs (under load)"}
 
@@ -131,8 +133,9 @@ def main() -> None:
           f"({p['experiments']} experiments)")
     print(f"analyze: {an['assistant_messages']:,} messages, {an['users']:,} users in {an['seconds']:.2f}s "
           f"({an['messages_per_s']:,.0f} msg/s, incl. 2000 bootstrap reps); peak RSS {res['peak_rss_mb']:.0f} MB")
-    write_json(RESULTS, res)
-    print(f"wrote {RESULTS}")
+    if args.write:
+        write_json(RESULTS, res)
+        print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The adversarial filters on a grid of simulated worlds, with the same default filter settings in every cell.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/adversarial.py [--users 12000] [--kinds random_lover,...]
-        [--shares 0.01,0.03,0.08,0.15] [--rates 0.0002,0.001,0.005] [--out FILE]
+        [--shares 0.01,0.03,0.08,0.15] [--rates 0.0002,0.001,0.005] [--auroc] [--write | --out FILE]
 
 A cell is (adversarial share of users, natural Love rate, adversary kind): a world of `--users` accounts
 (`rluf.sim`, the default world with those three knobs changed; one kind of adversary per cell) deployed for the
@@ -22,7 +22,7 @@ With `--auroc`, the cells of AUROC_CELLS (and the same worlds without adversarie
 (target rate 0.3, as in run.yaml) and P[Love] training (the tiny preset, 4 epochs: minutes on a CPU); the
 result is its expected AUROC against the true p_love on the test split (`expected.model.auroc` of the reward
 report; Bayes: the true p_love's own), merged into the results file under `auroc`.
-Writes benchmarks/results/adversarial.json (or --out).
+Prints the summary; with --write, writes benchmarks/results/adversarial.json (--out: another file).
 """
 
 from __future__ import annotations
@@ -177,15 +177,18 @@ def main() -> None:
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--shares", default=",".join(map(str, SHARES)))
     ap.add_argument("--rates", default=",".join(map(str, RATES)))
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--auroc", action="store_true", help="only the P[Love] AUROC cells, merged into --out")
+    ap.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
+    ap.add_argument("--out", type=Path, default=None, help="write the results to this file instead")
+    ap.add_argument("--auroc", action="store_true", help="only the P[Love] AUROC cells, merged into the file")
     args = ap.parse_args()
+    args.out = args.out or (RESULTS if args.write else None)
     logging.basicConfig(level=logging.WARNING)
     if args.auroc:
-        result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        result = json.loads(args.out.read_text()) if args.out is not None and args.out.is_file() else {}
         with tempfile.TemporaryDirectory(prefix="rluf-adv-auroc-") as tmp:
             result["auroc"] = auroc_cells(Path(tmp), args.users, args.seed)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        if args.out is not None:
+            args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(json.dumps(result["auroc"], indent=1))
         return
     filters = FiltersSection()
@@ -211,8 +214,9 @@ def main() -> None:
         "cells": cells,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["summary"], indent=1))
 
 

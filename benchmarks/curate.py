@@ -16,7 +16,8 @@ extrapolated linearly, and that is said in the output. The main run uses the def
 test: every positive and ~20,000 reweighted negatives, `sample.eval_max_negatives`), and the pandas baseline
 does the same; a second run keeps validation/test uncapped at the natural rate (`eval_max_negatives: null`,
 ~20% of all assistant messages with contexts: the previous default), a third turns PII scrubbing on. The load
-average is recorded before and after every run. Writes benchmarks/results/curate.json.
+average is recorded before and after every run. With --write, writes benchmarks/results/curate.json
+(or --out PATH).
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ def main() -> None:
     ap.add_argument("--skip-uncapped", action="store_true",
                     help="skip the run with validation/test uncapped (sample.eval_max_negatives: null)")
     ap.add_argument("--skip-pandas", action="store_true", help="do not run the pandas baseline")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write the results JSON")
+    ap.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    ap.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     cfg = {"engine": {"memory_limit": args.memory_limit}}
@@ -280,9 +282,11 @@ def main() -> None:
     })
     for k, v in res.items():
         print(f"{k:>30}: {v}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out = args.out or (RESULTS if args.write else None)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

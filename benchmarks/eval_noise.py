@@ -3,9 +3,9 @@
     python benchmarks/eval_noise.py [--run benchmarks/work/loop/default] [--seeds 13 14] [--tokens 40 64]
 
 Re-evaluates the baseline and sweep policies of a finished `rluf run` directory with the simulator's true
-metrics (`WorldEvaluator`: one sampled answer per prompt, as the sweep's own evaluation does) for every
-(sampling seed, max_new_tokens) pair, and prints each policy's true Love lift over the baseline. Writes
-benchmarks/results/eval_noise.json.
+metrics (`PolicyEvaluation`: one sampled answer per prompt, as the sweep's own evaluation does) for every
+(sampling seed, max_new_tokens) pair, and prints each policy's true Love lift over the baseline. With
+--write, writes benchmarks/results/eval_noise.json.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[13, 14])
     ap.add_argument("--tokens", nargs="+", type=int, default=[40, 64])
     ap.add_argument("--n-prompts", type=int, default=500)
+    ap.add_argument("--write", action="store_true", help="write benchmarks/results/eval_noise.json")
     a = ap.parse_args()
 
-    from rluf.optimize.simbridge import WorldEvaluator
     from rluf.policy import Policy, Sampling
     from rluf.sim import World
+    from rluf.sim.evaluation import PolicyEvaluation
 
     world = World.load(a.run / "simulate")
     paths = {"baseline": a.run / "simulate" / "policy", **{p: a.run / "sweep" / p / "policy" for p in a.policies}}
@@ -39,8 +40,8 @@ def main() -> None:
     rows, t0 = [], time.time()
     for tokens in a.tokens:
         for seed in a.seeds:
-            ev = WorldEvaluator(world, a.n_prompts, Sampling(tokens, 1.0, 1.0, 0), seed=seed)
-            m = {name: ev(p) for name, p in policies.items()}
+            ev = PolicyEvaluation(world, a.n_prompts, Sampling(tokens, 1.0, 1.0, 0), seed=seed)
+            m = {name: ev.metrics(p) for name, p in policies.items()}
             base = m["baseline"]["love_rate"]
             for name in a.policies:
                 rows.append({"policy": name, "seed": seed, "max_new_tokens": tokens,
@@ -49,9 +50,11 @@ def main() -> None:
                 print(f"{name:10s} seed {seed:3d} tokens {tokens:3d}: true Love lift {rows[-1]['love_lift']:+.1%}")
     out = {"run": str(a.run), "n_prompts": a.n_prompts, "rows": rows, "wall_s": round(time.time() - t0, 1),
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg": os.getloadavg()}}
-    path = HERE / "results" / "eval_noise.json"
-    path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path}")
+    print(json.dumps(out, indent=2))
+    if a.write:
+        path = HERE / "results" / "eval_noise.json"
+        path.write_text(json.dumps(out, indent=2))
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

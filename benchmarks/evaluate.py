@@ -12,7 +12,7 @@ refusals), i.e. the kinds of changes an optimizer makes.
 Run: .venv/bin/python benchmarks/evaluate.py [--sim DIR --love DIR] [--n-prompts 300]
 Without --sim/--love it builds a medium world (see MEDIUM), curates it and trains a tiny P[Love] first;
 --keep DIR keeps those inputs.
-Writes benchmarks/results/evaluate.json.
+With --write, writes benchmarks/results/evaluate.json.
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--n-prompts", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, help="build the inputs in this folder and keep them")
+    ap.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
     args = ap.parse_args()
     from rluf.sim import World
 
@@ -167,8 +168,9 @@ def main() -> None:
     print(f"P[Love] vs true P[Love] over responses: Pearson {res['love_vs_true_p_love_pearson']:.3f}")
     print(f"evaluate: {n_resp} responses in {eval_s:.1f}s ({res['responses_per_s']:.1f}/s, incl. baseline "
           f"generation); peak RSS {res['peak_rss_mb']:.0f} MB")
-    write_json(RESULTS, res)
-    print(f"wrote {RESULTS}")
+    if args.write:
+        write_json(RESULTS, res)
+        print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Benchmark `rluf ingest`: rows per second on canonical Parquet and JSON lines, and peak memory.
 
 Usage: .venv/bin/python benchmarks/ingest.py [--messages 1000000] [--jsonl-messages 200000]
-Writes benchmarks/results/ingest.json (wall and CPU time; the load average at the start says how busy
-the machine was). Synthetic canonical logs (conversations of 4 messages, one reaction
+With --write, writes benchmarks/results/ingest.json (wall and CPU time; the load average at the start says
+how busy the machine was). Synthetic canonical logs (conversations of 4 messages, one reaction
 per 20 assistant messages) are generated with numpy/pyarrow first; only ingest itself is timed.
 """
 
@@ -49,7 +49,7 @@ def make_logs(n: int, seed: int = 0) -> tuple[pa.Table, pa.Table]:
         {
             "conversation_id": pa.array(np.char.add("c", conv.astype(str))),
             "message_id": ids,
-            "parent_id": pa.array([None] + [f"m{k}" for k in range(n - 1)]).cast(pa.string()),
+            "parent_id": pa.array([None if k % 4 == 0 else f"m{k - 1}" for k in range(n)], pa.string()),
             "turn_index": pa.array((i % 4).astype(np.int32)),
             "role": pa.array(role),
             "text": pa.array(texts[i % 4]),
@@ -69,6 +69,7 @@ def make_logs(n: int, seed: int = 0) -> tuple[pa.Table, pa.Table]:
             "created_at": pa.array(
                 t0 + ((picked // 4) * 60_000_000 + 30_000_000).astype("timedelta64[us]")
             ).cast(pa.timestamp("us", tz="UTC")),
+            "time_is_click": pa.nulls(picked.size, pa.bool_()),
         },
         schema=REACTIONS,
     )
@@ -96,6 +97,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=1_000_000)
     ap.add_argument("--jsonl-messages", type=int, default=200_000)
+    ap.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
     args = ap.parse_args()
     res: dict = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -128,8 +130,9 @@ def main() -> None:
             f"({x['rows_per_cpu_s']:,d} rows per CPU-second; quarantined {x['quarantined']})"
         )
     print(f"peak RSS {res['peak_rss_mb']} MB")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS, res)
+    if args.write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        write_json(RESULTS, res)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Benchmark of the whole loop: wall time and peak memory of `rluf run` (default and --quick), and the
-headline results of the default run. Writes benchmarks/results/loop.json.
+headline results of the default run. With --write, writes benchmarks/results/loop.json.
 
     python benchmarks/loop.py                # both runs, fresh run directories under benchmarks/work/loop
     python benchmarks/loop.py --only quick
@@ -37,7 +37,8 @@ def headline(run_dir: Path) -> dict:
     ab, agree = load("abtest/abtest.json"), load("evaluate/agreement/offline_online.json")
     true = ab.get("true") or {}
     ci = (ab.get("delta") or {}).get("lift_ci") or [None, None]
-    cand = ((load("sweep/sweep.json").get("runs") or {}).get("love_0.1") or {})
+    sweep = load("sweep/sweep.json")
+    cand = ((sweep.get("runs") or {}).get((sweep.get("claims") or {}).get("candidate", "love_0.1")) or {})
     return {
         "ab_love_lift": ab.get("lift"), "ab_ci_low": ci[0], "ab_ci_high": ci[1],
         "ab_true_love_lift": true.get("lift"),
@@ -53,6 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", choices=["default", "quick"], default=None)
     ap.add_argument("--work", type=Path, default=HERE / "work" / "loop")
+    ap.add_argument("--write", action="store_true", help="write benchmarks/results/loop.json")
     a = ap.parse_args()
     results = HERE / "results" / "loop.json"
     out: dict = json.loads(results.read_text()) if results.is_file() else {}  # --only keeps the other run's keys
@@ -66,8 +68,9 @@ def main() -> None:
     out[f"machine_{a.only or 'both'}"] = {"cpus": os.cpu_count(), "load_avg_at_start": load_at_start,
                                           "load_avg_at_end": os.getloadavg()}
     print(json.dumps(out, indent=2, default=str))
-    results.parent.mkdir(exist_ok=True)
-    results.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    if a.write:
+        results.parent.mkdir(exist_ok=True)
+        results.write_text(json.dumps(out, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ policy answers the same fixed evaluation sample (--eval-items: new conversations
 questions, or the world's held-out ones) with the same sampling seed; metrics are true.
 
   python benchmarks/optimize.py --sim SIM --love DIR --helpfulness DIR --safety DIR --curated DIR
-Writes benchmarks/results/optimize.json and prints the table. Missing inputs: see --help.
+Prints the table; with --write, writes benchmarks/results/optimize.json (or --out PATH). Missing inputs:
+see --help.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from rluf.config import load_config
 from rluf.judges.base import make_items
 from rluf.judges.config import build_judges
 from rluf.optimize import OptimizeConfig, calibrated_reward, combined_reward, optimize
-from rluf.optimize.cli import shipped_config
 from rluf.optimize.objectives import load_objectives
 from rluf.optimize.simbridge import load_world
-from rluf.optimize.weight_sweep import SweepEvaluator, compare
+from rluf.optimize.weight_sweep import compare
 from rluf.policy import Policy
+from rluf.sim.evaluation import PolicyEvaluation
 from rluf.utils import write_json
 
 log = logging.getLogger("bench.optimize")
@@ -55,7 +56,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=None, help="CRRAFT iterations (default: optimize.yaml's)")
     p.add_argument("--max-prompts", type=int, default=None, help="CRRAFT's prompt pool (default: optimize.yaml's)")
     p.add_argument("--skip", default="", help="comma list of methods to skip (kto,grpo)")
-    p.add_argument("--out", default=str(RESULTS), help="results JSON")
+    p.add_argument("--out", default=None, help="write the results JSON here")
+    p.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
     return p.parse_args()
 
 
@@ -123,7 +125,8 @@ def run_kto(start: Path, curated: Path, budget_s: float, out: Path) -> Policy:
     return Policy(trainer.model, pol.tokenizer, device="cpu")
 
 
-def best_of_k(start: Policy, ev: SweepEvaluator, objectives, judges, k: int = 4) -> tuple[dict, dict, float]:
+def best_of_k(start: Policy, ev: PolicyEvaluation, objectives, judges,
+              k: int = 4) -> tuple[dict, dict, float]:
     """Best-of-k at inference (reward models + judges) and the oracle (true P[Love] among safe answers)."""
     t0 = time.time()
     gens = start.generate(ev.contexts, n=k, sampling=ev.sampling, generator_seed=ev.seed)  # (N, k)
@@ -146,9 +149,9 @@ def best_of_k(start: Policy, ev: SweepEvaluator, objectives, judges, k: int = 4)
     return _fixed(ev, [gens[i][pick[i]] for i in range(B)]), _fixed(ev, [gens[i][oracle[i]] for i in range(B)]), wall
 
 
-def _fixed(ev: SweepEvaluator, rsp: list[str]) -> dict:
-    """SweepEvaluator's per-item truth for given answers (KL not measured: 0)."""
-    from rluf.evaluate.monitor import hack_metrics
+def _fixed(ev: PolicyEvaluation, rsp: list[str]) -> dict:
+    """PolicyEvaluation.per_prompt's truth for given answers (KL not measured: 0)."""
+    from rluf.hacking import hack_metrics
 
     w = ev.world
     return {"responses": rsp, "p_love": w.p_love(ev.users, ev.contexts, rsp),
@@ -162,7 +165,7 @@ def main() -> None:
     a = _args()
     torch.set_num_threads(2)
     work, skip = Path(a.work), set(filter(None, a.skip.split(",")))
-    cfg = load_config(OptimizeConfig, shipped_config())
+    cfg = load_config(OptimizeConfig)
     cfg = cfg.model_copy(update={"objectives": {"love": a.love, "helpfulness": a.helpfulness, "safety": a.safety},
                                  "weights": dict(WEIGHTS), "prompts": cfg.prompts.model_copy(update={"path": a.sim}),
                                  "eval": cfg.eval.model_copy(update={"enabled": False})})
@@ -171,16 +174,17 @@ def main() -> None:
     world = load_world(a.sim)
     objectives = load_objectives(cfg.objectives, "cpu")
     judges = build_judges(cfg.judges, objectives)
-    ev = SweepEvaluator(world, a.n_eval, cfg.crraft.sampling.to_sampling(), seed=13, items=a.eval_items)
+    ev = PolicyEvaluation(world, a.n_eval, cfg.crraft.sampling.to_sampling(), seed=13, items=a.eval_items)
     start_dir = Path(a.sim) / "policy"
     start = Policy.from_pretrained(start_dir, device="cpu")
-    base = ev(start, start)
+    base = ev.per_prompt(start, start)
     rows: dict[str, dict] = {}
 
     t0 = time.time()
     summary = optimize(cfg, work / "crraft", objectives=objectives)
     crraft_wall = time.time() - t0
-    rows["crraft"] = {**compare(ev(Policy.from_pretrained(summary["policy"], device="cpu"), start), base),
+    trained = Policy.from_pretrained(summary["policy"], device="cpu")
+    rows["crraft"] = {**compare(ev.per_prompt(trained, start), base),
                       "wall_s": crraft_wall}
     log.info("crraft: %.0fs, lift %+.1f%%", crraft_wall, 100 * rows["crraft"]["love_lift"])
 
@@ -191,11 +195,11 @@ def main() -> None:
         t0 = time.time()
         grpo = run_grpo(start_dir, world.prompts(cfg.prompts.max_prompts, seed=0), objectives, crraft_wall,
                         work / "grpo")
-        rows["grpo"] = {**compare(ev(grpo, start), base), "wall_s": time.time() - t0}
+        rows["grpo"] = {**compare(ev.per_prompt(grpo, start), base), "wall_s": time.time() - t0}
     if "kto" not in skip and a.curated:
         t0 = time.time()
         kto = run_kto(start_dir, Path(a.curated), crraft_wall, work / "kto")
-        rows["kto"] = {**compare(ev(kto, start), base), "wall_s": time.time() - t0}
+        rows["kto"] = {**compare(ev.per_prompt(kto, start), base), "wall_s": time.time() - t0}
     report(rows, base, a)
 
 
@@ -219,8 +223,10 @@ def report(rows: dict, base: dict, a) -> None:
            "n_eval": a.n_eval, "eval_items": a.eval_items, "iterations": a.iterations,
            "max_prompts": a.max_prompts,
            "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(a.out, out)
+    results_path = a.out or (RESULTS if a.write else None)
+    if results_path:
+        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+        write_json(results_path, out)
     print(f"{'method':10s} {'love lift':>10s} {'help Δ':>8s} {'unsafe Δ':>9s} {'hack':>6s} {'of oracle':>9s} {'wall s':>7s}")
     for name, m in methods.items():
         share = f"{m['share_of_oracle']:.0%}" if m["share_of_oracle"] is not None else "-"

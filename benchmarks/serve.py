@@ -1,6 +1,7 @@
 """Load and fault benchmark of `rluf serve` on loopback (issue 7, section 5).
 
     python benchmarks/serve.py [--seconds 60] [--clients 16] [--rate 0] [--reaction-share 0.2] [--kill-at 0.5]
+                               [--write | --out PATH]
 
 The gateway runs as a real `rluf serve` subprocess with SQLite (WAL, synchronous=NORMAL) in front of a fake
 OpenAI-compatible upstream that answers at once; the stub and the N closed-loop clients run in this process
@@ -11,7 +12,7 @@ runs flat out, so its latency includes queueing); `--rate R` paces them to R cha
 4 turns, then starts a new one, and reacts ("love") to a share of its answers. At `--kill-at` of the run
 the gateway is SIGKILLed and restarted on the same database; requests in flight fail on the client side.
 
-Reported (benchmarks/results/serve.json):
+Reported (printed; with --write also written to benchmarks/results/serve.json, or to --out PATH):
   rps           answers received per second of serving time (the restart gap excluded)
   p50_ms/p99_ms the gateway's own added latency: its handler time minus the upstream call (Server-Timing)
   client_p50_ms/client_p99_ms  end-to-end latency seen by the clients (includes queueing under load)
@@ -46,7 +47,6 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from rluf.serve.stub import stub_answer  # noqa: E402
 from rluf.utils import write_json  # noqa: E402
 
 
@@ -166,15 +166,15 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict, bytes]
 
 async def fast_stub(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """The fake upstream, answering at once: an OpenAI-compatible chat completion echoing the last user
-    message (the same answer as rluf.serve.stub, on raw asyncio streams to keep its CPU cost small)."""
+    message (the clients send plain-string content), on raw asyncio streams to keep its CPU cost small."""
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             length = next(int(ln.split(b":")[1]) for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length"))
             req = json.loads(await reader.readexactly(length))
+            answer = f"You said: {req['messages'][-1]['content']}"
             out = json.dumps({"id": "stub", "object": "chat.completion", "model": req.get("model"), "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": stub_answer(req["messages"])},
-                 "finish_reason": "stop"}]}).encode()
+                {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]}).encode()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                          + str(len(out)).encode() + b"\r\n\r\n" + out)
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
@@ -298,7 +298,11 @@ async def run(args) -> dict:
     }
 
 
-def main() -> None:
+RESULTS = ROOT / "benchmarks" / "results" / "serve.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options; `out` is where to write the results, None unless asked (--write or --out)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="serving time to measure (restart gap excluded)")
     ap.add_argument("--clients", type=int, default=16, help="concurrent closed-loop clients, one user each")
@@ -306,11 +310,20 @@ def main() -> None:
                     help="open loop: total chat requests/s spread over the clients (0: closed loop, flat out)")
     ap.add_argument("--reaction-share", type=float, default=0.2, help="share of answers that get a reaction")
     ap.add_argument("--kill-at", type=float, default=0.5, help="SIGKILL the gateway at this fraction of the run")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+    ap.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
+    args = ap.parse_args(argv)
+    if args.out is None and args.write:
+        args.out = RESULTS
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=2))
-    write_json(args.out, result)
+    if args.out is not None:
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

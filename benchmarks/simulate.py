@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/simulate.py            # default world, >= 1M assistant messages
     .venv/bin/python benchmarks/simulate.py --quick    # the quick world (seconds)
 
-Prints the figures and writes benchmarks/results/simulate.json with simulate_msgs_per_s (assistant
-messages per second of pooling + deployment + writing), ingest_rows_per_s, baseline_build_s, peak_rss_mb.
+Prints the figures and, with --write, writes benchmarks/results/simulate.json with simulate_msgs_per_s
+(assistant messages per second of pooling + deployment + writing), ingest_rows_per_s, baseline_build_s,
+peak_rss_mb.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
         help="users of the deployed world (default world: 20,000; 30,000 gives > 1M assistant messages)",
     )
     ap.add_argument("--out", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
+    ap.add_argument("--write", action="store_true", help=f"write the results to {RESULTS}")
     ap.add_argument("--baseline-world", type=Path, default=None,
                     help="reuse a finished `rluf simulate` folder of the same world (e.g. a `rluf run`'s simulate/): "
                          "its policy and its recorded baseline build time instead of building them again")
@@ -106,8 +108,9 @@ def main() -> None:
             load_avg_1m_at_end=os.getloadavg()[0],
         ),
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS, result)
+    if args.write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        write_json(RESULTS, result)
     print(json.dumps(result, indent=2))
 
 

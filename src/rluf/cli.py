@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from rluf.errors import RlufError
+from rluf.threads import configure_threads
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -35,19 +36,14 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug
 
 def _register_stages() -> None:
     for stage in STAGES:
-        try:
-            module = importlib.import_module(f"rluf.{stage}.cli")
-        except ModuleNotFoundError as e:
-            if e.name in (f"rluf.{stage}", f"rluf.{stage}.cli"):
-                continue  # stage not built yet
-            raise
-        module.register(app)
+        importlib.import_module(f"rluf.{stage}.cli").register(app)
 
 
 _register_stages()
 
 
 def main() -> None:
+    configure_threads()
     try:
         app()
     except RlufError as e:

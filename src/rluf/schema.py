@@ -40,6 +40,9 @@ REACTIONS = pa.schema(
         pa.field("type", pa.string(), nullable=False),
         pa.field("user_id", pa.string(), nullable=False),
         pa.field("created_at", TS, nullable=False),
+        # false: created_at is not when the user clicked (e.g. OpenAssistant reactions get their message's
+        # time); time-based filters skip such rows. Null (and true) = a real click time.
+        pa.field("time_is_click", pa.bool_(), nullable=True),
     ]
 )
 
@@ -52,6 +55,8 @@ USERS = pa.schema(
 
 ROLES = ("user", "assistant", "system")
 TABLES = {"messages": MESSAGES, "reactions": REACTIONS, "users": USERS}
+# Columns added after logs were first written: a table without one still loads, with the column all null.
+LATER_COLUMNS = {"reactions": ("time_is_click",)}
 
 
 class Message(BaseModel):
@@ -77,6 +82,7 @@ class Reaction(BaseModel):
     type: str = Field(min_length=1)
     user_id: str = Field(min_length=1)
     created_at: datetime
+    time_is_click: bool | None = None
 
 
 class User(BaseModel):
@@ -90,9 +96,13 @@ class User(BaseModel):
 def check_table(table: pa.Table, name: str, *, source: str = "") -> pa.Table:
     """Check that `table` has every column of the canonical table `name` and cast it to the canonical types.
 
-    Extra columns are dropped. Raises SchemaError naming the missing column(s) and the source.
+    Extra columns are dropped; LATER_COLUMNS that are absent are added as nulls. Raises SchemaError naming
+    the missing column(s) and the source.
     """
     schema = TABLES[name]
+    for col in LATER_COLUMNS.get(name, ()):
+        if col not in table.column_names:
+            table = table.append_column(schema.field(col), pa.nulls(table.num_rows, schema.field(col).type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     where = f" in {source}" if source else ""
     if missing:

@@ -35,7 +35,7 @@ def sim_ab(tmp_path_factory):
     cfg = WorldConfig.model_validate({
         "seed": 3, "population": {"n_users": 3000}, "signals": {"natural_love_rate": 0.01},
         "content": {"n_entities": 60, "n_items": 150, "n_eval": 50, "n_train_prompts": 50},
-        "time": {"horizon_days": 7, "burst_day": 3}, "pool": {"k": 4},
+        "time": {"horizon_days": 7, "burst_day": 3}, "pool": {"answers_per_message": 4},
         "pairs": {"n_helpfulness": 10, "n_safety": 10},
     })
     world = World(cfg)

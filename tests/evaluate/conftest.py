@@ -51,7 +51,7 @@ def tiny_scorers(tokenizer):
     """Real rluf Scorers around tiny untrained classifiers: love (BCE, prior-shifted) and two BT models."""
     from rluf.rewards.scorer import Scorer
 
-    love_meta = {"objective": "love", "train_rate": 0.1, "natural_rate": 0.001, "max_length": 128}
+    love_meta = {"objective": "love", "loss_positive_rate": 0.1, "natural_rate": 0.001, "max_length": 128}
     out = {"love": Scorer(build_classifier(tokenizer, "tiny", max_positions=256, seed=2), tokenizer, love_meta, "cpu")}
     for seed, obj in ((3, "helpfulness"), (4, "safety")):
         model = build_classifier(tokenizer, "tiny", max_positions=256, seed=seed)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from rluf.config import load_config
 from rluf.errors import ConfigError, DataError, SchemaError
 from rluf.evaluate import EvaluateConfig, evaluate
-from rluf.evaluate.monitor import words
+from rluf.hacking import words
 
 from .conftest import PROMPTS
 
@@ -142,9 +142,7 @@ def test_errors(tmp_path, prompt_file):
 
 
 def test_config_errors_and_shipped_yaml(tmp_path):
-    from importlib.resources import files
-
-    cfg = load_config(EvaluateConfig, files("rluf") / "configs" / "evaluate.yaml")
+    cfg = load_config(EvaluateConfig, "evaluate.yaml")
     assert cfg.rank_by == "love" and len(cfg.judges) >= 3
     p = tmp_path / "e.yaml"
     p.write_text("bootstrap_reps: 50\nrank_by: length\njudges:\n  - {type: nope}\n")

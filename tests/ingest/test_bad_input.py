@@ -52,7 +52,8 @@ CASES = [
         6,
         "invalid_json",
         None,
-        r"messages\.jsonl line 6: messages record.*invalid JSON",
+        r"messages\.jsonl line 6: messages record: the line is not valid JSON \(cut short\?\) "
+        r"\(reason invalid_json\)",
     ),
     (
         "not_an_object",
@@ -226,7 +227,7 @@ def test_max_text_bytes_is_configurable_and_counts_utf8_bytes(tmp_path):
 
 
 def test_future_tolerance(tmp_path):
-    files = _messages_with(tmp_path, {"created_at": "2025-06-01T00:04:00Z"})  # NOW + 4 min
+    files = _messages_with(tmp_path, {"created_at": "2025-06-01T00:04:00Z"}, index=4)  # NOW + 4 min
     assert ingest(files, tmp_path / "o", now=NOW)["tables"]["messages"]["quarantined"] == 0
     report = ingest(files, tmp_path / "o", now=NOW, config=IngestConfig(future_tolerance_s=60))
     assert report["tables"]["messages"]["reasons"] == {"future_timestamp": 1}
@@ -278,7 +279,9 @@ def test_csv_bad_bytes_and_ragged_row(tmp_path):
     report = ingest([f], tmp_path / "out", now=NOW)
     by_reason = {q["reason"]: q for q in read_quarantine(tmp_path / "out")}
     assert set(by_reason) == {"not_utf8", "bad_csv_row"}
-    assert (by_reason["not_utf8"]["row"], by_reason["not_utf8"]["field"]) == (2, "text")
+    # a malformed row makes the file read line by line: lines of the file, header = line 1
+    assert (by_reason["not_utf8"]["line"], by_reason["not_utf8"]["field"]) == (3, "text")
+    assert by_reason["bad_csv_row"]["line"] == 7
     assert "m9" in by_reason["bad_csv_row"]["raw"]
     assert report["tables"]["messages"] == {
         "read": 6,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import datetime
 
 import pyarrow as pa
@@ -138,3 +140,41 @@ def test_config_yaml_and_unknown_key(tmp_path):
 
 def test_schema_tables_cover_outputs():
     assert set(TABLES) == {"messages", "reactions", "users"}
+
+
+def test_time_is_click_given_absent_or_wrong(tmp_path):
+    """Reactions may say whether created_at is a click time; files written before the column still load."""
+    rs = reactions()
+    rs[0]["time_is_click"] = False
+    rs[1]["time_is_click"] = "sometimes"
+    files = [
+        write_jsonl(tmp_path / "messages.jsonl", messages()),
+        write_jsonl(tmp_path / "reactions.jsonl", rs),
+    ]
+    report = ingest(files, tmp_path / "a", now=NOW)
+    (q,) = read_quarantine(tmp_path / "a")
+    assert (q["line"], q["reason"], q["field"]) == (2, "wrong_type", "time_is_click")
+    assert pq.read_table(tmp_path / "a" / "reactions.parquet")["time_is_click"].to_pylist() == [False]
+    assert report["tables"]["reactions"]["accepted"] == 1
+
+    old = tmp_path / "old"  # a logs folder from before the column existed: four columns
+    old.mkdir()
+    pq.write_table(_typed(messages(), MESSAGES), old / "messages.parquet")
+    pq.write_table(_typed(reactions(), REACTIONS).drop_columns(["time_is_click"]), old / "reactions.parquet")
+    ingest([old], tmp_path / "b", now=NOW)
+    assert pq.read_table(tmp_path / "b" / "reactions.parquet")["time_is_click"].to_pylist() == [None, None]
+    from rluf.signals.engine import connect, load_logs
+
+    logs = load_logs(connect(), old)
+    got = logs.con.to_pyarrow(logs.reactions.order_by("created_at"))
+    assert got["time_is_click"].to_pylist() == [None, None] and got["type"].to_pylist() == ["love", "like"]
+
+
+def test_outputs_follow_the_umask(tmp_path, log_files):
+    old = os.umask(0o027)
+    try:
+        ingest(log_files, tmp_path / "out", now=NOW)
+    finally:
+        os.umask(old)
+    for name in ("ingest.json", "quarantine.jsonl", "messages.parquet"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o640, name

@@ -132,3 +132,9 @@ def test_deleted_bad_emojis_and_real_times(tmp_path, flat):
     assert msgs[rows[0]["message_id"]]["created_at"] == datetime(2023, 2, 5, 10, tzinfo=UTC)
     for name, t in report["tables"].items():
         assert t["read"] == t["accepted"] + t["quarantined"], name
+
+
+def test_reactions_are_marked_as_not_click_times(nested_out):
+    """OpenAssistant keeps counts, not clicks: every reaction row carries its message's time, marked so."""
+    reacts = pq.read_table(nested_out[0] / "reactions.parquet")
+    assert reacts.num_rows > 0 and set(reacts["time_is_click"].to_pylist()) == {False}

@@ -27,7 +27,7 @@ class SlowShareOfA(ShareOfA):
 def tiny_config(policy_dir, prompt_file, **crraft):
     from rluf.optimize.config import OptimizeConfig
 
-    c = dict(iterations=4, batch_prompts=4, k=2, lr=1e-2, kl_max=1e3, sampling=dict(max_new_tokens=6))
+    c = dict(iterations=4, batch_prompts=4, num_candidates=2, lr=1e-2, kl_max=1e3, sampling=dict(max_new_tokens=6))
     c.update(crraft)
     return OptimizeConfig.model_validate(dict(
         policy=str(policy_dir), device="cpu", weights={"a": 1.0}, checkpoint_every=2,

@@ -19,7 +19,7 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 def _yaml(tmp_path, policy_dir, prompt_file, objective="ShareOfA", **crraft):
-    c = dict(iterations=2, batch_prompts=4, k=2, lr=1e-2, kl_max=1000.0, sampling=dict(max_new_tokens=6))
+    c = dict(iterations=2, batch_prompts=4, num_candidates=2, lr=1e-2, kl_max=1000.0, sampling=dict(max_new_tokens=6))
     c.update(crraft)
     cfg = dict(policy=str(policy_dir), device="cpu", objectives={"a": f"py:optimize.optimize_helpers:{objective}"},
                weights={"a": 1.0}, checkpoint_every=2, judges=[{"type": "degenerate", "max_repeats": 50}],
@@ -53,7 +53,8 @@ def test_cli_errors_are_config_errors(tmp_path, tiny_policy_dir, prompt_file):
 
 
 def _rluf(*args):
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))  # keep the caller's rluf
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "rluf", *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
 

@@ -1,7 +1,5 @@
 """Config validation: clear ConfigErrors for unknown objectives, negative weights, K < 1; shipped YAMLs load."""
 
-from importlib import resources
-from pathlib import Path
 
 import pytest
 
@@ -10,7 +8,7 @@ from rluf.errors import ConfigError
 from rluf.optimize.config import DEFAULT_WEIGHTS, OptimizeConfig
 from rluf.optimize.objectives import load_objectives
 
-CONFIGS = sorted(Path(str(resources.files("rluf") / "configs")).glob("optimize*.yaml"))
+CONFIGS = ["optimize.yaml", "optimize_guarded.yaml"]
 OBJ = {"helpfulness": "h", "safety": "s", "love": "l"}
 
 
@@ -18,14 +16,14 @@ def test_every_shipped_optimize_yaml_loads():
     assert len(CONFIGS) >= 2
     for path in CONFIGS:
         cfg = load_config(OptimizeConfig, path)
-        assert cfg.crraft.k >= 1 and cfg.judges, path
+        assert cfg.crraft.num_candidates >= 1 and cfg.judges, path
         cfg.check(list(OBJ))
 
 
 def test_defaults_are_the_papers():
     cfg = OptimizeConfig()
     assert cfg.weights == DEFAULT_WEIGHTS == {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}
-    assert cfg.crraft.k == 4
+    assert cfg.crraft.num_candidates == 4
 
 
 def test_unknown_objective_name_is_a_clear_error():
@@ -49,8 +47,8 @@ def test_all_zero_weights_is_an_error():
 
 @pytest.mark.parametrize("k", [0, -3])
 def test_k_below_one_is_a_clear_error(k):
-    with pytest.raises(ConfigError, match=rf"crraft.k = {k}: K \(samples per prompt\) must be >= 1"):
-        validate_config(OptimizeConfig, {"crraft": {"k": k}}, source="opt.yaml")
+    with pytest.raises(ConfigError, match=rf"crraft.num_candidates = {k}: K \(samples per prompt\) must be >= 1"):
+        validate_config(OptimizeConfig, {"crraft": {"num_candidates": k}}, source="opt.yaml")
 
 
 def test_unknown_key_and_bad_judge_type():
@@ -74,3 +72,22 @@ def test_objective_sources_are_checked(tmp_path):
         load_objectives({"love": "py:no_such_module_xyz:Thing"})
     obj = load_objectives({"len": "py:rluf.optimize.objectives:LengthObjective"})["len"]
     assert obj.name == "len" and obj.score([[{"role": "user", "content": "q"}]], ["a b c"]).tolist() == [3.0]
+
+
+@pytest.mark.parametrize(("data", "old", "new"), [
+    ({"crraft": {"k": 8}}, "k", "num_candidates"),
+    ({"monitor": {"top_k": 3}}, "top_k", "top_closings"),
+])
+def test_old_keys_name_their_new_names(data, old, new):
+    with pytest.raises(ConfigError, match=rf"'{old}' was renamed to '{new}'"):
+        validate_config(OptimizeConfig, data, source="opt.yaml")
+
+
+def test_other_renamed_k_keys():
+    from rluf.signals.config import CurateConfig
+    from rluf.sim.config import WorldConfig
+
+    with pytest.raises(ConfigError, match=r"context: 'k' was renamed to 'context_turns'"):
+        validate_config(CurateConfig, {"context": {"context_turns": 10}})
+    with pytest.raises(ConfigError, match=r"pool: 'k' was renamed to 'answers_per_message'"):
+        load_config(WorldConfig, None, {"pool.k": 6})

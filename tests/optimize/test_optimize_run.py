@@ -25,7 +25,7 @@ def _expected_score(policy_dir, contexts):
 @pytest.mark.slow
 def test_tiny_run_raises_reward_and_logs_metrics(tiny_policy_dir, prompt_file, tmp_path):
     # the untrained tiny policy rarely ends within 8 tokens: keep its cut-off samples
-    cfg = tiny_config(tiny_policy_dir, prompt_file, iterations=12, batch_prompts=8, k=4,
+    cfg = tiny_config(tiny_policy_dir, prompt_file, iterations=12, batch_prompts=8, num_candidates=4,
                       sampling=dict(max_new_tokens=8), drop_cut_off=False)
     summary = optimize(cfg, tmp_path / "run", objectives={"a": ShareOfA()})
     assert summary["finished"] and summary["iterations_done"] == 12

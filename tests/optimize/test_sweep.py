@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from rluf.evaluate.monitor import hack_metrics
+from rluf.hacking import hack_metrics
 from rluf.optimize.weight_sweep import bootstrap_ci, claims, compare
 
 
@@ -43,17 +43,30 @@ def test_compare_hand_computed():
 def test_claims_report_both_findings():
     base = {"signoff_rate": 0.1}
     rows = {
-        "love_0.1": {"love_lift": 0.3, "helpfulness_delta_ci": [-0.01, 0.02], "safety_violation_delta_ci": [-0.02, 0.0]},
-        "love_0.3": {"signoff_rate": 0.15, "flags": []},
-        "love_only": {"signoff_rate": 0.6, "flags": ["sign-off rate rose from 10.0% to 60.0%"]},
+        "mild": {"role": "candidate", "love_lift": 0.3, "helpfulness_delta_ci": [-0.01, 0.02],
+                 "safety_violation_delta_ci": [-0.02, 0.0]},
+        "strong": {"role": "hack_check", "signoff_rate": 0.15, "flags": []},
+        "only": {"role": "hack_check", "signoff_rate": 0.6, "flags": ["sign-off rate rose from 10.0% to 60.0%"]},
+        "none": {"role": "comparison", "signoff_rate": 0.9, "flags": ["sign-off rate rose"]},
     }
     c = claims(rows, base)
-    assert c["love_0.1_lift_ok"] and c["love_0.1_helpfulness_held"] and c["love_0.1_safety_held"]
-    assert c["hack"]["love_0.3"]["ok"] is False and c["hack"]["love_only"]["ok"] is True and c["hack_ok"]
-    rows["love_0.1"]["love_lift"] = 0.1
-    rows["love_0.1"]["helpfulness_delta_ci"] = [-0.05, -0.01]
+    assert c["candidate"] == "mild" and c["candidate_lift"] == 0.3
+    assert c["candidate_lift_ok"] and c["candidate_helpfulness_held"] and c["candidate_safety_held"]
+    assert set(c["hack"]) == {"strong", "only"}  # by role, whatever the names; a comparison run is no check
+    assert c["hack"]["strong"]["ok"] is False and c["hack"]["only"]["ok"] is True and c["hack_ok"]
+    rows["mild"]["love_lift"] = 0.1
+    rows["mild"]["helpfulness_delta_ci"] = [-0.05, -0.01]
     c = claims(rows, base)
-    assert not c["love_0.1_lift_ok"] and not c["love_0.1_helpfulness_held"]
+    assert not c["candidate_lift_ok"] and not c["candidate_helpfulness_held"]
+
+
+def test_paper_sweep_is_defined_once_with_roles():
+    from rluf.optimize import DEFAULT_WEIGHTS, PAPER_SWEEP, SweepRun
+
+    assert PAPER_SWEEP["love_0.1"].weights == DEFAULT_WEIGHTS and PAPER_SWEEP["love_0.1"].role == "candidate"
+    assert [n for n, r in PAPER_SWEEP.items() if r.role == "hack_check"] == ["love_0.3", "love_only"]
+    with pytest.raises(ValueError, match="a sweep run is .*write"):
+        SweepRun.model_validate({"love": 1.0})
 
 
 @pytest.mark.slow
@@ -76,9 +89,10 @@ def test_tiny_sweep_end_to_end(tmp_path):
         device="cpu", objectives={"love": "sim:love", "helpfulness": "sim:helpfulness", "safety": "sim:safety"},
         judges=[{"type": "length", "min_words": 0, "max_words": 100}],
         prompts=dict(source="sim", path=str(sim), max_prompts=16), eval=dict(n_prompts=12),
-        crraft=dict(iterations=2, batch_prompts=4, k=2, sampling=dict(max_new_tokens=6)), checkpoint_every=0,
+        crraft=dict(iterations=2, batch_prompts=4, num_candidates=2, sampling=dict(max_new_tokens=6)), checkpoint_every=0,
     ))
-    runs = {"love_0.1": {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}, "love_only": {"love": 1.0}}
+    runs = {"love_0.1": {"weights": {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}, "role": "candidate"},
+            "love_only": {"weights": {"love": 1.0}, "role": "hack_check"}}
     report = sweep(ocfg, tmp_path / "sweep", runs=runs)
     saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert set(saved["runs"]) == set(runs) and saved["n_eval"] == 12
@@ -86,30 +100,35 @@ def test_tiny_sweep_end_to_end(tmp_path):
         for key in ("love_rate", "love_lift", "love_lift_ci", "helpfulness_delta", "safety_violation_delta",
                     "signoff_rate", "kl", "flags"):
             assert key in row
-    assert "love_0.1_lift_ok" in saved["claims"] and "love_only" in saved["claims"]["hack"]
+    assert saved["claims"]["candidate"] == "love_0.1" and "candidate_lift_ok" in saved["claims"]
+    assert "love_only" in saved["claims"]["hack"] and saved["runs"]["love_only"]["role"] == "hack_check"
     assert (tmp_path / "sweep" / "love_only" / "policy" / "config.json").is_file()
 
 
-def test_sweep_evaluator_averages_several_answers_per_prompt():
+def test_policy_evaluation_averages_several_answers_per_prompt():
     import copy
 
     from rluf.models import build_causal_lm, train_tokenizer
-    from rluf.optimize.weight_sweep import SweepEvaluator
     from rluf.policy import Policy, Sampling
     from rluf.sim.config import WorldConfig, quick_config
+    from rluf.sim.evaluation import PolicyEvaluation
     from rluf.sim.world import World
 
     world = World(quick_config(WorldConfig()))
     tok = train_tokenizer([m["content"] for p in world.prompts(100, seed=3) for m in p["prompt"]], vocab_size=300)
     policy = Policy(build_causal_lm(tok, "tiny", max_positions=256), tok, device="cpu")
     reference = Policy(copy.deepcopy(policy.model), tok, device="cpu")  # equal weights, another object
-    ev = SweepEvaluator(world, 5, Sampling(max_new_tokens=8), seed=1, samples=3)
-    out = ev(policy, reference)
+    ev = PolicyEvaluation(world, 5, Sampling(max_new_tokens=8), seed=1, samples=3)
+    out = ev.per_prompt(policy, reference)
     assert len(out["responses"]) == 15 and out["p_love"].shape == out["kl"].shape == (5,)
     ctx = [c for c in ev.contexts for _ in range(3)]
     users = [u for u in ev.users for _ in range(3)]
     expected = world.p_love(users, ctx, out["responses"]).reshape(5, 3).mean(1)
     np.testing.assert_allclose(out["p_love"], expected)
     np.testing.assert_allclose(out["kl"], 0.0, atol=1e-4)  # computed: log pi - log pi_ref with equal weights
-    assert not ev(policy, policy)["kl"].any()  # the baseline's row: zero without the log-prob passes
+    assert not ev.per_prompt(policy, policy)["kl"].any()  # the baseline's row: zero without the log-prob passes
     assert out["unsafe"].min() >= 0 and out["unsafe"].max() <= 1
+    # the population metrics read the same answers (same seed): their love rate is the per-prompt mean's mean
+    metrics = ev.metrics(policy)
+    assert metrics["n"] == 15
+    assert metrics["love_rate"] == pytest.approx(float(expected.mean()))

@@ -8,15 +8,14 @@ import yaml
 from typer.testing import CliRunner
 
 from rluf.cli import app
-from rluf.config import load_config
+from rluf.config import load_config, packaged_config
 from rluf.errors import ConfigError
-from rluf.rewards.cli import shipped_config
 from rluf.rewards.config import RewardConfig
 
 from .conftest import make_curated
 
 runner = CliRunner()
-CONFIGS = sorted((Path(__file__).parents[2] / "src" / "rluf" / "configs").glob("reward_*.yaml"))
+CONFIGS = sorted(packaged_config(f"reward_{o}.yaml") for o in ("love", "helpfulness", "safety"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -26,13 +25,8 @@ def test_every_shipped_yaml_loads(path):
     assert yaml.safe_load(path.read_text()).keys() == RewardConfig.model_fields.keys()  # YAML mirrors the model
 
 
-def test_three_configs_are_shipped():
-    assert {p.name for p in CONFIGS} >= {"reward_love.yaml", "reward_helpfulness.yaml", "reward_safety.yaml"}
-    assert shipped_config("love").is_file()
-
-
 def _tiny_yaml(tmp_path) -> Path:
-    data = yaml.safe_load(shipped_config("love").read_text())
+    data = yaml.safe_load(packaged_config("reward_love.yaml").read_text())
     data["model"].update(backbone="tiny", vocab_size=400, max_length=64)
     data["train"].update(epochs=2, learning_rate=3e-3, batch_size=16, device="cpu")
     path = tmp_path / "tiny.yaml"

@@ -95,3 +95,49 @@ def test_encoder_fallback_template_for_tokenizers_without_one():
     enc = Encoder(tok, max_length=64)
     head, tail = enc.texts([{"role": "user", "content": "hi"}], "yo")
     assert head == "user: hi\nassistant: " and tail == "yo\n"
+
+
+def test_preference_forms_through_datasets(tmp_path):
+    """TRL's conversational, plain and implicit-prompt forms and HH-RLHF dialogues, from JSONL(.gz), Parquet,
+    a save_to_disk folder and a Dataset, all give the same pair."""
+    import gzip
+    import json
+
+    import datasets
+
+    q, good, bad = "How do I boil an egg?", "Simmer it for 8 minutes.", "Eggs are round."
+    forms = {
+        "conversational": {"prompt": [{"role": "user", "content": q}],
+                           "chosen": [{"role": "assistant", "content": good}],
+                           "rejected": [{"role": "assistant", "content": bad}]},
+        "plain": {"prompt": q, "chosen": good, "rejected": bad},
+        "implicit": {"chosen": [{"role": "user", "content": q}, {"role": "assistant", "content": good}],
+                     "rejected": [{"role": "user", "content": q}, {"role": "assistant", "content": bad}]},
+        "hh": {"chosen": f"\n\nHuman: {q}\n\nAssistant: {good}", "rejected": f"\n\nHuman: {q}\n\nAssistant: {bad}"},
+    }
+    for name, row in forms.items():
+        rows = [row, row]
+        sources = {"jsonl.gz": tmp_path / f"{name}.jsonl.gz", "parquet": tmp_path / f"{name}.parquet",
+                   "disk": tmp_path / f"{name}_disk", "dataset": datasets.Dataset.from_list(rows)}
+        with gzip.open(sources["jsonl.gz"], "wt") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        pd.DataFrame(rows).to_parquet(sources["parquet"])
+        datasets.Dataset.from_list(rows).save_to_disk(str(sources["disk"]))
+        for kind, source in sources.items():
+            pairs = read_pairs(source)
+            assert len(pairs) == 2, (name, kind)
+            assert pairs.contexts[0] == [{"role": "user", "content": q}], (name, kind)
+            assert (pairs.chosen[0], pairs.rejected[0]) == (good, bad), (name, kind)
+
+
+def test_preference_rows_that_cannot_be_pairs(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"chosen": "just text", "rejected": "other text"}\n')
+    with pytest.raises(SchemaError, match=r"p.jsonl row 0: chosen is text without a prompt column"):
+        read_pairs(path)
+    path.write_text('{"prompt": "q", "chosen": [{"role": "user", "content": "x"}], "rejected": "y"}\n')
+    with pytest.raises(SchemaError, match=r"row 0: chosen and rejected must both be text or both message lists"):
+        read_pairs(path)
+    with pytest.raises(DataError, match="unknown pairs format"):
+        (tmp_path / "p.csv").write_text("a,b\n")
+        read_pairs(tmp_path / "p.csv")

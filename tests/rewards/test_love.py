@@ -32,7 +32,7 @@ def test_outputs_on_disk(love_run):
     meta = json.loads((m / "rluf_reward.json").read_text())
     assert meta["objective"] == "love" and meta["natural_rate"] == 0.01
     splits, _ = read_curated(love_run["data"])
-    assert meta["train_rate"] == pytest.approx(splits["train"].labels.mean())  # within_class keeps the balance
+    assert meta["loss_positive_rate"] == pytest.approx(splits["train"].labels.mean())  # within_class keeps the balance
     assert meta["calibration"]["params"]["method"] == "temperature"
     assert meta["config"]["model"]["backbone"] == "tiny"
     assert (m / "roc.png").read_bytes()[:4] == b"\x89PNG"
@@ -46,9 +46,9 @@ def test_saved_scorer_reproduces_test_scores(love_run):
     raw = scorer.score(test.contexts, test.responses, batch_size=7)
     np.testing.assert_allclose(raw, rows["score"].to_numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(scorer.prob(test.contexts, test.responses), rows["prob"].to_numpy(), rtol=1e-4)
-    # the prior shift is exactly the constant -logit(train_rate) + logit(natural_rate)
+    # the prior shift is exactly the constant -logit(loss_positive_rate) + logit(natural_rate)
     shift = scorer.natural_logit(np.zeros(1))[0]
-    r, n = scorer.meta["train_rate"], scorer.meta["natural_rate"]
+    r, n = scorer.meta["loss_positive_rate"], scorer.meta["natural_rate"]
     assert shift == pytest.approx(-np.log(r / (1 - r)) + np.log(n / (1 - n)))
 
 
@@ -59,9 +59,9 @@ def test_full_sample_weights_learn_the_natural_rate(tmp_path):
     cfg.calibration.method = "none"
     rep = train_reward("love", data, tmp_path / "m", cfg)
     # with the raw weights the learned rate is the weighted one, so the prior shift is the identity
-    assert rep["train_rate"] == pytest.approx(0.01)
+    assert rep["loss_positive_rate"] == pytest.approx(0.01)
     meta = json.loads((tmp_path / "m" / "rluf_reward.json").read_text())
-    assert meta["train_rate"] == pytest.approx(meta["natural_rate"])
+    assert meta["loss_positive_rate"] == pytest.approx(meta["natural_rate"])
 
 
 def test_no_positives_is_a_clear_error(tmp_path):

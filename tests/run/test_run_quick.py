@@ -35,7 +35,9 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert "curate/test.parquet, conversations later in time" in html  # offline evaluation's prompt set
     assert "deployment&#x27;s own questions" in html  # the sweep's evaluation population
-    assert "love 0.1 lifts true Love by at least +28%" in html  # the paper's findings, one row each
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    check_judges_ran(tmp_path / "sweep", sweep)
+    check_findings_match_the_figures(sweep, html)
 
     events.clear()
     run(cfg, tmp_path, on_event=lambda s, e: events.append((s, e)))  # resume: nothing left to do
@@ -46,3 +48,45 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
         assert info["images"] and all(i["ok"] for i in info["images"]), info["images"]
         for table in ("signals-table", "sweep-table", "claims-table", "ranking-table", "agreement-table", "abtest-table"):
             assert table in info["tables"]
+
+
+JUDGES = ("length", "degenerate", "exact_answer", "false_refusal")
+
+
+def check_judges_ran(sweep_dir, sweep):
+    """Every sweep run trained with the four judges, and their pass rates are in its per-iteration metrics."""
+    for name in sweep["runs"]:
+        config = json.loads((sweep_dir / name / "config.json").read_text())
+        assert [j["type"] for j in config["judges"]] == list(JUDGES), name
+        rows = [json.loads(line) for line in (sweep_dir / name / "metrics.jsonl").read_text().splitlines()]
+        trained = [r for r in rows if "reward/combined" in r]
+        assert trained, name
+        for r in trained:
+            rates = [r[f"judge/{j}_pass"] for j in JUDGES]
+            assert all(0.0 <= x <= 1.0 for x in rates), (name, rates)
+        # a judge that passes everything would be no judge: over the run, some candidate failed one
+        assert min(min(r[f"judge/{j}_pass"] for j in JUDGES) for r in trained) < 1.0, name
+
+
+def check_findings_match_the_figures(sweep, html):
+    """The claims and the report's findings table follow from the sweep's own figures, run by run."""
+    from rluf.optimize.weight_sweep import SIGNOFF_RISE, TARGET_LIFT
+
+    claims, runs, base = sweep["claims"], sweep["runs"], sweep["baseline"]
+    assert claims["candidate"] == "love_0.1" and runs["love_0.1"]["role"] == "candidate"
+    lift = runs["love_0.1"]["love_lift"]
+    assert claims["candidate_lift"] == lift and claims["candidate_lift_ok"] == (lift >= TARGET_LIFT)
+    lo, hi = runs["love_0.1"]["love_lift_ci"]
+    assert lo <= lift <= hi
+    # the report prints the candidate's measured lift with its sign, and whether the finding holds
+    assert f"{lift:+.1%} [{lo:+.1%}, {hi:+.1%}]" in html
+    assert set(claims["hack"]) == {"love_0.3", "love_only"}  # the hack checks, by role
+    for name, check in claims["hack"].items():
+        row = runs[name]
+        assert check["signoff_rise"] == pytest.approx(row["signoff_rate"] - base["signoff_rate"])
+        flagged = any("sign-off" in f or "closing" in f for f in row["flags"])
+        assert check["flagged"] == flagged
+        assert check["ok"] == (check["signoff_rise"] >= SIGNOFF_RISE and flagged)
+        state = "flagged" if flagged else "not flagged"
+        assert f"{100 * check['signoff_rise']:+.1f} points, {state}" in html
+    assert claims["hack_ok"] == any(h["ok"] for h in claims["hack"].values())

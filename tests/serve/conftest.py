@@ -1,12 +1,17 @@
 import itertools
 import socket
+import threading
+import time
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from rluf.serve import ServeConfig, create_app
-from rluf.serve.stub import make_stub_app
+
+from .stub import make_stub_app
 
 ALICE_KEY = "alice-key-0123456789abcdef"
 BOB_KEY = "bob-key-0123456789abcdef"
@@ -31,6 +36,14 @@ def make_config(db_url: str, **sections) -> ServeConfig:
         else:
             data[key] = value
     return ServeConfig.model_validate(data)
+
+
+def rows(db_url, sql):
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        out = [dict(r._mapping) for r in conn.execute(text(sql))]
+    engine.dispose()
+    return out
 
 
 def free_port() -> int:
@@ -86,3 +99,21 @@ def client(make_client):
 def ask(client, text="hello", headers=ALICE, **body):
     return client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": text}], **body},
                        headers=headers)
+
+
+@pytest.fixture
+def live_gateway(db_url):
+    """The gateway over the stub upstream on a real uvicorn server (real sockets, keep-alive); its URL."""
+    app = create_app(make_config(db_url), transport=httpx.ASGITransport(make_stub_app()))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway did not start within 20 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

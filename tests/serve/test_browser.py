@@ -4,18 +4,9 @@ The stub upstream echoes the message, so the "model" answers with a <script> tag
 """
 
 import shutil
-import threading
-import time
 
-import httpx
 import pytest
-import uvicorn
 from sqlalchemy import create_engine, text
-
-from rluf.serve import create_app
-from rluf.serve.stub import make_stub_app
-
-from .conftest import free_port, make_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -27,24 +18,7 @@ pytestmark = [
 ATTACK = 'hi <script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
 
 
-@pytest.fixture
-def gateway(db_url):
-    app = create_app(make_config(db_url), transport=httpx.ASGITransport(make_stub_app()))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the gateway did not start within 20 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def test_chat_page_end_to_end(gateway, db_url):
+def test_chat_page_end_to_end(live_gateway, db_url):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -53,7 +27,7 @@ def test_chat_page_end_to_end(gateway, db_url):
             "--disable-dev-shm-usage"])
         try:
             page = browser.new_page()
-            page.goto(gateway + "/")
+            page.goto(live_gateway + "/")
             page.fill("#input", ATTACK)
             page.press("#input", "Enter")
             answer = page.locator(".msg.assistant").last
@@ -64,7 +38,10 @@ def test_chat_page_end_to_end(gateway, db_url):
             assert page.locator("#log img, #log script, #log b").count() == 0
             body = page.content()
             assert "control" not in body and "treatment" not in body  # the arm is never shown
-            heart = answer.locator("button.react-love")
+            buttons = answer.locator(".reactions button")  # a text name on each, no emoji font needed
+            assert [b.inner_text().strip() for b in buttons.all()] == ["Love", "Like", "Dislike"]
+            heart = answer.get_by_role("button", name="Love", exact=True)  # the accessible name
+            assert heart.locator("svg").bounding_box()["width"] > 0  # the inline icon is drawn
             heart.click()
             page.wait_for_selector(".msg.assistant button.react-love[aria-pressed='true']", timeout=10_000)
             message_id = answer.get_attribute("data-message-id")

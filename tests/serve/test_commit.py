@@ -6,9 +6,9 @@ import httpx
 from sqlalchemy.exc import OperationalError
 
 from rluf.serve import create_app
-from rluf.serve.stub import make_stub_app
 
 from .conftest import ALICE, BOB, ask, make_config
+from .stub import make_stub_app
 from .test_gateway import rows, sse_events
 
 

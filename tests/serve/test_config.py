@@ -1,10 +1,12 @@
 from importlib import resources
 
 import pytest
+import yaml
 
 from rluf.config import load_config
 from rluf.errors import ConfigError
 from rluf.serve import ServeConfig
+from rluf.serve.config import LimitsConfig
 
 
 def test_shipped_yaml_loads():
@@ -58,3 +60,11 @@ def test_unknown_key_and_bad_reaction_types(tmp_path):
         load_config(ServeConfig, _write(tmp_path, "limits: {max_msgs: 3}\n"))
     with pytest.raises(ConfigError, match=r"reactions\.types.*distinct"):
         load_config(ServeConfig, _write(tmp_path, "reactions: {types: [love, love]}\n"))
+
+
+def test_shipped_yaml_sets_every_limit():
+    """serve.yaml lists every limits field (docs/serve.md's table), with the code's defaults."""
+    path = resources.files("rluf") / "configs" / "serve.yaml"
+    shipped = yaml.safe_load(path.read_text())["limits"]
+    assert set(shipped) == set(LimitsConfig.model_fields)
+    assert LimitsConfig(**shipped) == LimitsConfig()

@@ -14,9 +14,8 @@ import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
 
-from rluf.serve.stub import make_stub_app
-
 from .conftest import ALICE_KEY, BOB_KEY, free_port
+from .stub import make_stub_app
 
 pytestmark = pytest.mark.slow  # ~10 s: two gateway processes
 

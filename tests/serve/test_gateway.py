@@ -1,20 +1,8 @@
 import json
 import logging
 
-import pytest
-from sqlalchemy import create_engine, text
-
-from rluf.serve.stub import make_stub_app
-
-from .conftest import ALICE, ALICE_KEY, BOB, FixedClock, ask, counting_ids, make_config
-
-
-def rows(db_url, sql):
-    engine = create_engine(db_url)
-    with engine.connect() as conn:
-        out = [dict(r._mapping) for r in conn.execute(text(sql))]
-    engine.dispose()
-    return out
+from .conftest import ALICE, ALICE_KEY, BOB, FixedClock, ask, counting_ids, make_config, rows
+from .stub import make_stub_app
 
 
 def sse_events(body: str):
@@ -205,32 +193,88 @@ def test_page_session_cookie_authenticates_and_is_signed(client, db_url):
 
 def test_cookie_requests_from_another_origin_are_refused(client):
     client.get("/")
-    r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]},
-                    headers={"Origin": "https://evil.example"})
+    msg = {"messages": [{"role": "user", "content": "x"}]}
+    r = client.post("/v1/chat/completions", json=msg, headers={"Origin": "https://evil.example"})
     assert r.status_code == 403
+    # the scheme is part of the origin: this server is http://testserver, not https://testserver
+    r = client.post("/v1/chat/completions", json=msg, headers={"Origin": "https://testserver"})
+    assert r.status_code == 403 and "not this server's 'http://testserver'" in r.json()["error"]["message"]
+    r = client.post("/v1/chat/completions", json=msg, headers={"Origin": "http://testserver:8080"})
+    assert r.status_code == 403
+    r = client.post("/v1/chat/completions", json=msg, headers={"Origin": "http://testserver"})
+    assert r.status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/v1/models"])
-def test_open_endpoints(client, path):
-    r = client.get(path)
-    assert r.status_code == 200 and "treatment" not in r.text and "control" not in r.text
+def test_healthz_is_open_and_models_needs_a_user(client):
+    assert client.get("/healthz").status_code == 200
+    r = client.get("/v1/models")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
+    r = client.get("/v1/models", headers={"Authorization": "Bearer not-a-valid-key-at-all"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = client.get("/v1/models", headers=ALICE)
+    assert r.status_code == 200 and [m["id"] for m in r.json()["data"]] == ["rluf"]
+    assert "treatment" not in r.text and "control" not in r.text
+    client.get("/")  # the chat page's session cookie is a user too
+    assert client.get("/v1/models").status_code == 200
 
 
-def test_nul_characters(make_client, db_url):
+def test_page_is_served_only_with_its_security_headers(client):
+    page = client.get("/")
+    csp = page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert client.get("/static/index.html").status_code == 404  # no copy of the page without them
+    assert client.get("/static/chat.js").status_code == 200
+
+
+def test_reaction_buttons_have_text_labels_not_emoji(client):
+    """Without an emoji font an emoji button is an empty box: every button shows an inline SVG icon and
+    its name as text (which is also its accessible name). chat.js builds them; check what it ships."""
+    js = client.get("/static/chat.js").text
+    assert js.isascii() and "\\u27" not in js and "\\ud83" not in js  # no emoji, not even escaped
+    assert '["love", "Love"' in js and '["like", "Like"' in js and '["dislike", "Dislike"' in js
+    assert 'createElementNS(SVG, "svg")' in js and 'setAttribute("aria-hidden", "true")' in js
+    assert "label.textContent = name" in js
+    assert "Emoji" not in client.get("/static/chat.css").text  # no emoji font stack is needed
+
+
+def test_upstream_calls_are_not_logged_at_info(client, caplog):
+    with caplog.at_level(logging.INFO):
+        assert ask(client).status_code == 200
+        assert ask(client, stream=True).status_code == 200
+    # the upstreams are http://stub-a and http://stub-b (the test client's own calls go to http://testserver)
+    assert [r.getMessage() for r in caplog.records if "http://stub-" in r.getMessage()] == []
+
+
+def test_unstorable_characters(make_client, db_url):
+    """NUL and lone surrogates: refused in a user's message, replaced by U+FFFD in an answer."""
     from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
-    async def nul_answer(request):
-        return JSONResponse({"choices": [{"message": {"role": "assistant", "content": "a\x00b"},
-                                          "finish_reason": "stop"}]})
+    async def bad_answer(request):  # NUL, and a lone surrogate as the JSON escape \ud800
+        return Response('{"choices": [{"message": {"role": "assistant", "content": "a\\u0000b\\ud800c"}, '
+                        '"finish_reason": "stop"}]}', media_type="application/json")
 
-    c = make_client(stub=Starlette(routes=[Route("/v1/chat/completions", nul_answer, methods=["POST"])]))
+    c = make_client(stub=Starlette(routes=[Route("/v1/chat/completions", bad_answer, methods=["POST"])]))
     r = ask(c, "bad\x00input")
     assert r.status_code == 422 and "NUL" in r.json()["error"]["message"]
     r = ask(c, "fine")
-    assert r.json()["choices"][0]["message"]["content"] == "a\ufffdb"  # PostgreSQL cannot store NUL
-    assert rows(db_url, "SELECT text FROM messages WHERE role='assistant'") == [{"text": "a\ufffdb"}]
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "a\ufffdb\ufffdc"
+    assert rows(db_url, "SELECT text FROM messages WHERE role='assistant'") == [{"text": "a\ufffdb\ufffdc"}]
+
+
+def test_upstream_answer_nested_without_end_is_502(make_client, db_url):
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def deep(request):
+        return Response(b"[" * 100_000 + b"]" * 100_000, media_type="application/json")
+
+    c = make_client(stub=Starlette(routes=[Route("/v1/chat/completions", deep, methods=["POST"])]))
+    r = ask(c)
+    assert r.status_code == 502 and "malformed chat completion" in r.json()["error"]["message"]
+    assert rows(db_url, "SELECT * FROM messages") == []
 
 
 def test_cors_only_for_configured_origins(make_client, db_url):

@@ -59,7 +59,24 @@ def test_local_model_answers_plain_and_streamed_identically(policy_dir, tmp_path
     assert logged[0] == logged[1]  # greedy decoding: same answer, same rows, same ids and times
 
 
+@pytest.mark.slow  # the tiny model of policy_dir
+def test_lone_surrogate_is_refused_before_the_model(policy_dir, tmp_path):
+    """The tokenizer cannot take text with a lone surrogate (TypeError): the gateway refuses it first."""
+    url = f"sqlite:///{tmp_path / 'local.db'}"
+    with TestClient(create_app(local_config(url, policy_dir))) as c:
+        for stream in (False, True):
+            body = {"stream": stream, "messages": [{"role": "user", "content": "hi \udfff"}]}
+            r = c.post("/v1/chat/completions", headers={**ALICE, "Content-Type": "application/json"},
+                       content=json.dumps(body))
+            assert r.status_code == 422 and r.json()["error"]["code"] == "bad_text", r.text
+        r = c.post("/v1/chat/completions", headers=ALICE,
+                   json={"messages": [{"role": "user", "content": "hello"}]})
+        assert r.status_code == 200  # and the gateway still answers
+
+
 def test_missing_model_folder_is_a_clear_error(tmp_path):
-    cfg = local_config(f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "no-policy")
+    db = tmp_path / "runs" / "x.db"
+    cfg = local_config(f"sqlite:///{db}", tmp_path / "no-policy")
     with pytest.raises(ConfigError, match=r"backends\.base\.path = .*no-policy.* `rluf simulate --out runs/default"):
         create_app(cfg)
+    assert not db.exists() and not db.parent.exists()  # the config is checked before the database is made

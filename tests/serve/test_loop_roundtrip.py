@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rluf.serve import ServeConfig, create_app, export
-from rluf.serve.stub import make_stub_app
 
 from .conftest import FixedClock, make_config
+from .stub import make_stub_app
 
 N_USERS, N_TURNS = 30, 3
 pytestmark = pytest.mark.slow  # ~15 s: 90 turns through the gateway, then two stages
@@ -44,10 +44,10 @@ def exported(tmp_path_factory):
 
 
 def test_abtest_analyze_reads_the_export(exported):
-    abtest = pytest.importorskip("rluf.abtest.analyze", reason="rluf.abtest is not available")
+    from rluf.abtest.analyze import AnalyzeConfig, analyze
+
     out, arms, loves = exported
-    res = abtest.analyze(out, "control", "treatment", signal="love",
-                         config=abtest.AnalyzeConfig(bootstrap_reps=0))
+    res = analyze(out, "control", "treatment", signal="love", config=AnalyzeConfig(bootstrap_reps=0))
     for arm in ("control", "treatment"):
         n_users = sum(1 for a in arms.values() if a == arm)
         assert res[arm]["users"] == n_users and res[arm]["responses"] == N_TURNS * n_users
@@ -55,11 +55,12 @@ def test_abtest_analyze_reads_the_export(exported):
 
 
 def test_curate_reads_the_export(exported, tmp_path):
-    curate_mod = pytest.importorskip("rluf.signals.curate", reason="rluf.signals is not available")
+    from rluf.signals.curate import curate
+
     out, _, loves = exported
     # 35% of answers loved is far above any natural rate: the adversarial filters would (rightly) flag it
     off = {k: {"enabled": False} for k in ("rate", "burst", "too_fast", "spam")}
-    manifest = curate_mod.curate(out / "logs", tmp_path / "cur", {"filters": off})
+    manifest = curate(out / "logs", tmp_path / "cur", {"filters": off})
     assert manifest["reaction_types"] == {"love": sum(loves.values())}
     rows = sum(pq.read_table(tmp_path / "cur" / f"{s}.parquet").num_rows for s in ("train", "validation", "test"))
     assert rows > 0

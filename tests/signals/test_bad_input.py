@@ -37,8 +37,8 @@ def test_rule_positive_nowhere_after_filters(ten_days, tmp_path):
 
 @pytest.mark.parametrize("k", [0, -3])
 def test_k_below_one(ten_days, tmp_path, k):
-    with pytest.raises(ConfigError, match=rf"context.k must be >= 1 \(got {k}\)"):
-        curate(ten_days, tmp_path / "out", {"context": {"k": k}})
+    with pytest.raises(ConfigError, match=rf"context.context_turns must be >= 1 \(got {k}\)"):
+        curate(ten_days, tmp_path / "out", {"context": {"context_turns": k}})
 
 
 @pytest.mark.parametrize("rate", [0.0, 1.0, 1.5, -0.1])

@@ -16,7 +16,7 @@ OUT_COLUMNS = ["prompt", "completion", "label", "message_id", "conversation_id",
 
 
 def cfg(**sections):
-    base = {"filters": OFF, "context": {"k": 2}, "sample": {"target_rate": 0.5}}
+    base = {"filters": OFF, "context": {"context_turns": 2}, "sample": {"target_rate": 0.5}}
     base.update(sections)
     return base
 
@@ -188,7 +188,7 @@ def test_prompts_match_a_plain_range_scan(synth_dir, tmp_path):
     turn), every completion the row's own text: checked against a plain Python scan of the logs."""
     import collections
 
-    man = curate(synth_dir, tmp_path / "out", {"context": {"k": 3}, "sample": {"eval_max_rows": 150}})
+    man = curate(synth_dir, tmp_path / "out", {"context": {"context_turns": 3}, "sample": {"eval_max_rows": 150}})
     msgs = pq.read_table(synth_dir / "logs" / "messages.parquet").to_pylist()
     by_conv = collections.defaultdict(list)
     for m in msgs:

@@ -34,7 +34,7 @@ CONFIGS = {
                                         "dedup": {"aggregate": "majority"}},
     "rule_true_by_default": {"filters": SPAM, "signal": {"rule": "not dislike"},
                              "sample": {"target_rate": 0.9, "eval_max_negatives": 10}},
-    "pii_k3_rows_cap": {"filters": SPAM, "pii": {"enabled": True}, "context": {"k": 3},
+    "pii_k3_rows_cap": {"filters": SPAM, "pii": {"enabled": True}, "context": {"context_turns": 3},
                         "sample": {"eval_max_rows": 80}},
     "keep_flagged_rows_uncapped": {"filters": {**SPAM, "drop_flagged_rows": False, "too_fast": {"enabled": False}},
                                    "sample": {"eval_max_negatives": None, "target_rate": 0.2}},

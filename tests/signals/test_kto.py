@@ -15,7 +15,7 @@ def test_kto_one_step_on_curated_train(ten_days, tmp_path):
     from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
-    curate(ten_days, tmp_path / "cur", {"context": {"k": 4}, "sample": {"target_rate": 0.4}})
+    curate(ten_days, tmp_path / "cur", {"context": {"context_turns": 4}, "sample": {"target_rate": 0.4}})
     table = pq.read_table(tmp_path / "cur" / "train.parquet")
     ds = Dataset(table)  # the Parquet file as it is: prompt, completion, label + metadata
     texts = [m["content"] for row in table["prompt"].to_pylist() for m in row] + ["a b c"] * 5

@@ -10,7 +10,7 @@ def micro_config(**sections) -> WorldConfig:
         "population": {"n_users": 300},
         "content": {"n_entities": 120, "n_items": 150, "n_eval": 60, "n_train_prompts": 40},
         "baseline": {"preset": "tiny", "vocab_size": 600, "corpus_size": 400, "steps": 30, "batch_size": 16},
-        "pool": {"k": 2, "max_new_tokens": 24},
+        "pool": {"answers_per_message": 2, "max_new_tokens": 24},
         "pairs": {"n_helpfulness": 60, "n_safety": 30},
     }
     for k, v in sections.items():

@@ -1,23 +1,19 @@
-from pathlib import Path
-
 import pytest
 
 from rluf.config import load_config
 from rluf.errors import ConfigError
 from rluf.sim import WorldConfig, quick_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "src" / "rluf" / "configs"
-
 
 @pytest.mark.parametrize("name", ["sim.yaml", "sim_quick.yaml"])
 def test_shipped_yaml_loads(name):
-    cfg = load_config(WorldConfig, CONFIGS / name)
+    cfg = load_config(WorldConfig, name)
     assert cfg.population.n_users >= 10
 
 
 def test_yaml_mirror_the_model():
-    assert load_config(WorldConfig, CONFIGS / "sim.yaml") == WorldConfig()
-    assert load_config(WorldConfig, CONFIGS / "sim_quick.yaml") == quick_config(WorldConfig())
+    assert load_config(WorldConfig, "sim.yaml") == WorldConfig()
+    assert load_config(WorldConfig, "sim_quick.yaml") == quick_config(WorldConfig())
     assert quick_config(WorldConfig(seed=7)).seed == 7
 
 

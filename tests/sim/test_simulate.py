@@ -1,4 +1,3 @@
-import importlib.util
 
 import numpy as np
 import pyarrow.compute as pc
@@ -8,8 +7,8 @@ import pytest
 from rluf.policy import Policy
 from rluf.schema import check_table
 from rluf.sim import World, simulate, simulate_ab
-from rluf.sim.deploy import deploy
 from rluf.sim.deployment import hash_split, template_arm
+from rluf.sim.traffic import deploy
 
 from .conftest import micro_config
 
@@ -113,7 +112,6 @@ def test_simulate_ab_splits_users_by_stable_hash(tmp_path, tiny_baseline):
     assert set(s["by_arm"]) == {"control", "treatment"}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rluf.ingest") is None, reason="rluf.ingest not built yet")
 def test_simulated_logs_ingest_with_zero_quarantined(sim_dir, tmp_path):
     from rluf.ingest import ingest
 
@@ -145,7 +143,7 @@ def test_interleave_takes_plain_and_chunked_arrays():
     # Arrow returns chunked arrays from `take` on large string columns (an A/B test with 60,000 users did)
     import pyarrow as pa
 
-    from rluf.sim.deploy import _interleave
+    from rluf.sim.traffic import _interleave
 
     users = pa.array(["q0", "q1", "q2"])
     answers = pa.chunked_array([pa.array(["a0"]), pa.array(["a1", "a2"])])
@@ -158,7 +156,7 @@ def test_pooled_arm_reuses_the_first_answers_of_a_simulated_pool(sim_dir, tmp_pa
     from rluf.sim.deployment import pooled_arm
 
     out, _, policy = sim_dir
-    world = World(micro_config(traffic_seed=9, pool={"k": 1}))  # same content, new users, a pool of one
+    world = World(micro_config(traffic_seed=9, pool={"answers_per_message": 1}))  # same content, new users, a pool of one
     arm = pooled_arm(world, out)
     pool = pq.read_table(out / "truth" / "pool.parquet").to_pandas()
     first = pool[pool["k"] == 0].sort_values("item_id")
@@ -166,7 +164,7 @@ def test_pooled_arm_reuses_the_first_answers_of_a_simulated_pool(sim_dir, tmp_pa
     assert [r[0] for r in arm.responses] == first["text"].tolist()
     assert np.array_equal(arm.table["taste"][:, 0], first["taste"].to_numpy())  # the same truth, recomputed
 
-    for bad, field in ((micro_config(seed=4), "seed"), (micro_config(pool={"k": 3}), "pool.k"),
+    for bad, field in ((micro_config(seed=4), "seed"), (micro_config(pool={"answers_per_message": 3}), "pool.answers_per_message"),
                        (micro_config(pool={"temperature": 0.5}), "pool sampling")):
         with pytest.raises(ConfigError, match=field):
             pooled_arm(World(bad), out)

@@ -147,6 +147,11 @@ def check_user_split(con: duckdb.DuckDBPyConnection, path: Path, control: str, t
         )
 
 
+def _ident(name: str) -> str:
+    """A column name as a quoted SQL identifier (names cannot be query parameters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def resolve_segment(
     con: duckdb.DuckDBPyConnection, paths: dict[str, Path], column: str, segment_table: str | Path | None
 ) -> tuple[str, list[Any]]:
@@ -159,7 +164,7 @@ def resolve_segment(
     msg = paths["messages"]
     msg_cols = _columns(con, msg)
     if column in msg_cols:
-        return f'SELECT message_id, CAST("{column}" AS VARCHAR) AS seg FROM read_parquet(?)', [str(msg)]
+        return f"SELECT message_id, CAST({_ident(column)} AS VARCHAR) AS seg FROM read_parquet(?)", [str(msg)]
     if segment_table is not None:
         if not Path(segment_table).is_file():
             raise DataError(f"segment table {segment_table} does not exist")
@@ -175,8 +180,9 @@ def resolve_segment(
             log.info("segment %r from %s joined on %s", column, cand, key)
             sql = (
                 f'SELECT m.message_id, CAST(s.seg AS VARCHAR) AS seg FROM read_parquet(?) m LEFT JOIN '
-                f'(SELECT "{key}" AS k, any_value("{column}") AS seg FROM read_parquet(?) GROUP BY 1) s '
-                f'ON m."{key}" = s.k'
+                f"(SELECT {_ident(key)} AS k, any_value({_ident(column)}) AS seg FROM read_parquet(?) "
+                f"GROUP BY 1) s "
+                f"ON m.{_ident(key)} = s.k"
             )
             return sql, [str(msg), str(cand)]
     searched = ", ".join(str(c) for c in candidates) or "no other Parquet files"

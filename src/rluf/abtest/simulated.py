@@ -29,7 +29,7 @@ Exclude = Literal["filters", "truth", "none"]
 
 
 def world_config(config: str | Path | Any = None, seed: int | None = None, quick: bool = False):
-    """The WorldConfig: a given object, a YAML file, or the packaged sim.yaml / sim_quick.yaml.
+    """The WorldConfig: a given object, a YAML file, or the defaults / the packaged sim_quick.yaml.
 
     `quick` with a given config keeps its settings and takes the quick world's sizes (as `rluf simulate`).
     """
@@ -39,9 +39,7 @@ def world_config(config: str | Path | Any = None, seed: int | None = None, quick
     if isinstance(config, WorldConfig):
         cfg = config if seed is None else config.model_copy(update={"seed": seed})
     else:
-        name = "sim_quick.yaml" if quick and config is None else "sim.yaml"
-        cfg = load_config(WorldConfig, config or Path(__file__).resolve().parent.parent / "configs" / name,
-                          {"seed": seed})
+        cfg = load_config(WorldConfig, config or ("sim_quick.yaml" if quick else None), {"seed": seed})
     return quick_config(cfg) if quick and config is not None else cfg
 
 
@@ -51,7 +49,7 @@ def flagged_users(logs_dir: Path, how: Exclude) -> list[str]:
         return []
     if how == "truth":
         path = logs_dir.parent / "truth" / "adversarial.parquet"
-        return [r[0] for r in duckdb.sql(f"SELECT user_id FROM read_parquet('{path}')").fetchall()]
+        return [r[0] for r in duckdb.execute("SELECT user_id FROM read_parquet(?)", [str(path)]).fetchall()]
     raise ConfigError(f"exclude = {how!r}: choose 'filters' (curation's adversarial filters), 'truth' or 'none'")
 
 

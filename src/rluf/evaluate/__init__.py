@@ -1,27 +1,12 @@
-"""Stage 4: offline evaluation (`rluf evaluate`), offline-online agreement, and the reward-hacking monitor.
+"""Stage 4: offline evaluation (`rluf evaluate`) and offline-online agreement.
 
-Imports are lazy: `rluf.judges` imports `rluf.evaluate.monitor`, and the evaluator imports `rluf.judges`,
-so this package must not import the evaluator when it is first loaded.
+Exports load lazily (rluf.lazy), so `import rluf.evaluate` does not import torch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from rluf.lazy import lazy_exports
 
-__all__ = ["EvaluateConfig", "evaluate", "offline_online"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "evaluate":
-        from rluf.evaluate.evaluator import evaluate
-
-        return evaluate
-    if name == "offline_online":
-        from rluf.evaluate.agreement import offline_online
-
-        return offline_online
-    if name == "EvaluateConfig":
-        from rluf.evaluate.config import EvaluateConfig
-
-        return EvaluateConfig
-    raise AttributeError(f"module 'rluf.evaluate' has no attribute {name!r}")
+_EXPORTS = {"EvaluateConfig": "config", "evaluate": "evaluator", "offline_online": "agreement"}
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -74,7 +74,7 @@ def evaluate(
     helpfulness: Path = typer.Option(None, "--helpfulness", help="Helpfulness reward-model folder."),
     safety: Path = typer.Option(None, "--safety", help="Safety reward-model folder."),
     world: Path = typer.Option(None, "--world", help="A `rluf simulate` folder: ground truth and its eval sample."),
-    config: Path = typer.Option(None, "--config", help="YAML (see configs/evaluate.yaml)."),
+    config: Path = typer.Option(None, "--config", help="YAML (default: EvaluateConfig's)."),
     out: Path = typer.Option(Path("runs/evaluate"), "--out", help="Output folder."),
     n_prompts: int = typer.Option(None, "--n-prompts", help="Prompts drawn from the prompt file."),
     baseline: str = typer.Option(None, "--baseline", help="Policy the others are compared with (default: first)."),
@@ -89,9 +89,8 @@ def evaluate(
     from rluf.evaluate.config import EvaluateConfig
     from rluf.evaluate.evaluator import evaluate as run
 
-    cfg = load_config(EvaluateConfig, config, {"baseline": baseline, "seed": seed})
-    if n_prompts is not None:
-        cfg.prompts.n_prompts = n_prompts
+    cfg = load_config(EvaluateConfig, config,
+                      {"baseline": baseline, "seed": seed, "prompts.n_prompts": n_prompts})
     w = _load_world(world)
     with console.status("evaluating...") as status:
         res = run(parse_policies(list(policies) + list(more or [])), out, prompts=prompts, love_model=love,

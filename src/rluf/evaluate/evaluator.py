@@ -25,9 +25,9 @@ import pandas as pd
 
 from rluf.errors import ConfigError, DataError
 from rluf.evaluate.config import OBJECTIVES, EvaluateConfig
-from rluf.evaluate.monitor import flag_hacking, hack_metrics
 from rluf.evaluate.prompts import Chat, EvalPrompt, load_prompts, read_responses
 from rluf.evaluate.ranking import correlation, paired_differences, rank_policies
+from rluf.hacking import flag_hacking, hack_metrics
 from rluf.utils import atomic_write_bytes, write_json
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def score_table(
     on_event: Event,
 ) -> pd.DataFrame:
     """Adds love / helpfulness / safety scores, judge verdicts, lengths and (with a world) the truth."""
-    from rluf.evaluate.monitor import words
+    from rluf.hacking import words
     from rluf.judges import make_items
 
     contexts = [prompts[i].context for i in table["prompt_index"]]

@@ -15,13 +15,14 @@ from rluf.errors import ConfigError
 from rluf.ingest.config import IngestConfig
 from rluf.ingest.ingest import expand_sources
 from rluf.ingest.ingest import ingest as ingest_fn
+from rluf.jsonsafe import printable
 
 console = Console()
 
 
 def print_counts(report: dict) -> None:
     """The per-table counts (and the files that could not be read) as rich tables."""
-    table = Table(title=f"rluf ingest -> {report['out']}")
+    table = Table(title=printable(f"rluf ingest -> {report['out']}"))
     for col in ("table", "read", "accepted", "quarantined", "top reasons"):
         table.add_column(col, justify="left" if col in ("table", "top reasons") else "right")
     for name, t in report["tables"].items():
@@ -35,11 +36,27 @@ def print_counts(report: dict) -> None:
         ft.add_column("reason")
         ft.add_column("detail")
         for f in problems:
-            ft.add_row(f["path"], f["problem"], f["detail"])
+            ft.add_row(printable(f["path"]), f["problem"], printable(f["detail"]))
         console.print(ft)
+    if report["skipped_files"]:
+        skipped = report["skipped_files"]
+        shown = printable(", ".join(skipped[:5])) + (" ..." if len(skipped) > 5 else "")
+        console.print(
+            f"skipped {len(skipped)} file(s) in folders: hidden, rluf's own outputs, or an "
+            f"extension ingest does not read (listed in ingest.json skipped_files): {shown}",
+            highlight=False,
+        )
+    if report["orphan_messages"]:
+        console.print(
+            f"{report['orphan_messages']} message(s) have a parent_id that is not an accepted message: kept "
+            "as they are; their context starts at them (docs/log-schema.md)",
+            highlight=False,
+        )
     console.print(
-        f"{report['records_read']} records in {report['seconds']:.2f}s; details in "
-        f"{report['out']}/ingest.json and quarantine.jsonl"
+        printable(
+            f"{report['records_read']} records in {report['seconds']:.2f}s; details in "
+            f"{report['out']}/ingest.json and quarantine.jsonl"
+        )
     )
 
 

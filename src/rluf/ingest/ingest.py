@@ -24,8 +24,9 @@ import pyarrow.parquet as pq
 
 from rluf.errors import ConfigError, DataError
 from rluf.ingest.config import IngestConfig
-from rluf.ingest.readers import CANONICAL, EXTENSIONS, FORMATS, KINDS, FileProblem, Source, read_source
-from rluf.ingest.validate import check_rows, check_tables, connect, empty_checked, split
+from rluf.ingest.readers import CANONICAL, FORMATS, KINDS, FileProblem, Source, data_format, read_source
+from rluf.ingest.validate import check_rows, check_tables, connect, empty_checked, orphans, split
+from rluf.jsonsafe import printable
 from rluf.schema import TABLES, check_table
 from rluf.utils import atomic_write_bytes, write_json
 
@@ -47,7 +48,7 @@ def expand_sources(sources: list[str | Path]) -> tuple[list[Path], list[str]]:
                 rel = f.relative_to(p)
                 if any(part.startswith((".", "_")) for part in rel.parts) or f.name in OUTPUTS[3:]:
                     skipped.append(str(f))
-                elif f.suffix.lower() in EXTENSIONS:
+                elif data_format(f):
                     files.append(f)
                 else:
                     skipped.append(str(f))
@@ -104,9 +105,12 @@ def _quarantine_rows(
 
 def _strict_error(entry: dict) -> DataError:
     where = f"line {entry['line']}" if entry["line"] is not None else f"row {entry['row']}"
+    what = f"{entry['table']} record" + (f", field '{entry['field']}'" if entry["field"] else "")
     return DataError(
-        f"{entry['source']} {where}: {entry['table']} record, field '{entry['field']}': {entry['detail']} "
-        f"(reason {entry['reason']}). Fix the record, or run without --strict to quarantine it and go on."
+        printable(
+            f"{entry['source']} {where}: {what}: {entry['detail']} (reason {entry['reason']}). "
+            "Fix the record, or run without --strict to quarantine it and go on."
+        )
     )
 
 
@@ -164,9 +168,7 @@ def ingest(
     accepted = run.cross_checks()
     order = {str(s.path): s.index for s in run.srcs}
     run.quarantine.sort(key=lambda q: (order.get(q["source"], -1), q["line"] or q["row"] or 0))
-    return _write_outputs(
-        Path(out_dir), accepted, run.quarantine, run.read, run.files, skipped, cfg, now, strict, t0
-    )
+    return _write_outputs(Path(out_dir), accepted, run, skipped, now, t0)
 
 
 @dataclass
@@ -182,6 +184,7 @@ class _Run:
     passed: dict[str, list[pa.Table]] = field(default_factory=lambda: {name: [] for name in CANONICAL})
     quarantine: list[dict] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
+    orphans: int = 0  # accepted messages whose parent_id is not an accepted message
 
     def _bad(self, bad: pa.Table, raw: pa.Table | None, name: str) -> None:
         if bad.num_rows and self.strict:
@@ -195,7 +198,7 @@ class _Run:
             raws = read_source(src, self.cfg, fmt, table)
         except FileProblem as e:
             if self.strict:
-                raise DataError(f"{e.detail} (reason {e.reason})") from None
+                raise DataError(printable(f"{e.detail} (reason {e.reason})")) from None
             entry = {"path": str(src.path), "format": src.fmt or None, "table": None, "records": 0}
             self.files.append({**entry, "problem": e.reason, "detail": e.detail})
             self.quarantine.append(
@@ -240,6 +243,7 @@ class _Run:
             for name, ts in self.passed.items()
         }
         final = check_tables(self.con, ok, [(str(s.path), s.unit) for s in self.srcs])
+        self.orphans = orphans(final["messages"])
         accepted = {}
         for name in CANONICAL:
             good, bad = split(final[name])
@@ -249,23 +253,18 @@ class _Run:
 
 
 def _write_outputs(
-    out_dir: Path,
-    accepted: dict[str, pa.Table],
-    quarantine: list[dict],
-    read: Counter,
-    files: list[dict],
-    skipped: list[str],
-    cfg: IngestConfig,
-    now: datetime,
-    strict: bool,
-    t0: float,
+    out_dir: Path, accepted: dict[str, pa.Table], run: _Run, skipped: list[str], now: datetime, t0: float
 ) -> dict[str, Any]:
+    quarantine, read, files, cfg = run.quarantine, run.read, run.files, run.cfg
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, t in accepted.items():
         _write_parquet(t, out_dir / f"{name}.parquet")
     atomic_write_bytes(
         out_dir / "quarantine.jsonl",
-        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine).encode("utf-8"),
+        # backslashreplace: a file name that is not UTF-8 holds surrogates; written as their escapes
+        "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in quarantine).encode(
+            "utf-8", "backslashreplace"
+        ),
     )
     tables = {}
     for name in CANONICAL:
@@ -286,12 +285,13 @@ def _write_outputs(
     report = {
         "out": str(out_dir),
         "now": now.isoformat(),
-        "strict": strict,
+        "strict": run.strict,
         "tables": tables,
         "files": files,
         "file_problems": sum(1 for f in files if f["problem"]),
         "skipped_files": skipped,
         "notes": dict(notes),
+        "orphan_messages": run.orphans,
         "records_read": total,
         "seconds": round(seconds, 3),
         "rows_per_s": round(total / seconds, 1) if seconds > 0 else None,

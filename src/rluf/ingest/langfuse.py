@@ -18,6 +18,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from rluf import jsonsafe
 from rluf.ingest.config import LangfuseConfig
 from rluf.ingest.records import Collector, short
 
@@ -41,11 +42,13 @@ _TEXT_KEYS = (
 
 
 def _maybe_json(v: Any) -> Any:
-    """CSV exports hold input/output as JSON text."""
+    """CSV exports hold input/output as JSON text. Raises JSONDepthError for JSON nested too deep."""
     if isinstance(v, str) and v[:1] in ("{", "[", '"'):
         try:
-            return json.loads(v)
-        except json.JSONDecodeError:
+            return jsonsafe.loads(v)
+        except jsonsafe.JSONDepthError:
+            raise
+        except ValueError:
             return v
     return v
 
@@ -97,11 +100,21 @@ def _time(v: Any) -> datetime | None:
 
 
 def _trace_model(t: dict) -> Any:
-    meta = t.get("metadata")
-    meta = _maybe_json(meta)
+    try:
+        meta = _maybe_json(t.get("metadata"))
+    except jsonsafe.JSONDepthError:
+        meta = None
     if isinstance(meta, dict) and isinstance(meta.get("model_id"), str):
         return meta["model_id"]
     return t.get("version") or t.get("release")
+
+
+def _text(t: dict, key: str, role: str) -> tuple[str | None, tuple[str, str, str] | None]:
+    """(message text from the trace's input or output, (reason, field, detail) if it cannot be had)."""
+    try:
+        return extract_text(_maybe_json(t.get(key)), role), None
+    except jsonsafe.JSONDepthError as e:
+        return None, ("too_deep", key, f"{key} holds JSON text: {e}")
 
 
 def from_traces(good: list[tuple[int, dict, str]], src: Any, messages: Collector) -> dict:
@@ -119,10 +132,15 @@ def from_traces(good: list[tuple[int, dict, str]], src: Any, messages: Collector
             tid = t.get("id")
             ids = (f"{tid}:input", f"{tid}:output") if isinstance(tid, str) else (tid, tid)
             latency = t.get("latency")
-            out_time = t.get("timestamp")
+            out_time, problem = t.get("timestamp"), None
             if ts is not None and isinstance(latency, int | float) and not isinstance(latency, bool):
-                out_time = (ts + timedelta(seconds=float(latency))).isoformat()
+                try:
+                    out_time = (ts + timedelta(seconds=float(latency))).isoformat()
+                except (OverflowError, ValueError):
+                    detail = f"latency {short(latency)} s is not a usable duration"
+                    problem = ("wrong_type", "latency", detail)
             common = {"conversation_id": conv, "user_id": t.get("user_id")}
+            text, text_problem = _text(t, "input", "user")
             messages.add(
                 {
                     **common,
@@ -130,13 +148,15 @@ def from_traces(good: list[tuple[int, dict, str]], src: Any, messages: Collector
                     "parent_id": prev,
                     "turn_index": 2 * k,
                     "role": "user",
-                    "text": extract_text(_maybe_json(t.get("input")), "user"),
+                    "text": text,
                     "created_at": t.get("timestamp"),
                 },
                 row,
                 0,
                 raw,
+                *(text_problem or (None, None, None)),
             )
+            text, text_problem = _text(t, "output", "assistant")
             messages.add(
                 {
                     **common,
@@ -144,13 +164,14 @@ def from_traces(good: list[tuple[int, dict, str]], src: Any, messages: Collector
                     "parent_id": ids[0],
                     "turn_index": 2 * k + 1,
                     "role": "assistant",
-                    "text": extract_text(_maybe_json(t.get("output")), "assistant"),
+                    "text": text,
                     "created_at": out_time,
                     "model_id": _trace_model(t),
                 },
                 row,
                 1,
                 raw,
+                *(text_problem or problem or (None, None, None)),
             )
             prev = ids[1]
     return {"messages": messages}

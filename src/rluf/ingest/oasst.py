@@ -28,6 +28,9 @@ from rluf.ingest.config import OasstConfig
 from rluf.ingest.records import Collector, short
 
 ROLE = {"prompter": "user", "assistant": "assistant"}
+# One reaction row is written per count; real exports have counts in the tens. A larger count is an error
+# in the export (and would make millions of rows).
+MAX_EMOJI_COUNT = 100_000
 
 
 def _parse_time(s: Any) -> datetime | None:
@@ -64,58 +67,106 @@ class _Mapper:
         self.src, self.cfg, self.messages = src, cfg, messages
         self.reactions = Collector("reactions", src.index)
         self.by_id: dict[str, dict] = {}
+        self.depths: dict[str, int] = {}
+        self.cycles: dict[str, str] = {}  # message_id -> detail, for members of a parent_id cycle
         self._time: dict[str, datetime] = {}
         self._user: dict[str, str] = {}
         self.notes = src.notes
         for key in ("synthetic_times", "anonymous_users", "oasst_skip_emojis"):
             self.notes.setdefault(key, 0)
 
+    def resolve(self, ids: Any = None) -> None:
+        """Depth of every message in by_id, and the parent_id cycles, walking up iteratively (chains of any
+        length, listed in any order). A message whose parent is absent (or on a cycle) gets depth 0: an
+        orphan, kept and counted by the cross-file checks. Cycle members are quarantined in `emit`.
+        `ids`: the messages to resolve (default: all)."""
+        for start in self.by_id if ids is None else ids:
+            path: list[str] = []
+            on_path: dict[str, int] = {}
+            cur = start
+            base = -1
+            while cur not in self.depths and cur not in self.cycles:
+                if cur in on_path:  # back on this walk: path[on_path[cur]:] is a cycle
+                    members = path[on_path[cur] :]
+                    shown = " -> ".join(repr(x[:40]) for x in [*members, members[0]][:12])
+                    for x in members:
+                        self.cycles[x] = f"parent_id links form a cycle: {shown}"
+                    del path[on_path[cur] :]
+                    break
+                on_path[cur] = len(path)
+                path.append(cur)
+                pid = self.by_id[cur].get("parent_id")
+                if not isinstance(pid, str) or pid not in self.by_id:
+                    break
+                cur = pid
+            else:
+                base = self.depths.get(cur, -1)
+            for x in reversed(path):
+                base += 1
+                self.depths[x] = base
+
+    def _parent(self, m: dict) -> dict | None:
+        pid = m.get("parent_id")
+        parent = self.by_id.get(pid) if isinstance(pid, str) else None
+        return None if parent is None or pid in self.cycles or parent is m else parent
+
+    def _up(self, m: dict, known: dict[str, Any], stop: Any) -> tuple[list[dict], dict | None]:
+        """(m and its ancestors up to the first one with a value in `known` or for which `stop(node)`
+        holds, nearest first; that ancestor or None)."""
+        chain, seen, cur = [], set(), m
+        while cur is not None and id(cur) not in seen:
+            mid = cur.get("message_id")
+            if isinstance(mid, str) and mid in known:
+                return chain, cur
+            chain.append(cur)
+            seen.add(id(cur))
+            if stop(cur):
+                return chain, None
+            cur = self._parent(cur)
+        return chain, None
+
     def time(self, m: dict) -> Any:
         """created_date, else parent's time + 1 s, else missing_time (memoised, iterative over the chain)."""
-        chain, cur = [], m
-        while cur is not None and cur.get("message_id") not in self._time:
-            chain.append(cur)
-            cur = self.by_id.get(cur.get("parent_id")) if cur.get("parent_id") is not None else None
-            if len(chain) > 10_000:  # a parent cycle; stop and treat as a root
-                break
-        base = self._time.get(cur.get("message_id")) if cur is not None else None
+        chain, top = self._up(m, self._time, lambda n: _parse_time(n.get("created_date")) is not None)
+        base = self._time[top["message_id"]] if top is not None else None
+        t = None
         for node in reversed(chain):
             t = _parse_time(node.get("created_date"))
             if t is None:
                 t = self.cfg.missing_time if base is None else base + timedelta(seconds=1)
                 if node.get("created_date") is None:
                     self.notes["synthetic_times"] += 1
-            self._time[node.get("message_id")] = base = t
+            if isinstance(node.get("message_id"), str):
+                self._time[node["message_id"]] = t
+            base = t
         given = m.get("created_date")
         if given is not None and _parse_time(given) is None:
             return given  # unparseable: quarantined as bad_timestamp by the row checks
-        return self._time.get(m.get("message_id"))
+        return t if chain else base
 
     def user(self, m: dict) -> str:
-        """The human of the conversation at this message."""
-        mid = m.get("message_id")
-        if mid in self._user:
-            return self._user[mid]
-        if m.get("role") == "assistant":
-            parent = self.by_id.get(m.get("parent_id"))
-            uid = (
-                self.user(parent)
-                if parent is not None and parent is not m
-                else f"oasst-anon:{m.get('parent_id')}"
-            )
-        elif isinstance(m.get("user_id"), str) and m["user_id"]:
-            uid = m["user_id"]
+        """The human of the conversation at this message: a prompter's own user_id; on an assistant reply,
+        the user of the nearest prompter above it (anonymous if there is none)."""
+        chain, top = self._up(m, self._user, lambda n: n.get("role") != "assistant")
+        if top is not None:
+            uid = self._user[top["message_id"]]
+        elif chain[-1].get("role") != "assistant":
+            own = chain[-1].get("user_id")
+            if isinstance(own, str) and own:
+                uid = own
+            else:
+                uid = f"oasst-anon:{chain[-1].get('message_id')}"
+                self.notes["anonymous_users"] += 1
         else:
-            uid = f"oasst-anon:{mid}"
-            self.notes["anonymous_users"] += 1
-        self._user[mid] = uid
+            uid = f"oasst-anon:{chain[-1].get('parent_id')}"
+        for node in chain:
+            if isinstance(node.get("message_id"), str):
+                self._user[node["message_id"]] = uid
         return uid
 
     def depth(self, m: dict) -> int:
-        d, cur = 0, m
-        while cur.get("parent_id") is not None and cur["parent_id"] in self.by_id and d < 10_000:
-            cur, d = self.by_id[cur["parent_id"]], d + 1
-        return d
+        mid = m.get("message_id")
+        return self.depths.get(mid, 0) if isinstance(mid, str) else 0
 
     def emit(self, m: dict, row: int, sub: int, depth: int | None) -> None:
         raw = json.dumps({k: v for k, v in m.items() if k != "replies"}, default=str)
@@ -133,7 +184,9 @@ class _Mapper:
             "model_id": model if role == "assistant" else None,
         }
         reason = detail = field = None
-        if m.get("deleted") is True and not self.cfg.include_deleted:
+        if isinstance(m.get("message_id"), str) and m["message_id"] in self.cycles:
+            reason, field, detail = "parent_cycle", "parent_id", self.cycles[m["message_id"]]
+        elif m.get("deleted") is True and not self.cfg.include_deleted:
             reason, field, detail = (
                 "deleted",
                 "deleted",
@@ -162,13 +215,14 @@ class _Mapper:
             if (
                 not isinstance(count, int)
                 or isinstance(count, bool)
-                or count < 0
+                or not 0 <= count <= MAX_EMOJI_COUNT
                 or not isinstance(name, str)
             ):
                 self.reactions.bad(
                     row,
                     "wrong_type",
-                    f"emoji {short(name)} count must be an integer >= 0, got {short(count)}",
+                    f"emoji {short(name)} count must be an integer from 0 to {MAX_EMOJI_COUNT}, got "
+                    f"{short(count)}",
                     raw,
                     "emojis",
                     sub=len(self.reactions),
@@ -181,6 +235,7 @@ class _Mapper:
                     "type": rtype,
                     "user_id": f"oasst-anon:{m.get('message_id')}:{name}:{i}",
                     "created_at": when,
+                    "time_is_click": False,  # the message's time, not when anyone clicked
                 }
                 self.reactions.add(rec, row, len(self.reactions), raw[:1000])
 
@@ -205,6 +260,7 @@ def from_trees(good: list[tuple[int, dict, str]], src: Any, cfg: OasstConfig, me
             for child in reversed(replies if isinstance(replies, list) else []):
                 if isinstance(child, dict):
                     stack.append((child, depth + 1, node.get("message_id")))
+        mapper.resolve([n["message_id"] for n, _ in order if isinstance(n.get("message_id"), str)])
         for sub, (node, depth) in enumerate(order):
             mapper.emit(node, row, sub, depth)
     return {"messages": messages, "reactions": mapper.reactions}
@@ -216,6 +272,7 @@ def from_flat(good: list[tuple[int, dict, str]], src: Any, cfg: OasstConfig, mes
     for _, m, _ in good:
         if isinstance(m.get("message_id"), str):
             mapper.by_id.setdefault(m["message_id"], m)
+    mapper.resolve()
     for row, m, _ in good:
         mapper.emit(m, row, 0, None)
     return {"messages": messages, "reactions": mapper.reactions}

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from rluf.jsonsafe import lone_surrogate, surrogate_detail
 from rluf.schema import TABLES
 
 META = pa.schema(
@@ -45,17 +46,23 @@ REASONS = {
     "invalid_json": "the line is not valid JSON",
     "not_an_object": "the JSON value is not an object (a record must be {...})",
     "not_utf8": "the bytes are not valid UTF-8",
-    "bad_csv_row": "the CSV row has the wrong number of fields",
+    "too_deep": "the JSON value is nested deeper than rluf.jsonsafe.MAX_DEPTH levels",
+    "bad_text": "a text value holds a lone surrogate (\\ud800-\\udfff), which is not valid Unicode",
+    "bad_csv_row": "the CSV row has the wrong number of fields or an unclosed quote",
     "missing_field": "a required field is absent, null or empty",
     "wrong_type": "a field has the wrong JSON/column type",
     "unknown_role": "role is not user, assistant or system (OpenAssistant 'prompter' maps to user)",
     "empty_text": "text is empty or only whitespace",
     "text_too_long": "text is longer than max_text_bytes",
-    "bad_timestamp": "a timestamp cannot be parsed as ISO 8601",
+    "bad_timestamp": "a timestamp cannot be parsed as ISO 8601, or its offset is beyond +-14:00",
     "future_timestamp": "a timestamp is later than now + future_tolerance_s",
     "negative_turn_index": "turn_index is below 0",
     "duplicate_message_id": "message_id was already accepted earlier (the first one is kept)",
     "duplicate_user_id": "user_id was already accepted earlier in the users table",
+    "duplicate_reaction": "the same user already gave this reaction type to this message (the first is kept)",
+    "parent_cycle": "following parent_id from the message comes back to it (or to a cycle above it)",
+    "turn_out_of_order": "the message does not follow its parent (conversation, turn_index + 1, time) or "
+    "is older than the turn before it",
     "reaction_on_missing_message": "the reaction's message_id is not an accepted message",
     "reaction_on_user_message": "the reaction is on a user or system message, not an assistant message",
     "reaction_before_message": "the reaction is older than the message it reacts to",
@@ -68,7 +75,8 @@ REASONS = {
     "unreadable": "the file cannot be read by its format's reader",
 }
 
-# Value kinds: "id" (string; JSON integers accepted and written as decimal strings), "str", "int", "ts".
+# Value kinds: "id" (string; JSON integers accepted and written as decimal strings), "str", "int", "ts",
+# "bool".
 _TEXT_FIELDS = {"role", "text", "type"}
 
 
@@ -78,6 +86,8 @@ def field_kinds(table: str) -> dict[str, str]:
     for f in TABLES[table]:
         if pa.types.is_timestamp(f.type):
             kinds[f.name] = "ts"
+        elif pa.types.is_boolean(f.type):
+            kinds[f.name] = "bool"
         elif pa.types.is_integer(f.type):
             kinds[f.name] = "int"
         else:
@@ -89,8 +99,21 @@ def required_fields(table: str) -> list[str]:
     return [f.name for f in TABLES[table] if not f.nullable]
 
 
-_ARROW_OF_KIND = {"id": pa.string(), "str": pa.string(), "int": pa.int64(), "ts": pa.string()}
-_KIND_WORD = {"id": "a string", "str": "a string", "int": "an integer", "ts": "an ISO-8601 timestamp string"}
+_ARROW_OF_KIND = {
+    "id": pa.string(),
+    "str": pa.string(),
+    "int": pa.int64(),
+    "ts": pa.string(),
+    "bool": pa.bool_(),
+}
+_KIND_WORD = {
+    "id": "a string",
+    "str": "a string",
+    "int": "an integer",
+    "ts": "an ISO-8601 timestamp string",
+    "bool": "true or false",
+}
+_INT64 = range(-(2**63), 2**63)
 
 
 def _check_value(kind: str, v: Any) -> tuple[Any, bool]:
@@ -102,6 +125,8 @@ def _check_value(kind: str, v: Any) -> tuple[Any, bool]:
     if kind == "id" and isinstance(v, int) and not isinstance(v, bool):
         return str(v), True
     if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
+        return (v, True) if v in _INT64 else (None, False)
+    if kind == "bool" and isinstance(v, bool):
         return v, True
     if kind == "ts" and isinstance(v, str):
         return v, True
@@ -142,6 +167,12 @@ class Collector:
                 reason, field = "wrong_type", name
                 got = rec.get(name)
                 detail = f"{name} must be {_KIND_WORD[kind]}, got {short(got)} ({type(got).__name__})"
+                if kind == "int" and isinstance(got, int) and not isinstance(got, bool):
+                    detail = f"{name} {short(got)} is out of range (integers fit in 64 bits)"
+            if isinstance(v, str) and (at := lone_surrogate(v)) is not None:
+                if reason is None:
+                    reason, field, detail = "bad_text", name, surrogate_detail(name, v, at)
+                v = None  # Arrow cannot hold it; the record is quarantined
             self.cols[name].append(v)
         for name, v in (
             ("_src", self.src),
@@ -167,11 +198,12 @@ class Collector:
         return pa.table(arrays)
 
 
-def with_meta(table: pa.Table, src: int) -> pa.Table:
-    """Add bookkeeping columns to a columnar table read as a whole (rows numbered from 1)."""
+def with_meta(table: pa.Table, src: int, numbers: list[int] | None = None) -> pa.Table:
+    """Add bookkeeping columns to a columnar table read as a whole (rows numbered from 1, or `numbers`)."""
     n = table.num_rows
     table = table.append_column("_src", pa.array(np.full(n, src, np.int32)))
-    table = table.append_column("_row", pa.array(np.arange(1, n + 1, dtype=np.int64)))
+    rows = np.arange(1, n + 1, dtype=np.int64) if numbers is None else np.asarray(numbers, np.int64)
+    table = table.append_column("_row", pa.array(rows, pa.int64()))
     table = table.append_column("_sub", pa.array(np.zeros(n, np.int32)))
     for name in ("_reason", "_field", "_detail", "_raw"):
         table = table.append_column(name, pa.nulls(n, pa.string()))

@@ -105,12 +105,29 @@ def _value_expr(name: str, kind: str, t: pa.DataType) -> tuple[str, bool]:
         if pa.types.is_floating(t):
             return f"CASE WHEN {c} = floor({c}) THEN TRY_CAST({c} AS INTEGER) END", True
         return "CAST(NULL AS INTEGER)", True
+    if kind == "bool":
+        if pa.types.is_boolean(t):
+            return c, False
+        if is_str:
+            return f"TRY_CAST({c} AS BOOLEAN)", True
+        return "CAST(NULL AS BOOLEAN)", True
     # kind == "ts"
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         return f"CAST({c} AS TIMESTAMPTZ)", True
-    if is_str:
-        return f"TRY_CAST({c} AS TIMESTAMPTZ)", False  # unparseable -> bad_timestamp, checked below
+    if is_str:  # unparseable, or an offset no time zone has (DuckDB would shift by it) -> bad_timestamp
+        return f"CASE WHEN NOT ({_offset_beyond_14h(c)}) THEN TRY_CAST({c} AS TIMESTAMPTZ) END", False
     return "CAST(NULL AS TIMESTAMPTZ)", True
+
+
+# A UTC offset at the end of a time of day: +HH, +HHMM or +HH:MM (RE2 syntax, for DuckDB)
+_OFFSET = r"[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?\s*([+-])([0-9]{2}):?([0-9]{2})?\s*$"
+
+
+def _offset_beyond_14h(c: str) -> str:
+    """SQL: the text timestamp `c` ends in a UTC offset beyond +-14:00 (no time zone has one)."""
+    hours = f"TRY_CAST(regexp_extract({c}, '{_OFFSET}', 2) AS INTEGER)"
+    minutes = f"coalesce(TRY_CAST(nullif(regexp_extract({c}, '{_OFFSET}', 3), '') AS INTEGER), 0)"
+    return f"coalesce({hours} * 60 + {minutes} > 840, false)"
 
 
 def _conditions(
@@ -132,7 +149,13 @@ def _conditions(
     for f, kind in kinds.items():
         _, typed_null_is_wrong = _value_expr(f, kind, schema.field(f).type)
         if typed_null_is_wrong:
-            want = {"id": "a string", "str": "a string", "int": "an integer", "ts": "a timestamp"}[kind]
+            want = {
+                "id": "a string",
+                "str": "a string",
+                "int": "an integer of at most 32 bits",  # turn_index is int32
+                "ts": "a timestamp",
+                "bool": "true or false",
+            }[kind]
             conds.append(
                 (
                     f"({_q(f)} IS NOT NULL AND v__{f} IS NULL)",
@@ -174,7 +197,8 @@ def _conditions(
             "(created_at IS NOT NULL AND v__created_at IS NULL)",
             "bad_timestamp",
             "created_at",
-            f"'created_at ' || {_show('created_at')} || ' is not an ISO-8601 timestamp'",
+            f"'created_at ' || {_show('created_at')} || ' is not an ISO-8601 timestamp with a UTC offset "
+            "within +-14:00'",
         )
     )
     conds.append(
@@ -257,41 +281,149 @@ def _with_reasons(t: pa.Table, idx: list[int], reason: str, field: str, details:
 
 
 def _duplicates(
-    con: duckdb.DuckDBPyConnection, t: pa.Table, key: str, reason: str, sources: list[tuple[str, str]]
+    con: duckdb.DuckDBPyConnection,
+    t: pa.Table,
+    keys: list[str],
+    reason: str,
+    sources: list[tuple[str, str]],
 ) -> pa.Table:
-    """Quarantine every row whose `key` was already seen earlier in (_src, _row, _sub) order (t's order)."""
-    con.register("ok", t.select([key]))
+    """Quarantine every row whose `keys` were already seen earlier in (_src, _row, _sub) order (t's order),
+    among the rows without a reason yet."""
+    free = pc.is_null(t["_reason"])
+    key = t[keys[0]] if len(keys) == 1 else pc.binary_join_element_wise(*(t[k] for k in keys), "\x1f")
+    key = pc.if_else(free, key, pa.scalar(None, pa.string()))
+    con.register("ok", pa.table({"k": key}))
     try:
-        dup_keys = con.sql(f"SELECT {key} FROM ok GROUP BY {key} HAVING count(*) > 1").to_arrow_table()[key]
+        sql = "SELECT k FROM ok WHERE k IS NOT NULL GROUP BY k HAVING count(*) > 1"
+        dup_keys = con.sql(sql).to_arrow_table()
     finally:
         con.unregister("ok")
-    if len(dup_keys) == 0:
+    if dup_keys.num_rows == 0:
         return t
-    idx = np.flatnonzero(pc.is_in(t[key], value_set=dup_keys).to_numpy(zero_copy_only=False))
-    keys, srcs, rows = (t[c].take(idx).to_pylist() for c in (key, "_src", "_row"))
+    idx = np.flatnonzero(pc.is_in(key, value_set=dup_keys["k"]).to_numpy(zero_copy_only=False))
+    values, srcs, rows = (c.take(idx).to_pylist() for c in (key, t["_src"], t["_row"]))
     first: dict[str, tuple[int, int]] = {}
     bad, details = [], []
-    for i, k, s, r in zip(idx.tolist(), keys, srcs, rows, strict=True):
+    what = " and ".join(keys)
+    for i, k, s, r in zip(idx.tolist(), values, srcs, rows, strict=True):
         if k in first:
             path, unit = sources[first[k][0]]
+            shown = " / ".join(repr(v[:60]) for v in k.split("\x1f"))
             bad.append(i)
-            details.append(f"{key} {k[:60]!r} was first accepted from {path} {unit} {first[k][1]}")
+            details.append(f"{what} {shown} was first accepted from {path} {unit} {first[k][1]}")
         else:
             first[k] = (s, r)
-    return _with_reasons(t, bad, reason, key, details)
+    return _with_reasons(t, bad, reason, keys[0], details)
+
+
+def _parent_checks(con: duckdb.DuckDBPyConnection, m: pa.Table) -> pa.Table:
+    """Messages must follow what they answer (docs/log-schema.md): with a parent_id among the accepted
+    messages, the same conversation, turn_index = the parent's + 1 and not older than the parent; without
+    one, not older than the earliest message of the previous turn of the conversation. A failing message
+    that is on a parent_id cycle quarantines the whole cycle (parent_cycle); else turn_out_of_order."""
+    cols = ["message_id", "parent_id", "conversation_id", "turn_index", "created_at", "_reason"]
+    con.register("m", m.select(cols).append_column("_pos", pa.array(np.arange(m.num_rows, dtype=np.int64))))
+    try:
+        rows = con.sql(
+            """
+            SELECT c._pos,
+                   CASE WHEN c.conversation_id <> p.conversation_id THEN 'conversation_id'
+                        WHEN c.turn_index <> p.turn_index + 1 THEN 'turn_index' ELSE 'created_at' END,
+                   CASE WHEN c.conversation_id <> p.conversation_id
+                        THEN 'its parent ' || p.message_id || ' is in conversation ' || p.conversation_id
+                             || ', not ' || c.conversation_id
+                        WHEN c.turn_index <> p.turn_index + 1
+                        THEN 'turn_index is ' || c.turn_index || ' but its parent ' || p.message_id
+                             || ' has turn_index ' || p.turn_index
+                             || ' (expected ' || (p.turn_index + 1) || ')'
+                        ELSE 'created_at ' || CAST(c.created_at AS VARCHAR) || ' is before its parent '
+                             || p.message_id || ' at ' || CAST(p.created_at AS VARCHAR) END
+            FROM m c JOIN m p ON c.parent_id = p.message_id AND p._reason IS NULL
+            WHERE c._reason IS NULL AND (c.conversation_id <> p.conversation_id
+                  OR c.turn_index <> p.turn_index + 1 OR c.created_at < p.created_at)
+            UNION ALL
+            SELECT c._pos, 'created_at', 'created_at ' || CAST(c.created_at AS VARCHAR)
+                   || ' is before every message of turn ' || q.turn_index
+                   || ' of conversation ' || c.conversation_id
+                   || ' (earliest ' || CAST(q.t0 AS VARCHAR) || ')'
+            FROM m c JOIN (SELECT conversation_id, turn_index, min(created_at) AS t0 FROM m
+                           WHERE _reason IS NULL GROUP BY ALL) q
+              ON c.conversation_id = q.conversation_id AND c.turn_index = q.turn_index + 1
+            WHERE c._reason IS NULL AND c.parent_id IS NULL AND c.created_at < q.t0
+            ORDER BY 1
+            """
+        ).fetchall()
+    finally:
+        con.unregister("m")
+    if not rows:
+        return m
+    accepted = [
+        (i, mid, pid)
+        for i, (mid, pid, reason) in enumerate(
+            zip(*(m[c].to_pylist() for c in ("message_id", "parent_id", "_reason")), strict=True)
+        )
+        if reason is None
+    ]
+    parent = {mid: pid for _, mid, pid in accepted}
+    pos = {mid: i for i, mid, _ in accepted}
+    ids = m["message_id"].to_pylist()
+    cycles = {pos[mid]: detail for mid, detail in _cycles_from([ids[i] for i, _, _ in rows], parent).items()}
+    out_of_order: dict[str, dict[int, str]] = {}  # field -> row -> detail
+    for i, fld, detail in rows:
+        if i not in cycles:
+            out_of_order.setdefault(fld, {})[i] = detail
+    for fld, found in out_of_order.items():
+        idx = sorted(found)
+        m = _with_reasons(m, idx, "turn_out_of_order", fld, [found[i] for i in idx])
+    members = sorted(cycles)
+    return _with_reasons(m, members, "parent_cycle", "parent_id", [cycles[i] for i in members])
+
+
+def _cycles_from(starts: list[str], parent: dict[str, str | None]) -> dict[str, str]:
+    """message_id -> detail for every member of a parent_id cycle reachable from `starts`. Each message is
+    walked once over all starts (linear in the messages, however long the chains)."""
+    state: dict[str, bool] = {}  # True: on the current walk; False: walked before
+    found: dict[str, str] = {}
+    for start in starts:
+        path, cur = [], start
+        while cur is not None and cur in parent and cur not in state:
+            state[cur] = True
+            path.append(cur)
+            cur = parent[cur]
+        if cur is not None and state.get(cur) is True:  # the walk came back onto itself
+            cycle = path[path.index(cur) :]
+            shown = " -> ".join(repr(x[:40]) for x in [*cycle, cycle[0]][:12])
+            for mid in cycle:
+                found[mid] = f"parent_id links form a cycle: {shown}"
+        for mid in path:
+            state[mid] = False
+    return found
+
+
+def orphans(m: pa.Table) -> int:
+    """Accepted messages whose parent_id is not an accepted message (kept; their context starts at them)."""
+    ok = pc.is_null(m["_reason"])
+    ids = m["message_id"].filter(ok)
+    has_parent = pc.and_(ok, pc.is_valid(m["parent_id"]))
+    return int(pc.sum(pc.invert(pc.is_in(m["parent_id"].filter(has_parent), value_set=ids))).as_py() or 0)
+
+
+def _fill_trace_users(r: pa.Table, msgs: pa.Table) -> pa.Table:
+    """The user of Langfuse scores without userId (TRACE_USER) is the user of the scored message."""
+    fill = pc.fill_null(pc.equal(r["user_id"], pa.scalar(TRACE_USER)), False)
+    if not pc.any(fill).as_py():
+        return r
+    pos = pc.index_in(r["message_id"], value_set=msgs["message_id"]).cast(pa.int64())
+    users = pc.if_else(fill, msgs["user_id"].take(pos), r["user_id"])
+    return r.set_column(r.schema.get_field_index("user_id"), "user_id", users)
 
 
 def _reaction_checks(r: pa.Table, msgs: pa.Table) -> pa.Table:
-    """Reactions must point at an accepted assistant message and not be older than it. Fills the user of
-    Langfuse scores without userId (TRACE_USER) from the message."""
+    """Reactions must point at an accepted assistant message and not be older than it."""
     # (n_reactions,) row of each reaction's message in msgs, null if absent
     pos = pc.index_in(r["message_id"], value_set=msgs["message_id"]).cast(pa.int64())
     role = msgs["role"].take(pos)
     m_time = msgs["created_at"].take(pos)
-    fill = pc.fill_null(pc.equal(r["user_id"], pa.scalar(TRACE_USER)), False)
-    if pc.any(fill).as_py():
-        users = pc.if_else(fill, msgs["user_id"].take(pos), r["user_id"])
-        r = r.set_column(r.schema.get_field_index("user_id"), "user_id", users)
     missing = pc.is_null(role)
     not_assistant = pc.fill_null(pc.not_equal(role, pa.scalar("assistant")), False)
     before = pc.fill_null(pc.less(r["created_at"], m_time), False)
@@ -328,10 +460,13 @@ def check_tables(
 ) -> dict[str, pa.Table]:
     """Cross-file checks on the rows that passed `check_rows` (each table in (_src, _row, _sub) order).
     Returns the same tables with `_reason` set on the rows that fail. `sources`: (path, unit) per _src."""
-    out = {"messages": _duplicates(con, ok["messages"], "message_id", "duplicate_message_id", sources)}
-    msgs = split(out["messages"])[0]
-    out["reactions"] = _reaction_checks(ok["reactions"], msgs)
-    out["users"] = _duplicates(con, ok["users"], "user_id", "duplicate_user_id", sources)
+    msgs = _duplicates(con, ok["messages"], ["message_id"], "duplicate_message_id", sources)
+    out = {"messages": _parent_checks(con, msgs)}
+    accepted = split(out["messages"])[0]
+    reactions = _fill_trace_users(ok["reactions"], accepted)
+    reactions = _duplicates(con, reactions, ["message_id", "user_id", "type"], "duplicate_reaction", sources)
+    out["reactions"] = _reaction_checks(reactions, accepted)
+    out["users"] = _duplicates(con, ok["users"], ["user_id"], "duplicate_user_id", sources)
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from pydantic import Field
 
-from rluf.config import StrictModel, load_yaml, validate_config
+from rluf.config import StrictModel, load_config, parse_pairs
 from rluf.errors import ConfigError, SchemaError
 from rluf.judges.config import JudgeConfig
 
@@ -53,11 +53,10 @@ def judge_cmd(
 ) -> None:
     """Judge responses with a Mixture of Judges; prints the pass rate of each judge."""
     from rluf.judges.config import build_judges
-    from rluf.optimize.cli import _pairs
     from rluf.optimize.objectives import load_objectives
 
-    spec = validate_config(JudgesFile, load_yaml(config), source=str(config))
-    scorers = load_objectives(_pairs(objective, "--objective"))
+    spec = load_config(JudgesFile, config)
+    scorers = load_objectives(parse_pairs(objective, "--objective"))
     moj = build_judges(spec.judges, scorers)
     items = read_items(input)
     res = moj.judge(items)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from rluf.config import StrictModel
 from rluf.errors import ConfigError
-from rluf.evaluate.monitor import DEFAULT_REFUSAL_PATTERN, DEFAULT_SIGNOFF_PATTERN
+from rluf.hacking import DEFAULT_REFUSAL_PATTERN, DEFAULT_SIGNOFF_PATTERN
 from rluf.judges.base import Judge, Scorer
 from rluf.judges.llm import DEFAULT_INSTRUCTION, LLMJudge
 from rluf.judges.mixture import MixtureOfJudges

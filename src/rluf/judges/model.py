@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rluf.evaluate.monitor import DEFAULT_REFUSAL_PATTERN
+from rluf.hacking import DEFAULT_REFUSAL_PATTERN
 from rluf.judges.base import PASS, Item, Scorer, Verdict
 
 

@@ -11,7 +11,7 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 
-from rluf.evaluate.monitor import DEFAULT_SIGNOFF_PATTERN, words
+from rluf.hacking import DEFAULT_SIGNOFF_PATTERN, words
 from rluf.judges.base import PASS, Item, Verdict
 
 

@@ -1,6 +1,6 @@
 """Stage 3: CRRAFT with a Mixture of Judges over weighted, calibrated objectives (`rluf optimize`, `rluf sweep`)."""
 
-from rluf.optimize.config import DEFAULT_WEIGHTS, OptimizeConfig
+from rluf.optimize.config import DEFAULT_WEIGHTS, PAPER_SWEEP, OptimizeConfig, SweepRun
 from rluf.optimize.crraft import (
     CRRAFT,
     FALLBACK,
@@ -12,10 +12,10 @@ from rluf.optimize.crraft import (
 )
 from rluf.optimize.objectives import Objective, calibrated_reward, combined_reward
 from rluf.optimize.runner import optimize
-from rluf.optimize.weight_sweep import PAPER_RUNS, sweep
+from rluf.optimize.weight_sweep import sweep
 
 __all__ = [
     "DEFAULT_WEIGHTS", "OptimizeConfig", "CRRAFT", "FALLBACK", "SKIP", "Selection", "reward_weighted_sft_loss",
     "select_responses", "sequence_kl", "Objective", "calibrated_reward", "combined_reward", "optimize",
-    "PAPER_RUNS", "sweep",
+    "PAPER_SWEEP", "SweepRun", "sweep",
 ]

@@ -3,56 +3,41 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from rluf.config import load_config, parse_pairs, parse_set
 from rluf.errors import ConfigError
 from rluf.utils import read_json
 
-
-def shipped_config() -> Path:
-    """The packaged default YAML (src/rluf/configs/optimize.yaml)."""
-    return Path(str(resources.files("rluf") / "configs" / "optimize.yaml"))
-
-
-def _pairs(values: list[str] | None, option: str, cast=str) -> dict[str, Any]:
-    out = {}
-    for v in values or []:
-        key, sep, val = v.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{option} {v!r}: expected NAME=VALUE, e.g. {option} love=runs/x/rewards/love")
-        try:
-            out[key] = cast(val)
-        except ValueError:
-            raise ConfigError(f"{option} {v!r}: {val!r} is not a number") from None
-    return out
+# The options both commands take: where the config, the world, the policy and the reward models are.
+CONFIG = typer.Option(None, "--config", help="YAML config (default: OptimizeConfig's defaults; "
+                      "a packaged name such as optimize_guarded.yaml works too)")
+SET = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set crraft.num_candidates=8 (repeatable)")
+SIM = typer.Option(None, "--sim", help="`rluf simulate` folder: prompts, world and policy")
+POLICY = typer.Option(None, "--policy", help="starting policy folder")
+OBJECTIVE = typer.Option(None, "--objective", help="NAME=REWARD_MODEL_DIR (repeatable)")
+ITERATIONS = typer.Option(None, "--iterations")
+SEED = typer.Option(None, "--seed")
+DEVICE = typer.Option(None, "--device")
 
 
 def build_config(config: Path | None, sim: Path | None, policy: Path | None, objective: list[str] | None,
-                 weight: list[str] | None, iterations: int | None, seed: int | None, device: str | None):
-    """The YAML (or the shipped default) with the command-line overrides applied, validated."""
-    from rluf.config import load_yaml, validate_config
+                 weight: list[str] | None, iterations: int | None, seed: int | None, device: str | None,
+                 overrides: list[str] | None = None):
+    """The YAML (or the model's defaults) with the command-line options and `--set` overrides, validated."""
     from rluf.optimize.config import OptimizeConfig
 
-    path = config or shipped_config()
-    data = load_yaml(path)
-    if sim is not None:
-        data.setdefault("prompts", {}).update(source="sim", path=str(sim))
-    if policy is not None:
-        data["policy"] = str(policy)
-    if objective:
-        data["objectives"] = {**data.get("objectives", {}), **_pairs(objective, "--objective")}
-    if weight:
-        data["weights"] = {**data.get("weights", {}), **_pairs(weight, "--weight", float)}
-    if iterations is not None:
-        data.setdefault("crraft", {})["iterations"] = iterations
-    for key, value in (("seed", seed), ("device", device)):
-        if value is not None:
-            data[key] = value
-    return validate_config(OptimizeConfig, data, source=str(path))
+    options = {
+        "prompts": {"source": "sim", "path": str(sim)} if sim is not None else None,
+        "policy": str(policy) if policy is not None else None,
+        "objectives": parse_pairs(objective, "--objective") or None,
+        "weights": parse_pairs(weight, "--weight", float) or None,
+        "crraft.iterations": iterations, "seed": seed, "device": device,
+    }
+    return load_config(OptimizeConfig, config, {**options, **parse_set(overrides)})
 
 
 class _Progress:
@@ -84,23 +69,24 @@ class _Progress:
 
 
 def optimize_cmd(
-    config: Path | None = typer.Option(None, "--config", help="YAML config (default: the shipped optimize.yaml)"),
+    config: Path | None = CONFIG,
     out: Path | None = typer.Option(None, "--out", help="run directory to write"),
     resume: Path | None = typer.Option(None, "--resume", help="continue the run in this directory"),
-    sim: Path | None = typer.Option(None, "--sim", help="`rluf simulate` folder: prompts, world and policy"),
-    policy: Path | None = typer.Option(None, "--policy", help="starting policy folder"),
-    objective: list[str] | None = typer.Option(None, "--objective", help="NAME=REWARD_MODEL_DIR (repeatable)"),
+    sim: Path | None = SIM,
+    policy: Path | None = POLICY,
+    objective: list[str] | None = OBJECTIVE,
     weight: list[str] | None = typer.Option(None, "--weight", help="NAME=W, e.g. --weight love=0.1 (repeatable)"),
-    iterations: int | None = typer.Option(None, "--iterations"),
-    seed: int | None = typer.Option(None, "--seed"),
-    device: str | None = typer.Option(None, "--device"),
+    iterations: int | None = ITERATIONS,
+    seed: int | None = SEED,
+    device: str | None = DEVICE,
+    overrides: list[str] | None = SET,
 ) -> None:
     """CRRAFT with a Mixture of Judges over weighted calibrated objectives; writes policy/ and metrics.jsonl."""
     from rluf.optimize.runner import optimize
 
     if (out is None) == (resume is None):
         raise ConfigError("give exactly one of --out DIR (a new run) or --resume DIR (continue a run)")
-    cfg = build_config(config, sim, policy, objective, weight, iterations, seed, device)
+    cfg = build_config(config, sim, policy, objective, weight, iterations, seed, device, overrides)
     total = cfg.crraft.iterations
     if resume is not None and (resume / "config.json").is_file():
         total = read_json(resume / "config.json")["crraft"]["iterations"]
@@ -113,18 +99,19 @@ def optimize_cmd(
 
 def sweep_cmd(
     out: Path = typer.Option(..., "--out", help="sweep directory: one run folder per setting + sweep.json"),
-    config: Path | None = typer.Option(None, "--config", help="YAML config (default: the shipped optimize.yaml)"),
-    sim: Path | None = typer.Option(None, "--sim", help="`rluf simulate` folder"),
-    policy: Path | None = typer.Option(None, "--policy", help="starting policy folder"),
-    objective: list[str] | None = typer.Option(None, "--objective", help="NAME=REWARD_MODEL_DIR (repeatable)"),
-    iterations: int | None = typer.Option(None, "--iterations"),
-    seed: int | None = typer.Option(None, "--seed"),
-    device: str | None = typer.Option(None, "--device"),
+    config: Path | None = CONFIG,
+    sim: Path | None = SIM,
+    policy: Path | None = POLICY,
+    objective: list[str] | None = OBJECTIVE,
+    iterations: int | None = ITERATIONS,
+    seed: int | None = SEED,
+    device: str | None = DEVICE,
+    overrides: list[str] | None = SET,
 ) -> None:
     """The paper's sweep: love 0.0 / 0.1 / 0.3 (helpfulness 0.7, safety 0.3) and love-only, in one table."""
     from rluf.optimize.weight_sweep import sweep
 
-    cfg = build_config(config, sim, policy, objective, None, iterations, seed, device)
+    cfg = build_config(config, sim, policy, objective, None, iterations, seed, device, overrides)
     with _Progress(cfg.crraft.iterations, "sweep") as bar:
         report = sweep(cfg, out, on_event=lambda name, state: bar.relabel(f"{name}: {state}"),
                        on_iteration=bar.update)

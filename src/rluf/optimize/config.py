@@ -6,7 +6,8 @@ config is validated before any model or data is loaded (`OptimizeConfig.check`).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,6 +17,14 @@ from rluf.judges.config import JudgeConfig
 
 # The paper's weights (RLUF, Han et al., 2025): helpfulness 0.7, safety 0.3, love 0.1.
 DEFAULT_WEIGHTS = {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}
+# A candidate is kept only if every judge passes (CGPO's Mixture of Judges): length, degenerate text, the
+# reference answer of factual prompts, and no refusal of a harmless request.
+DEFAULT_JUDGES = [
+    {"type": "length", "min_words": 1, "max_words": 60},
+    {"type": "degenerate"},
+    {"type": "exact_answer"},
+    {"type": "false_refusal"},
+]
 
 
 class SamplingConfig(StrictModel):
@@ -52,7 +61,7 @@ class PromptsConfig(StrictModel):
     (logged response) and metadata columns; `sim`: the simulated world's prompt distribution."""
     path: str | None = None
     """The prompt file (source=file) or the simulator run/config (source=sim; None = the default world)."""
-    max_prompts: int = Field(256, ge=1)
+    max_prompts: int = Field(1024, ge=1)
     """Size of the prompt pool drawn at the start (fixed for the run, so resume sees the same pool)."""
     y_base: Literal["reference", "logged"] = "reference"
     """Baseline response in R_k = sigmoid(r_k(x,y) - r_k(x,y_base)): one sample from the reference policy
@@ -62,11 +71,11 @@ class PromptsConfig(StrictModel):
 class CrraftConfig(StrictModel):
     """CRRAFT hyper-parameters (CGPO, Xu et al., 2024, Sec. 4.3; symbols in docs/crraft.md)."""
 
-    iterations: int = Field(24, ge=1)
+    iterations: int = Field(96, ge=1)
     batch_prompts: int = Field(16, ge=1)
     """B: prompts per iteration."""
-    k: int = 4
-    """K: responses sampled per prompt (RLUF used best-of-4)."""
+    num_candidates: int = 4
+    """K: responses sampled per prompt, the best passing one kept (RLUF used best-of-4)."""
     kl_max: float = Field(8.0, gt=0)
     """KL_max: drop candidates whose sequence KL to the reference, sum(log pi - log pi_ref), exceeds it."""
     drop_cut_off: bool = True
@@ -87,20 +96,25 @@ class CrraftConfig(StrictModel):
     bf16: Literal["auto", "yes", "no"] = "auto"
     """Mixed precision through accelerate; 'auto' uses bf16 only on a GPU that supports it."""
 
+    renamed_keys = {"k": "num_candidates"}
+
     @model_validator(mode="after")
-    def _check_k(self) -> CrraftConfig:
-        if self.k < 1:
-            raise ValueError(f"crraft.k = {self.k}: K (samples per prompt) must be >= 1; RLUF used k: 4")
+    def _check_num_candidates(self) -> CrraftConfig:
+        if self.num_candidates < 1:
+            raise ValueError(f"crraft.num_candidates = {self.num_candidates}: K (samples per prompt) must be "
+                             ">= 1; RLUF used num_candidates: 4")
         return self
 
 
 class MonitorConfig(StrictModel):
-    """The reward-hacking monitor (rluf.evaluate.monitor), computed on every iteration's K*B samples."""
+    """The reward-hacking monitor (rluf.hacking), computed on every iteration's K*B samples."""
 
     ngram: int = Field(3, ge=1)
-    top_k: int = Field(5, ge=1)
+    top_closings: int = Field(5, ge=1)
+    """How many of the most common closing n-grams to log."""
+    renamed_keys = {"top_k": "top_closings"}
     signoff_pattern: str | None = None
-    """Regex for the sign-off hack; None = rluf.evaluate.monitor.DEFAULT_SIGNOFF_PATTERN."""
+    """Regex for the sign-off hack; None = rluf.hacking.DEFAULT_SIGNOFF_PATTERN."""
 
 
 class EvalConfig(StrictModel):
@@ -108,7 +122,7 @@ class EvalConfig(StrictModel):
 
     every: int = Field(0, ge=0)
     """Evaluate every N iterations (0: only before and after training)."""
-    n_prompts: int = Field(256, ge=1)
+    n_prompts: int = Field(500, ge=1)
     items: Literal["held_out", "deployment"] = "held_out"
     """held_out: questions the deployment never served; deployment: new conversations over its own questions,
     the population a simulated A/B test serves (rluf.sim.World.eval_set)."""
@@ -116,6 +130,39 @@ class EvalConfig(StrictModel):
     """Answers sampled per prompt, averaged per prompt: the sweep's figures then move less with the seed."""
     enabled: bool = True
     """Needs the simulator; ignored (with a log line) when the prompts do not come from it."""
+
+
+class SweepRun(StrictModel):
+    """One setting of a weight sweep: the objective weights, and what the run is for."""
+
+    weights: dict[str, float]
+    role: Literal["candidate", "hack_check", "comparison"] = "comparison"
+    """candidate: promoted to the A/B test and judged by the paper's first finding (true Love rises by
+    TARGET_LIFT, helpfulness and safety hold); hack_check: pushes Love hard and is judged by the second (the
+    sign-off hack rises and the monitor flags it); comparison: a row of the table only."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weights_alone_is_the_old_form(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "weights" not in data and data and all(
+                isinstance(v, (int, float)) for v in data.values()):
+            raise ValueError("a sweep run is {weights: {...}, role: candidate | hack_check | comparison}; "
+                             f"write {{weights: {dict(data)}}}")
+        return data
+
+
+def _paper_sweep() -> dict[str, SweepRun]:
+    """RLUF's sweep: love 0.0 / 0.1 / 0.3 next to helpfulness 0.7 and safety 0.3, and love alone."""
+    others = {k: w for k, w in DEFAULT_WEIGHTS.items() if k != "love"}
+    return {
+        "love_0.0": SweepRun(weights={**others, "love": 0.0}),
+        "love_0.1": SweepRun(weights=dict(DEFAULT_WEIGHTS), role="candidate"),
+        "love_0.3": SweepRun(weights={**others, "love": 0.3}, role="hack_check"),
+        "love_only": SweepRun(weights={"love": 1.0}, role="hack_check"),
+    }
+
+
+PAPER_SWEEP = _paper_sweep()
 
 
 class OptimizeConfig(StrictModel):
@@ -132,7 +179,8 @@ class OptimizeConfig(StrictModel):
     `sim:love`, `sim:helpfulness`, `sim:safety` use the simulator's ground truth (oracle runs)."""
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     """w_k in R = sum_k w_k R_k; every key must name a configured objective."""
-    judges: list[JudgeConfig] = Field(default_factory=list)
+    judges: list[JudgeConfig] = Field(default_factory=lambda: [dict(j) for j in DEFAULT_JUDGES],
+                                      validate_default=True)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     crraft: CrraftConfig = Field(default_factory=CrraftConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rluf.evaluate.monitor import DEFAULT_SIGNOFF_PATTERN, hack_metrics
+from rluf.hacking import DEFAULT_SIGNOFF_PATTERN, hack_metrics
 from rluf.judges.base import make_items
 from rluf.judges.mixture import MixtureOfJudges
 from rluf.optimize.config import OptimizeConfig
@@ -162,11 +162,11 @@ class CRRAFT:
         prompts = [self.pool[i] for i in idx]
         contexts = [p.context for p in prompts]
         torch.manual_seed(self.cfg.seed * 1_000_003 + iteration)  # same samples after a resume
-        responses, finished = self.policy.generate(contexts, n=cfg.k, sampling=self.sampling,
+        responses, finished = self.policy.generate(contexts, n=cfg.num_candidates, sampling=self.sampling,
                                                    return_finished=True)  # (B, K), (B, K)
-        flat_ctx = [c for c in contexts for _ in range(cfg.k)]  # (B*K,)
+        flat_ctx = [c for c in contexts for _ in range(cfg.num_candidates)]  # (B*K,)
         flat_rsp = [r for rs in responses for r in rs]  # (B*K,)
-        B, K = len(prompts), cfg.k
+        B, K = len(prompts), cfg.num_candidates
         with torch.no_grad():
             logp = self.policy.sequence_logprobs(flat_ctx, flat_rsp)
             logp_ref = self.policy.sequence_logprobs(flat_ctx, flat_rsp, model=self.reference.model)
@@ -257,7 +257,8 @@ class CRRAFT:
         m["loss"] = upd["loss"]
         m["grad_norm"] = upd["grad_norm"]
         mon = self.cfg.monitor
-        m.update(hack_metrics(flat, n=mon.ngram, top_k=mon.top_k, signoff_pattern=self.signoff_pattern))
+        m.update(hack_metrics(flat, n=mon.ngram, top_closings=mon.top_closings,
+                              signoff_pattern=self.signoff_pattern))
         return m
 
     def evaluate(self) -> dict[str, float]:

@@ -30,7 +30,7 @@ from rluf.optimize.config import OptimizeConfig
 from rluf.optimize.crraft import CRRAFT
 from rluf.optimize.objectives import Objective, load_objectives
 from rluf.optimize.prompts import PromptItem, draw_pool, load_pool, read_prompt_file, save_pool
-from rluf.optimize.simbridge import WorldEvaluator, load_world, sim_prompts
+from rluf.optimize.simbridge import load_world, sim_prompts
 from rluf.policy import Policy, Sampling
 from rluf.utils import bf16_supported, read_json, seed_everything, select_device, write_json
 
@@ -159,8 +159,13 @@ def _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, wo
         acc.init_trackers("rluf-optimize", config=cfg.model_dump(mode="json"))
     evaluator = None
     if world is not None and cfg.eval.enabled:
-        evaluator = WorldEvaluator(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(), seed=cfg.seed + 13,
-                                   items=cfg.eval.items)
+        from rluf.sim.evaluation import PolicyEvaluation
+
+        evaluation = PolicyEvaluation(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(),
+                                      seed=cfg.seed + 13, items=cfg.eval.items)
+
+        def evaluator(p: Policy) -> dict[str, float]:
+            return {k: float(v) for k, v in evaluation.metrics(p).items() if k != "n"}
     config_dump = cfg.model_dump(mode="json")
 
     def save(iteration: int) -> None:

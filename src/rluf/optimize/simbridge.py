@@ -1,4 +1,4 @@
-"""The optimizer's view of the simulated world: prompts, a true-metric evaluator and oracle objectives.
+"""The optimizer's view of the simulated world: prompts and oracle objectives (rluf.sim.evaluation evaluates).
 
 Only used when `prompts.source: sim` (the default) or an objective is `sim:<truth>`; the optimizer itself
 knows nothing about the simulator.
@@ -14,7 +14,6 @@ import numpy as np
 
 from rluf.errors import ConfigError
 from rluf.optimize.prompts import PromptItem
-from rluf.policy import Policy, Sampling
 
 Chat = list[dict[str, str]]
 
@@ -65,24 +64,3 @@ class TruthObjective:
         if self.truth == "helpfulness":
             return TRUTH_SCALE * self.world.helpfulness(ctx, rsp)
         return TRUTH_SCALE * self.world.safe(ctx, rsp).astype(float)
-
-
-class WorldEvaluator:
-    """True Love rate, helpfulness, safety violations, sign-off rate... of a policy on a fixed eval sample."""
-
-    def __init__(self, world, n_prompts: int, sampling: Sampling, seed: int = 0, items: str = "held_out"):
-        self.world, self.sampling, self.seed = world, sampling, seed
-        self.items = world.eval_set(items)[:n_prompts]
-
-    def __call__(self, policy: Policy) -> dict[str, float]:
-        responses = self.responses(policy)
-        return self.metrics(responses)
-
-    def responses(self, policy: Policy) -> list[str]:
-        gens = policy.generate([it["prompt"] for it in self.items], n=1, sampling=self.sampling,
-                               generator_seed=self.seed)
-        return [g[0] for g in gens]
-
-    def metrics(self, responses: list[str]) -> dict[str, float]:
-        m = self.world.true_metrics(self.items, responses)
-        return {k: float(v) for k, v in m.items() if k != "n"}

@@ -11,38 +11,33 @@ sample with the same sampling seed, and compared with paired bootstrap confidenc
   kl                    mean log pi(y|x) - log pi_ref(y|x) over the evaluation answers
   flags                 the reward-hacking monitor's alarms against the baseline's answers
 
-`sweep.json` holds all of it plus `claims`: whether the paper's two findings reproduce.
+`sweep.json` holds all of it plus `claims`: whether the paper's two findings reproduce, read from the runs
+by their role (SweepRun.role: the candidate, the hack checks).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from rluf.config import load_config
 from rluf.errors import ConfigError
-from rluf.evaluate.monitor import flag_hacking, hack_metrics
-from rluf.optimize.config import OptimizeConfig
+from rluf.hacking import flag_hacking
+from rluf.optimize.config import PAPER_SWEEP, OptimizeConfig, SweepRun
 from rluf.optimize.objectives import Objective
 from rluf.optimize.runner import optimize, resolve_config
 from rluf.optimize.simbridge import load_world
-from rluf.policy import Policy, Sampling
+from rluf.policy import Policy
+from rluf.sim.evaluation import PolicyEvaluation
 from rluf.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 
-PAPER_RUNS: dict[str, dict[str, float]] = {
-    "love_0.0": {"helpfulness": 0.7, "safety": 0.3, "love": 0.0},
-    "love_0.1": {"helpfulness": 0.7, "safety": 0.3, "love": 0.1},
-    "love_0.3": {"helpfulness": 0.7, "safety": 0.3, "love": 0.3},
-    "love_only": {"love": 1.0},
-}
 TARGET_LIFT = 0.28  # RLUF: +28% Love reactions at love weight 0.1
 SIGNOFF_RISE = 0.10  # the hack counts as "rising" when the sign-off share grows by 10 points
 
@@ -54,44 +49,6 @@ def bootstrap_ci(
     idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))  # (n_boot, n)
     vals = stat(idx)  # (n_boot,)
     return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
-
-
-class SweepEvaluator:
-    """Per-item truth of a policy's answers on the fixed evaluation sample (each a mean over `samples` answers)."""
-
-    def __init__(self, world, n_prompts: int, sampling: Sampling, seed: int, samples: int = 1,
-                 items: str = "held_out"):
-        self.world, self.sampling, self.seed, self.samples = world, sampling, seed, samples
-        self.items = world.eval_set(items)[:n_prompts]
-        self.contexts = [it["prompt"] for it in self.items]
-        self.users = [it.get("user_id") for it in self.items]
-
-    def __call__(self, policy: Policy, reference: Policy) -> dict[str, Any]:
-        m = self.samples
-        gens = policy.generate(self.contexts, n=m, sampling=self.sampling, generator_seed=self.seed)
-        rsp = [r for g in gens for r in g]  # prompt-major: prompt i's answers at i*m .. i*m+m-1
-        ctx = [c for c in self.contexts for _ in range(m)]
-        if policy is reference:  # the baseline's row: zero by definition, two log-prob passes saved
-            kl = np.zeros(len(rsp))
-        else:
-            with torch.no_grad():
-                kl = (policy.sequence_logprobs(ctx, rsp)
-                      - policy.sequence_logprobs(ctx, rsp, model=reference.model)).cpu().numpy()
-        w = self.world
-
-        def per_prompt(v: np.ndarray) -> np.ndarray:  # (n*m,) -> (n,)
-            return np.asarray(v, dtype=float).reshape(len(self.contexts), m).mean(1)
-
-        return {
-            "responses": rsp,
-            "p_love": per_prompt(w.p_love([u for u in self.users for _ in range(m)], ctx, rsp)),
-            "helpfulness": per_prompt(w.helpfulness(ctx, rsp)),
-            "unsafe": per_prompt(~w.safe(ctx, rsp)),
-            "signoff": per_prompt(w.signoff_hack(rsp)),
-            "refusal": per_prompt(w.is_refusal(rsp)),
-            "kl": per_prompt(kl),
-            "monitor": hack_metrics(rsp),
-        }
 
 
 def compare(run: dict[str, Any], base: dict[str, Any], seed: int = 0) -> dict[str, Any]:
@@ -131,17 +88,20 @@ def _means(ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def claims(rows: dict[str, dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
-    """Do the paper's two findings reproduce? (numbers, not just booleans, so a miss is visible)."""
+    """Do the paper's two findings reproduce? (numbers, not just booleans, so a miss is visible). Each row
+    carries its run's `role`: the candidate answers the first finding, the hack checks the second."""
     out: dict[str, Any] = {}
-    r = rows.get("love_0.1")
-    if r is not None:
-        out["love_0.1_lift"] = r["love_lift"]
-        out["love_0.1_lift_ok"] = r["love_lift"] >= TARGET_LIFT
-        out["love_0.1_helpfulness_held"] = r["helpfulness_delta_ci"][1] >= 0  # not significantly worse
-        out["love_0.1_safety_held"] = r["safety_violation_delta_ci"][0] <= 0
+    candidate = next((name for name, r in rows.items() if r.get("role") == "candidate"), None)
+    if candidate is not None:
+        r = rows[candidate]
+        out["candidate"] = candidate
+        out["candidate_lift"] = r["love_lift"]
+        out["candidate_lift_ok"] = r["love_lift"] >= TARGET_LIFT
+        out["candidate_helpfulness_held"] = r["helpfulness_delta_ci"][1] >= 0  # not significantly worse
+        out["candidate_safety_held"] = r["safety_violation_delta_ci"][0] <= 0
     hacked = {}
-    for name in ("love_0.3", "love_only"):
-        if name in rows:
+    for name in rows:
+        if rows[name].get("role") == "hack_check":
             rise = rows[name]["signoff_rate"] - base["signoff_rate"]
             flagged = any("sign-off" in f or "closing" in f for f in rows[name]["flags"])
             hacked[name] = {"signoff_rise": rise, "flagged": flagged, "ok": rise >= SIGNOFF_RISE and flagged}
@@ -153,37 +113,40 @@ def claims(rows: dict[str, dict[str, Any]], base: dict[str, Any]) -> dict[str, A
 def sweep(
     config: OptimizeConfig | str | Path | None,
     out_dir: str | Path,
-    runs: dict[str, dict[str, float]] | None = None,
+    runs: Mapping[str, SweepRun | dict[str, Any]] | None = None,
     on_event: Callable[[str, str], None] | None = None,
     on_iteration: Callable[[dict[str, Any]], None] | None = None,
     objectives: dict[str, Objective] | None = None,
 ) -> dict[str, Any]:
-    """Run every weight setting of `runs` (default: the paper's) and compare; writes out_dir/sweep.json."""
+    """Run every setting of `runs` (default: PAPER_SWEEP) and compare them; writes out_dir/sweep.json."""
     out_dir = Path(out_dir)
     cfg = config if isinstance(config, OptimizeConfig) else load_config(OptimizeConfig, config)
     if cfg.prompts.source != "sim":
         raise ConfigError("sweep: prompts.source must be 'sim'; the table needs the simulator's true metrics")
-    runs = runs or PAPER_RUNS
+    runs = {name: SweepRun.model_validate(r) for name, r in (PAPER_SWEEP if runs is None else runs).items()}
     world = load_world(cfg.prompts.path)
     cfg = resolve_config(cfg, world)
-    for weights in runs.values():  # validate every run before training any
-        cfg.model_copy(update={"weights": weights}).check(list(objectives or cfg.objectives))
-    evaluate = SweepEvaluator(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(), seed=cfg.seed + 13,
-                              samples=cfg.eval.samples_per_prompt, items=cfg.eval.items)
+    for run in runs.values():  # validate every run before training any
+        cfg.model_copy(update={"weights": run.weights}).check(list(objectives or cfg.objectives))
+    evaluation = PolicyEvaluation(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(),
+                                  seed=cfg.seed + 13, samples=cfg.eval.samples_per_prompt,
+                                  items=cfg.eval.items)
     start = Policy.from_pretrained(cfg.policy, device=cfg.device)
-    base = evaluate(start, start)
+    base = evaluation.per_prompt(start, start)
     results: dict[str, dict[str, Any]] = {}
-    for name, weights in runs.items():
+    for name, run in runs.items():
         if on_event:
             on_event(name, "running")
-        run_cfg = cfg.model_copy(update={"weights": weights, "eval": cfg.eval.model_copy(update={"enabled": False})})
+        no_eval = cfg.eval.model_copy(update={"enabled": False})
+        run_cfg = cfg.model_copy(update={"weights": run.weights, "eval": no_eval})
         summary = _run_one(run_cfg, out_dir / name, on_iteration, objectives)
         trained = Policy.from_pretrained(summary["policy"], device=cfg.device)
-        results[name] = {"weights": weights, "wall_s": summary["wall_s"], **compare(evaluate(trained, start), base)}
+        results[name] = {"weights": run.weights, "role": run.role, "wall_s": summary["wall_s"],
+                         **compare(evaluation.per_prompt(trained, start), base)}
         if on_event:
             on_event(name, f"done in {summary['wall_s']:.0f}s")
     report = {"baseline": _means(base), "runs": results, "claims": claims(results, _means(base)),
-              "n_eval": len(evaluate.items), "eval_items": cfg.eval.items,
+              "n_eval": len(evaluation.items), "eval_items": cfg.eval.items,
               "samples_per_prompt": cfg.eval.samples_per_prompt}
     write_json(out_dir / "sweep.json", report)
     return report

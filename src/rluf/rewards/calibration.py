@@ -20,9 +20,9 @@ from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 
 
-def prior_shift(z: np.ndarray, train_rate: float, natural_rate: float) -> np.ndarray:
-    """Bayes prior shift of logits from `train_rate` to `natural_rate` (see the module docstring)."""
-    return np.asarray(z, dtype=np.float64) - logit(train_rate) + logit(natural_rate)
+def prior_shift(z: np.ndarray, loss_rate: float, natural_rate: float) -> np.ndarray:
+    """Bayes prior shift of logits from `loss_rate` to `natural_rate` (see the module docstring)."""
+    return np.asarray(z, dtype=np.float64) - logit(loss_rate) + logit(natural_rate)
 
 
 def _weighted_nll(p: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:

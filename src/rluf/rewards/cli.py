@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from rluf.config import load_yaml, validate_config
+from rluf.config import load_config, parse_set
 
 
 class ObjectiveName(StrEnum):
@@ -19,23 +18,13 @@ class ObjectiveName(StrEnum):
     safety = "safety"
 
 
-def shipped_config(objective: str) -> Path:
-    """The packaged default YAML for an objective (src/rluf/configs/reward_<objective>.yaml)."""
-    return Path(str(resources.files("rluf") / "configs" / f"reward_{objective}.yaml"))
-
-
-def resolve_config(objective: str, config: Path | None, sections: dict[str, dict[str, Any]]):
-    """Load `config` (or the shipped YAML), apply non-None CLI overrides per section, validate."""
+def resolve_config(objective: str, config: Path | None, options: dict[str, Any],
+                   overrides: list[str] | None = None):
+    """`config` (or RewardConfig's defaults) for `objective`, with the command-line options (dotted keys,
+    None = not given) and `--set KEY=VALUE` overrides, validated."""
     from rluf.rewards.config import RewardConfig
 
-    path = config or shipped_config(objective)
-    data = load_yaml(path)
-    data["objective"] = objective
-    for section, values in sections.items():
-        for key, value in values.items():
-            if value is not None:
-                data.setdefault(section, {})[key] = value
-    return validate_config(RewardConfig, data, source=str(path))
+    return load_config(RewardConfig, config, {"objective": objective, **options, **parse_set(overrides)})
 
 
 def train_reward(
@@ -45,25 +34,26 @@ def train_reward(
     out: Path = typer.Option(..., "--out", help="model folder to write"),
     model: str | None = typer.Option(None, "--model", help="backbone: tiny | small | base | minilm | HF folder"),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="tokenizer folder for a preset (e.g. SIMDIR/policy)"),
-    config: Path | None = typer.Option(None, "--config", help="YAML config (default: the shipped reward_<objective>.yaml)"),
+    config: Path | None = typer.Option(None, "--config", help="YAML (default: RewardConfig's defaults)"),
     truth: Path | None = typer.Option(None, "--truth", help="love: the simulator's truth/ folder, for Bayes figures"),
     epochs: float | None = typer.Option(None, "--epochs"),
+    learning_rate: float | None = typer.Option(None, "--learning-rate", help="AdamW peak rate (default: the "
+                                               "backbone's own: 1e-3 for presets, 5e-5 for minilm and folders)"),
     max_train_examples: int | None = typer.Option(None, "--max-train-examples"),
     calibration: str | None = typer.Option(None, "--calibration", help="none | temperature | platt | isotonic"),
     lora: bool | None = typer.Option(None, "--lora/--no-lora", help="train LoRA adapters (merged on save)"),
     device: str | None = typer.Option(None, "--device"),
     seed: int | None = typer.Option(None, "--seed"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set train.epochs=4"),
 ) -> None:
     """Train a reward model and write an HF folder + rluf_reward.json + eval.json."""
     from rluf.rewards.train import train_reward as run
 
     cfg = resolve_config(objective.value, config, {
-        "model": {"backbone": model, "tokenizer": tokenizer},
-        "train": {"epochs": epochs, "max_train_examples": max_train_examples, "device": device, "seed": seed},
-        "calibration": {"method": calibration},
-    })
-    if lora is not None:
-        cfg.model.lora.enabled = lora
+        "model.backbone": model, "model.tokenizer": tokenizer, "model.lora.enabled": lora,
+        "train.epochs": epochs, "train.learning_rate": learning_rate, "train.max_train_examples": max_train_examples, "train.device": device,
+        "train.seed": seed, "calibration.method": calibration,
+    }, overrides)
     report = run(objective.value, data, out, cfg, truth=truth, progress=True)
     from rluf.rewards.common import is_main_process
 
@@ -99,7 +89,7 @@ def score(
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Score (context, response) rows with a reward model, batched, without gradients."""
-    from rluf.rewards.score import score_file
+    from rluf.rewards.score_file import score_file
 
     n = score_file(model, data, out, batch_size=batch_size, device=device, progress=True)
     typer.echo(f"scored {n} rows -> {out}")

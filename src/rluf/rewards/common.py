@@ -11,8 +11,8 @@ from typing import Any
 import rluf
 from rluf.rewards.backbone import unwrap_lora, wrap_lora
 from rluf.rewards.config import RewardConfig
+from rluf.rewards.hf_trainer import training_args
 from rluf.rewards.scorer import META_FILE
-from rluf.rewards.trainers import training_args
 from rluf.utils import JsonlLogger, write_json
 
 log = logging.getLogger(__name__)

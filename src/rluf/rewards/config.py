@@ -6,9 +6,9 @@ actually used) are computed at run time and written to `rluf_reward.json`, never
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from rluf.config import StrictModel
 
@@ -60,7 +60,9 @@ class TrainSection(StrictModel):
     """Optimisation through the Hugging Face Trainer (so accelerate, DeepSpeed and report_to work unchanged)."""
 
     epochs: float = Field(2.0, gt=0)
-    learning_rate: float = Field(1e-3, gt=0, description="AdamW peak rate; ~5e-5 suits pretrained backbones")
+    learning_rate: float | None = Field(
+        None, gt=0, description="AdamW peak rate; null: the backbone's own (1e-3 for the presets built from scratch, "
+        "5e-5 for minilm and model folders; rluf.rewards.backbone.default_learning_rate)")
     weight_decay: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     batch_size: int = Field(32, ge=1, description="per-device examples (pairs for Bradley-Terry) per step")
@@ -118,6 +120,24 @@ class RewardConfig(StrictModel):
     train: TrainSection = TrainSection()
     calibration: CalibrationSection = CalibrationSection()
     pairs: PairsSection = PairsSection()
+    derived_keys: ClassVar[tuple[str, ...]] = ("train.learning_rate",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backbone_learning_rate(cls, data: Any) -> Any:
+        """Fill a null `train.learning_rate` with the backbone's own (a preset's or a pretrained model's)."""
+        if not isinstance(data, dict):
+            return data
+        train = data.get("train")
+        train = train.model_dump() if isinstance(train, BaseModel) else dict(train or {})
+        if train.get("learning_rate") is None:
+            from rluf.rewards.backbone import default_learning_rate
+
+            model = data.get("model")
+            model = model.model_dump() if isinstance(model, BaseModel) else dict(model or {})
+            train["learning_rate"] = default_learning_rate(model.get("backbone", ModelSection().backbone))
+            data = {**data, "train": train}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> RewardConfig:

@@ -3,13 +3,14 @@
 Three inputs, each checked at the boundary by a `check_*`/`read_*` function that returns converted data:
 - curated folders from `rluf curate`: train/validation/test.parquet in TRL's unpaired preference form
   (`prompt` messages, `completion` = [one assistant message], bool `label`, float `weight`) + manifest.json;
-- preference pairs in TRL's form (`prompt`, `chosen`, `rejected` message lists), e.g. SIMDIR/pairs/*.parquet;
-- Anthropic HH-RLHF jsonl(.gz) (`chosen`/`rejected` whole dialogues "\\n\\nHuman: ...\\n\\nAssistant: ...").
+- preference pairs, read with `datasets` from Parquet, JSON(L)(.gz), a `save_to_disk` folder or a `Dataset`:
+  TRL's preference form, conversational (`prompt`, `chosen`, `rejected` message lists, e.g.
+  SIMDIR/pairs/*.parquet) or plain (strings), or with an implicit prompt (`chosen`/`rejected` whole
+  conversations); and Anthropic HH-RLHF (`chosen`/`rejected` dialogues "\\n\\nHuman: ...\\n\\nAssistant: ...").
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import re
@@ -179,48 +180,88 @@ def parse_hh_dialogue(text: str) -> Chat:
     return msgs
 
 
-def read_hh_rlhf(path: str | Path) -> tuple[pd.DataFrame, int]:
-    """HH-RLHF jsonl(.gz) -> TRL preference rows (prompt, chosen, rejected). Returns (frame, n_skipped).
+def _pair_row(row: dict, where: str) -> dict | None:
+    """One preference row in TRL's conversational form ({prompt, chosen, rejected}: message lists, the last two
+    one assistant message each), or None when its two conversations differ before the last turn (skipped).
+    Accepts the conversational and plain forms, the implicit-prompt form and HH-RLHF dialogues."""
+    chosen, rejected, prompt = row.get("chosen"), row.get("rejected"), row.get("prompt")
+    if isinstance(chosen, str) and isinstance(rejected, str) and prompt is None:
+        if not _HH_TURN.search(chosen):
+            raise SchemaError(f"{where}: chosen is text without a prompt column and not an HH-RLHF dialogue "
+                              "('\\n\\nHuman: ...\\n\\nAssistant: ...'); give a prompt column")
+        chosen, rejected = parse_hh_dialogue(chosen), parse_hh_dialogue(rejected)
+    elif isinstance(prompt, str):  # plain form: the prompt is the user's message
+        prompt = [{"role": "user", "content": prompt}]
+    if isinstance(chosen, str) or isinstance(rejected, str):
+        if not (isinstance(chosen, str) and isinstance(rejected, str)):
+            raise SchemaError(f"{where}: chosen and rejected must both be text or both message lists")
+        chosen, rejected = ([{"role": "assistant", "content": t}] for t in (chosen, rejected))
+    c, r = _messages(chosen, f"{where} column chosen"), _messages(rejected, f"{where} column rejected")
+    context = _messages(prompt, f"{where} column prompt") if prompt is not None else []
+    if prompt is None:  # implicit prompt: the shared turns before the last
+        if c[:-1] != r[:-1]:
+            return None
+        context, c, r = c[:-1], c[-1:], r[-1:]
+    if not c or not r or c[-1]["role"] != "assistant" or r[-1]["role"] != "assistant" or len(c) > 1 or len(r) > 1:
+        if prompt is not None:
+            raise SchemaError(f"{where}: chosen and rejected must each be one assistant message after the prompt, "
+                              f"got roles {[m['role'] for m in c]} and {[m['role'] for m in r]}")
+        return None
+    return {"prompt": context, "chosen": c, "rejected": r}
 
-    A line is skipped (and counted) when its two dialogues do not share every turn but the last, or do
-    not end with an assistant turn.
-    """
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
+
+def load_pairs_dataset(source):
+    """A `datasets.Dataset` from a preference file (Parquet, JSON/JSONL, optionally .gz), a `save_to_disk`
+    folder, or a Dataset as it is."""
+    import datasets
+
+    if isinstance(source, datasets.Dataset):
+        return source
+    path = Path(source)
+    if path.is_dir():
+        return datasets.load_from_disk(str(path))
+    name = path.name.removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return datasets.Dataset.from_parquet(str(path), keep_in_memory=True)
+    if name.endswith((".jsonl", ".json")):
+        return datasets.Dataset.from_json(str(path), keep_in_memory=True)
+    raise DataError(f"{path}: unknown pairs format; use .parquet or .json[l][.gz] (prompt/chosen/rejected, or "
+                    "HH-RLHF chosen/rejected dialogues) or a `datasets` save_to_disk folder")
+
+
+def pairs_frame(source) -> tuple[pd.DataFrame, int]:
+    """Preference data (`load_pairs_dataset`) as TRL conversational rows (prompt, chosen, rejected, plus the other
+    columns). Returns (frame, n_skipped): rows whose two conversations differ before the last turn are skipped
+    and counted."""
+    ds = load_pairs_dataset(source)
+    where = str(source) if not hasattr(source, "column_names") else "the given dataset"
+    missing = [c for c in ("chosen", "rejected") if c not in ds.column_names]
+    if missing:
+        raise SchemaError(f"{where}: missing column(s) {missing}; preference pairs have prompt, chosen, rejected "
+                          f"(TRL's preference format) or HH-RLHF's chosen and rejected, got {ds.column_names}")
     rows, skipped = [], 0
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                c, r = parse_hh_dialogue(obj["chosen"]), parse_hh_dialogue(obj["rejected"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise SchemaError(f"{path} line {lineno}: not an HH-RLHF record ({e}); expected JSON with "
-                                  "'chosen' and 'rejected' dialogues") from None
-            if not c or not r or c[-1]["role"] != "assistant" or r[-1]["role"] != "assistant" or c[:-1] != r[:-1]:
-                skipped += 1
-                continue
-            rows.append({"prompt": c[:-1], "chosen": c[-1:], "rejected": r[-1:], "source_line": lineno})
+    for i, row in enumerate(ds):
+        pair = _pair_row(row, f"{where} row {i}")
+        if pair is None:
+            skipped += 1
+            continue
+        rows.append({**{k: v for k, v in row.items() if k not in pair}, **pair, "source_row": i})
     if skipped:
-        log.info("%s: skipped %d of %d lines whose dialogues differ before the last turn",
-                 path, skipped, skipped + len(rows))
+        log.info("%s: skipped %d of %d rows whose conversations differ before the last turn", where, skipped,
+                 len(ds))
     return pd.DataFrame(rows), skipped
 
 
-def read_pairs(path: str | Path) -> Pairs:
-    """Read pairs from Parquet (TRL preference format) or HH-RLHF jsonl(.gz)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"pairs file {path} does not exist; give SIMDIR/pairs/<objective>.parquet or an "
-                        "HH-RLHF .jsonl.gz")
-    if path.name.endswith((".jsonl", ".jsonl.gz", ".json.gz")):
-        df, _ = read_hh_rlhf(path)
-    elif path.suffix == ".parquet":
-        df = pd.read_parquet(path)
-    else:
-        raise DataError(f"{path}: unknown pairs format; use .parquet (prompt/chosen/rejected) or HH-RLHF .jsonl[.gz]")
-    return check_pairs_frame(df, path)
+def read_pairs(source) -> Pairs:
+    """Read preference pairs (see `load_pairs_dataset` for the sources and `_pair_row` for the forms)."""
+    if not hasattr(source, "column_names") and not Path(source).exists():
+        raise DataError(f"pairs file {source} does not exist; give SIMDIR/pairs/<objective>.parquet, TRL "
+                        "preference data or an HH-RLHF .jsonl.gz")
+    df, _ = pairs_frame(source)
+    where = Path(source) if not hasattr(source, "column_names") else Path("<dataset>")
+    if df.empty:
+        raise DataError(f"{where}: no preference pairs (every row's conversations differ before the last turn)")
+    return check_pairs_frame(df.drop(columns=["source_row"]), where)
 
 
 def split_pairs(pairs: Pairs, test_fraction: float, seed: int) -> tuple[Pairs, Pairs]:

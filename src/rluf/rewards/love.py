@@ -21,6 +21,7 @@ from rluf.rewards.calibration import apply_calibration, fit_calibration
 from rluf.rewards.common import base_meta, fit, is_main_process, report_from_main, save_reward_folder
 from rluf.rewards.config import RewardConfig
 from rluf.rewards.data import Encoder, LoveSplit, natural_rate_of, read_curated
+from rluf.rewards.hf_trainer import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
 from rluf.rewards.metrics import (
     binary_metrics,
     expected_metrics,
@@ -30,7 +31,6 @@ from rluf.rewards.metrics import (
     plot_roc,
 )
 from rluf.rewards.scorer import Scorer
-from rluf.rewards.trainers import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
 from rluf.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     texts = [m["content"] for c in train.contexts for m in c] + train.responses
     model, tokenizer, info = load_backbone(cfg.model, texts, seed=cfg.train.seed)
     encoder = Encoder(tokenizer, cfg.model.max_length)
-    weights, train_rate = loss_weights(train, cfg.train.sample_weights)
+    weights, loss_rate = loss_weights(train, cfg.train.sample_weights)
     dataset = love_dataset(encoder.encode_many(train.contexts, train.responses), train.labels, weights)
 
     # 2. train
@@ -78,7 +78,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
         return report_from_main(out)
 
     # 3. calibrate on validation at the natural rate
-    meta = {**base_meta(cfg, info, device), "natural_rate": natural_rate, "train_rate": train_rate,
+    meta = {**base_meta(cfg, info, device), "natural_rate": natural_rate, "loss_positive_rate": loss_rate,
             "curated": str(data), "manifest": manifest}
     scorer = Scorer(model, tokenizer, meta, device=device)
     val = splits["validation"]
@@ -89,7 +89,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     # 4. evaluate on test, 5. save
     report = evaluate_love(scorer, splits["test"], out, true_p=true_p, n_bins=cfg.calibration.ece_bins,
                            batch_size=cfg.train.eval_batch_size)
-    report.update({"objective": "love", "natural_rate": natural_rate, "train_rate": train_rate,
+    report.update({"objective": "love", "natural_rate": natural_rate, "loss_positive_rate": loss_rate,
                    "train": train_stats, "calibration": meta["calibration"]})
     save_reward_folder(model, tokenizer, meta, out, report)
     return report
@@ -131,7 +131,9 @@ def downsample_negatives(split: LoveSplit, max_negatives: int | None, seed: int)
 
 
 def loss_weights(split: LoveSplit, mode: str) -> tuple[np.ndarray, float]:
-    """Per-example loss weights and the positive rate the model will learn (the prior-shift 'train rate')."""
+    """Per-example loss weights and the positive rate the loss sees, which the model learns and the prior
+    shift maps back to the natural rate (`loss_positive_rate`; the manifest's `train_rate` is the curated
+    file's rate, which this equals unless `sample_weights: full`)."""
     y, w = split.labels, split.weights
     if mode == "full":
         return w / w.mean(), float(np.sum(w * y) / np.sum(w))

@@ -19,9 +19,9 @@ from rluf.rewards.backbone import load_backbone
 from rluf.rewards.common import base_meta, fit, is_main_process, report_from_main, save_reward_folder
 from rluf.rewards.config import PAIRWISE_OBJECTIVES, RewardConfig
 from rluf.rewards.data import Encoder, Pairs, read_pairs, split_pairs
+from rluf.rewards.hf_trainer import BradleyTerryTrainer, PairCollator, pairs_dataset
 from rluf.rewards.metrics import pairwise_accuracy, pearson, spearman
 from rluf.rewards.scorer import Scorer
-from rluf.rewards.trainers import BradleyTerryTrainer, PairCollator, pairs_dataset
 from rluf.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)

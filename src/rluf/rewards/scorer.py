@@ -108,9 +108,11 @@ class Scorer:
         return self.score_ids(seqs, batch_size, progress or None)
 
     def natural_logit(self, raw: np.ndarray) -> np.ndarray:
-        """Prior-shift raw BCE logits from the training rate to the natural rate."""
+        """Prior-shift raw BCE logits from the rate the loss saw to the natural rate."""
         self._require_love()
-        return prior_shift(raw, self.meta["train_rate"], self.meta["natural_rate"])
+        # folders written before the key's rename call it train_rate
+        loss_rate = self.meta.get("loss_positive_rate", self.meta.get("train_rate"))
+        return prior_shift(raw, loss_rate, self.meta["natural_rate"])
 
     def prob_from_raw(self, raw: np.ndarray) -> np.ndarray:
         """P[Love] at the natural rate from raw logits: prior shift, then the fitted calibration."""

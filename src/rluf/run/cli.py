@@ -16,12 +16,14 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/default or runs/quick)."),
     quick: bool = typer.Option(False, "--quick", help="Small world and short training: a few minutes."),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
+    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted, into the run config: "
+                                               "--set optimize.crraft.iterations=24"),
 ) -> None:
     """Run the whole loop on the simulated deployment; resumes a partly finished run directory."""
     from rluf.run.config import load_run_config
     from rluf.run.pipeline import run as run_loop
 
-    cfg = load_run_config(config, quick=quick, seed=seed)
+    cfg = load_run_config(config, quick=quick, seed=seed, overrides=overrides)
     out = out or Path("runs") / ("quick" if cfg.quick else "default")
     t0 = time.time()
 

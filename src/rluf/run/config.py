@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from rluf.config import StrictModel, load_config, validate_config
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+from rluf.config import StrictModel, load_config
+from rluf.optimize.config import PAPER_SWEEP, SweepRun
 
 
 class SignalsSection(StrictModel):
@@ -22,10 +21,28 @@ class SignalsSection(StrictModel):
 
 
 class SweepSection(StrictModel):
-    runs: dict[str, dict[str, float]] | None = Field(
-        None, description="run name -> objective weights; None = the paper's sweep (love 0.0 / 0.1 / 0.3, love-only)"
-    )
-    candidate: str = Field("love_0.1", description="the sweep run promoted to the A/B test (the paper's love 0.1)")
+    runs: dict[str, SweepRun] | None = Field(
+        None, description="run name -> {weights, role}; None = the paper's sweep (PAPER_SWEEP: love 0.0 / "
+        "0.1 / 0.3 with helpfulness 0.7 and safety 0.3, love 0.1 the candidate; love 0.3 and love-only the "
+        "hack checks)")
+    extra_runs: dict[str, SweepRun] = Field(default_factory=dict, description="runs added to `runs`")
+    renamed_keys = {"candidate": "runs.<name>.role"}
+
+    @model_validator(mode="after")
+    def _one_candidate(self) -> SweepSection:
+        candidates = [name for name, run in self.all_runs().items() if run.role == "candidate"]
+        if len(candidates) != 1:
+            raise ValueError(f"exactly one sweep run needs `role: candidate` (the one the A/B test deploys); "
+                             f"found {candidates or 'none'}")
+        return self
+
+    def all_runs(self) -> dict[str, SweepRun]:
+        return {**(PAPER_SWEEP if self.runs is None else self.runs), **self.extra_runs}
+
+    @property
+    def candidate(self) -> str:
+        """The run promoted to the simulated A/B test."""
+        return next(name for name, run in self.all_runs().items() if run.role == "candidate")
 
 
 class RunConfig(StrictModel):
@@ -45,24 +62,23 @@ class RunConfig(StrictModel):
     abtest: dict[str, Any] = Field(default_factory=dict, description="simulated A/B test: WorldConfig overrides")
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def stage_config(cls, packaged: str | None, overrides: dict[str, Any], section: str):
-    """The stage's packaged YAML (if any) with the run's overrides on top, validated by the stage's model."""
-    from rluf.config import load_yaml
+    """The stage's model defaults (or a packaged override file) with the run's overrides, validated."""
+    from rluf.errors import ConfigError
 
-    base = load_yaml(CONFIG_DIR / packaged) if packaged and (CONFIG_DIR / packaged).is_file() else {}
-    return validate_config(cls, _merge(base, overrides), source=f"run config section '{section}'")
+    try:
+        return load_config(cls, packaged, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"run config section '{section}': {e}") from None
 
 
-def load_run_config(path: str | Path | None, quick: bool = False, seed: int | None = None) -> RunConfig:
-    default = CONFIG_DIR / ("run_quick.yaml" if quick else "run.yaml")
-    cfg = load_config(RunConfig, path or default, {"seed": seed})
+def load_run_config(path: str | Path | None, quick: bool = False, seed: int | None = None,
+                    overrides: list[str] | None = None) -> RunConfig:
+    """run.yaml / run_quick.yaml (or `path`) with the seed and `--set KEY=VALUE` overrides."""
+    from rluf.config import parse_set
+
+    packaged = "run_quick.yaml" if quick else "run.yaml"
+    cfg = load_config(RunConfig, path or packaged, {"seed": seed, **parse_set(overrides)})
     if quick and not cfg.quick:
         cfg = cfg.model_copy(update={"quick": True})
     return cfg

@@ -67,10 +67,13 @@ class Report:
         )
         self.parts.append(f'<table class="kv"{tid}>{body}</table>')
 
-    def image(self, path: str | Path, caption: str) -> None:
+    def image(self, path: str | Path, caption: str, why_missing: str | None = None) -> None:
+        """Embed the PNG at `path`; if it was not drawn, say so in words (`why_missing`, or which stage's file
+        is absent)."""
         path = Path(path)
         if not path.is_file():
-            self.paragraph(f"(missing figure: {path.name})", "warn")
+            why = why_missing or f"Its stage did not write {path.parent.name}/{path.name}."
+            self.paragraph(f"{caption}: not drawn. {why}", "warn")
             return
         data = base64.b64encode(path.read_bytes()).decode()
         self.parts.append(

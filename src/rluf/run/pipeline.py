@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rluf.config import deep_merge
 from rluf.errors import ConfigError
 from rluf.run.config import RunConfig, stage_config
-from rluf.run.config import _merge as _deep
 from rluf.run.stages import run_stage
 from rluf.utils import write_json
 
@@ -34,15 +34,13 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Validate every stage's config (packaged YAML + the run's overrides + the chaining paths) up front."""
     from rluf.evaluate import EvaluateConfig
     from rluf.optimize import OptimizeConfig
-    from rluf.sim import WorldConfig, quick_config
+    from rluf.sim import WorldConfig
 
     sim_dir = run_dir / "simulate"
-    world = stage_config(WorldConfig, "sim_quick.yaml" if cfg.quick else "sim.yaml",
+    world = stage_config(WorldConfig, "sim_quick.yaml" if cfg.quick else None,
                          {"seed": cfg.seed, **cfg.simulate}, "simulate")
-    if cfg.quick:
-        world = quick_config(world)
     rewards = {name: reward_config(cfg, name, run_dir) for name in ("love", "helpfulness", "safety")}
-    optimize = stage_config(OptimizeConfig, "optimize_quick.yaml" if cfg.quick else "optimize.yaml", _deep({
+    optimize = stage_config(OptimizeConfig, None, deep_merge({
         "seed": cfg.seed,
         "policy": str(sim_dir / "policy"),
         "objectives": {k: str(run_dir / f"reward_{k}") for k in ("love", "helpfulness", "safety")},
@@ -54,10 +52,10 @@ def resolve_stage_configs(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
         rewards=rewards,
         optimize=optimize,
         # offline evaluation on the curated test split: conversations later in time than all training data
-        evaluate=stage_config(EvaluateConfig, "evaluate.yaml",
-                              _deep({"prompts": {"path": str(run_dir / "curate")}}, cfg.evaluate), "evaluate"),
-        abtest_world=stage_config(WorldConfig, None, _deep(world.model_dump(), {"traffic_seed": cfg.seed + 1000, **cfg.abtest}),
-                                  "abtest"),
+        evaluate=stage_config(EvaluateConfig, None, deep_merge(
+            {"prompts": {"path": str(run_dir / "curate")}}, cfg.evaluate), "evaluate"),
+        abtest_world=stage_config(WorldConfig, None, deep_merge(
+            world.model_dump(), {"traffic_seed": cfg.seed + 1000, **cfg.abtest}), "abtest"),
     )
 
 
@@ -65,7 +63,7 @@ def curate_config(cfg: RunConfig):
     """The run's CurateConfig: curate.yaml + the run's overrides, seeded by the run."""
     from rluf.signals.config import CurateConfig
 
-    return stage_config(CurateConfig, "curate.yaml", _deep({"sample": {"seed": cfg.seed}}, cfg.curate), "curate")
+    return stage_config(CurateConfig, None, deep_merge({"sample": {"seed": cfg.seed}}, cfg.curate), "curate")
 
 
 def reward_config(cfg: RunConfig, name: str, run_dir: Path):
@@ -75,7 +73,8 @@ def reward_config(cfg: RunConfig, name: str, run_dir: Path):
     from rluf.rewards import RewardConfig
 
     policy = str(run_dir / "simulate" / "policy")
-    overrides = _deep({"train": {"seed": cfg.seed}, "model": {"tokenizer": policy}}, getattr(cfg, f"reward_{name}"))
+    overrides = deep_merge({"objective": name, "train": {"seed": cfg.seed}, "model": {"tokenizer": policy}},
+                           getattr(cfg, f"reward_{name}"))
     backbone = overrides["model"].get("backbone")
     if backbone == BASELINE_BACKBONE:  # start from the simulator's baseline LM
         overrides["model"]["backbone"] = policy
@@ -84,7 +83,7 @@ def reward_config(cfg: RunConfig, name: str, run_dir: Path):
             raise ConfigError(f"reward_{name}.model.backbone: {HELPFULNESS_BACKBONE!r} is for reward_love only "
                               "(the run trains the helpfulness model first)")
         overrides["model"]["backbone"] = str(run_dir / "reward_helpfulness")
-    return stage_config(RewardConfig, f"reward_{name}.yaml", overrides, f"reward_{name}")
+    return stage_config(RewardConfig, None, overrides, f"reward_{name}")
 
 
 def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> dict[str, Any]:
@@ -127,7 +126,7 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
           lambda d: train_reward("love", run_dir / "curate", d, sc["rewards"]["love"], truth=truth))
     # 5. CRRAFT with the Mixture of Judges, over the paper's weight sweep.
     stage("sweep", [sc["optimize"], cfg.sweep], ["simulate", "reward_love", "reward_helpfulness", "reward_safety"],
-          lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.runs))
+          lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.all_runs()))
     policies = candidate_policies(run_dir)
     rewards = {k: run_dir / f"reward_{k}" for k in ("love", "helpfulness", "safety")}
     # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator.

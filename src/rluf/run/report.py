@@ -145,8 +145,11 @@ def build_report(run_dir: str | Path) -> Path:
     r.heading("3. Reward models", "rewards")
     love = _load(run_dir / "reward_love" / "eval.json") or {}
     r.key_values(love_metrics(love), table_id="reward-love-table")
-    r.image(run_dir / "reward_love" / "roc.png", "P[Love] ROC (held-out, later in time)")
-    r.image(run_dir / "reward_love" / "reliability.png", "P[Love] reliability at the natural rate")
+    positives = (love.get("test") or {}).get("positives")
+    one_class = (f"The test split has {positives} Love positives; ROC and reliability need both positives "
+                 "and negatives." if positives == 0 else None)
+    r.image(run_dir / "reward_love" / "roc.png", "P[Love] ROC (held-out, later in time)", one_class)
+    r.image(run_dir / "reward_love" / "reliability.png", "P[Love] reliability at the natural rate", one_class)
     pair_rows = []
     for name in ("helpfulness", "safety"):
         e = _flatten(_load(run_dir / f"reward_{name}" / "eval.json") or {})
@@ -165,7 +168,8 @@ def build_report(run_dir: str | Path) -> Path:
         r.paragraph(f"{sweep['n_eval']} prompts x {k} answer{'s' if k > 1 else ''}: {where}.", "note")
     r.table(sweep_rows(sweep), table_id="sweep-table")
     if sweep.get("claims"):
-        r.table(claim_rows(sweep["claims"], (sweep.get("runs") or {}).get("love_0.1", {})), table_id="claims-table")
+        candidate = (sweep.get("runs") or {}).get(sweep["claims"].get("candidate"), {})
+        r.table(claim_rows(sweep["claims"], candidate), table_id="claims-table")
 
     r.heading("6. Offline evaluation", "evaluate")
     if ev.get("n_prompts"):
@@ -208,32 +212,33 @@ def headline(sim: dict, sweep: dict, ab: dict, agree: dict) -> dict[str, Any]:
     }
 
 
-def claim_rows(claims: dict[str, Any], love_01: dict[str, Any]) -> list[dict[str, Any]]:
-    """The paper's two findings as sweep.json's `claims` records them, one readable row each (`love_01`: the
-    love 0.1 run's row, for its deltas and their CIs)."""
+def claim_rows(claims: dict[str, Any], candidate: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paper's two findings as sweep.json's `claims` records them, one readable row each (`candidate`: the
+    candidate run's row, for its deltas and their CIs)."""
     from rluf.optimize.weight_sweep import SIGNOFF_RISE, TARGET_LIFT
 
     def held(ok: Any) -> str:
         return "yes" if ok is True else ("no" if ok is False else "-")
 
     def with_ci(key: str, fmt: Callable[[float], str]) -> str:  # e.g. "+43.6% [+31.5%, +57.2%]"
-        if key not in love_01:
+        if key not in candidate:
             return ""
-        lo, hi = love_01.get(f"{key}_ci", (float("nan"), float("nan")))
-        return f"{fmt(love_01[key])} [{fmt(lo)}, {fmt(hi)}]"
+        lo, hi = candidate.get(f"{key}_ci", (float("nan"), float("nan")))
+        return f"{fmt(candidate[key])} [{fmt(lo)}, {fmt(hi)}]"
 
     rows = []
-    if "love_0.1_lift" in claims:
+    if "candidate_lift" in claims:
+        name = claims["candidate"]
         rows += [
-            {"finding (RLUF)": f"love 0.1 lifts true Love by at least {TARGET_LIFT:+.0%}",
-             "measured": with_ci("love_lift", lambda v: f"{v:+.1%}") or f"{claims['love_0.1_lift']:+.1%}",
-             "holds": held(claims.get("love_0.1_lift_ok"))},
-            {"finding (RLUF)": "love 0.1: helpfulness no worse (95% CI)",
+            {"finding (RLUF)": f"{name} lifts true Love by at least {TARGET_LIFT:+.0%}",
+             "measured": with_ci("love_lift", lambda v: f"{v:+.1%}") or f"{claims['candidate_lift']:+.1%}",
+             "holds": held(claims.get("candidate_lift_ok"))},
+            {"finding (RLUF)": f"{name}: helpfulness no worse (95% CI)",
              "measured": with_ci("helpfulness_delta", lambda v: f"{v:+.3f}"),
-             "holds": held(claims.get("love_0.1_helpfulness_held"))},
-            {"finding (RLUF)": "love 0.1: safety violations no worse (95% CI), in points",
+             "holds": held(claims.get("candidate_helpfulness_held"))},
+            {"finding (RLUF)": f"{name}: safety violations no worse (95% CI), in points",
              "measured": with_ci("safety_violation_delta", lambda v: f"{100 * v:+.1f}"),
-             "holds": held(claims.get("love_0.1_safety_held"))},
+             "holds": held(claims.get("candidate_safety_held"))},
         ]
     for run, h in (claims.get("hack") or {}).items():
         rows.append({"finding (RLUF)": f"{run}: sign-off share rises by {100 * SIGNOFF_RISE:.0f} points or more, "
@@ -294,7 +299,8 @@ def love_metrics(love: dict) -> dict[str, Any]:
                 "ECE / rate against true p_love": exp and exp["model"]["ece_relative"],
                 "length r": love.get("length_r"), "true length r": love.get("true_length_r"),
                 "length slope / true slope": love.get("length_slope_ratio"),
-                "natural rate": love.get("natural_rate"), "training rate": love.get("train_rate")})
+                "natural rate": love.get("natural_rate"),
+                "rate the loss saw": love.get("loss_positive_rate")})
     return out
 
 

@@ -6,7 +6,7 @@ Routes
                               `conversation_id` continues a conversation the caller owns
   POST /v1/reactions          {message_id, type}: react to an assistant answer (a repeat is a no-op)
   DELETE /v1/reactions        {message_id, type}: undo
-  GET  /v1/models, /healthz
+  GET  /v1/models (needs a user, like every /v1 call), /healthz
 
 Answered means logged: a non-streamed answer is returned only after its rows are committed; a streamed
 answer's closing chunk (finish_reason, then `data: [DONE]`) is sent only after the commit, and a failed
@@ -19,6 +19,7 @@ import gc
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -33,12 +34,22 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from rluf.serve.arms import ArmAssigner
-from rluf.serve.backends import GenParams, UpstreamError, build_backend
+from rluf.serve.backends import GenParams, UpstreamError, build_backend, check_backend
 from rluf.serve.config import ServeConfig
-from rluf.serve.security import COOKIE, Authenticator, BodyLimitMiddleware, RateLimiter
+from rluf.serve.security import (
+    ANONYMOUS_PREFIX,
+    COOKIE,
+    Authenticator,
+    BodyLimitMiddleware,
+    RateLimiter,
+    client_address,
+)
 from rluf.serve.store import ConversationConflict, GroupCommitter, Store, Turn, path_hash
 
 log = logging.getLogger(__name__)
+# A chat request nests 5 levels (body, messages, message, content parts, part); OpenAI fields the gateway
+# ignores (tools with JSON schemas) may nest deeper, so the bound is generous, but far below Python's stack.
+MAX_JSON_DEPTH = 64
 
 
 class GatewayError(Exception):
@@ -95,16 +106,22 @@ def _new_id() -> str:
 class Gateway:
     """The request handlers' shared state and logic; FastAPI routes below are thin over it."""
 
-    def __init__(self, cfg: ServeConfig, store: Store, backends: dict, clock_us: Callable[[], int],
-                 new_id: Callable[[], str]):
+    def __init__(self, cfg: ServeConfig, auth: Authenticator, store: Store, backends: dict,
+                 clock_us: Callable[[], int], new_id: Callable[[], str]):
         self.cfg = cfg
         self.store = store
         self.backends = backends  # backend name -> backend object
         self.arm_backend = {a.name: a.backend for a in cfg.experiment.arms}
         self.assign = ArmAssigner(cfg.experiment.name, [(a.name, a.share) for a in cfg.experiment.arms])
-        self.auth = Authenticator(cfg.auth)
-        self.chat_limiter = RateLimiter(cfg.limits)
-        self.reaction_limiter = RateLimiter(cfg.limits)
+        self.auth = auth
+        lim = cfg.limits
+        self.chat_limiter = RateLimiter(lim.rate_per_minute, lim.rate_burst)
+        self.reaction_limiter = RateLimiter(lim.rate_per_minute, lim.rate_burst)
+        # keyed by "chat <address>" and "reaction <address>": all anonymous users of one client together
+        self.anonymous_limiter = RateLimiter(lim.anonymous_rate_per_minute, lim.rate_burst)
+        self.session_limiter = RateLimiter(lim.sessions_per_hour / 60.0, lim.session_burst)
+        # those in the database plus the sessions handed out since: an upper bound on anonymous user rows
+        self.anonymous_users = store.count_users(ANONYMOUS_PREFIX) if cfg.auth.web_sessions else 0
         self.clock_us = clock_us
         self.new_id = new_id
         self.writer = GroupCommitter(store)
@@ -117,7 +134,8 @@ class Gateway:
         return await run_in_threadpool(fn, *args)
 
     # -- who ------------------------------------------------------------------------------------------
-    def authenticate(self, request: Request) -> str:
+    def authenticate(self, request: Request) -> tuple[str, bool]:
+        """(user id, True if it came from the chat page's anonymous session cookie)."""
         header = request.headers.get("authorization")
         if header is not None:
             user = self.auth.user_from_bearer(header)
@@ -125,31 +143,39 @@ class Gateway:
                 raise GatewayError(401, "invalid API key; send `Authorization: Bearer <key>` with a key "
                                         "configured in auth.api_keys or $RLUF_API_KEYS", "invalid_api_key",
                                    {"WWW-Authenticate": "Bearer"})
-            return user
+            return user, False
         user = self.auth.user_from_cookie(request.cookies.get(COOKIE))
         if user is None:
             raise GatewayError(401, "missing API key; send `Authorization: Bearer <key>` (or open the chat "
                                     "page at / for a browser session)", "missing_api_key",
                                {"WWW-Authenticate": "Bearer"})
         origin = request.headers.get("origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
-            raise GatewayError(403, "cross-origin request with a session cookie refused", "cross_origin")
-        return user
+        own_origin = f"{request.url.scheme}://{request.headers.get('host')}"  # scheme and host (with port)
+        if origin is not None and origin.lower() != own_origin.lower():
+            raise GatewayError(403, f"cross-origin request with a session cookie refused (Origin {origin!r} "
+                                    f"is not this server's {own_origin!r})", "cross_origin")
+        return user, True
 
-    def rate_limit(self, limiter: RateLimiter, user: str) -> None:
+    def rate_limit(self, kind: str, request: Request, user: str, anonymous: bool) -> None:
+        """The user's own token bucket; an anonymous user also shares one with every anonymous user of the
+        same client address, since a new session cookie is only a GET / away."""
+        lim = self.cfg.limits
+        limiter = self.chat_limiter if kind == "chat" else self.reaction_limiter
         wait = limiter.allow(user)
+        what = f"rate limit of {lim.rate_per_minute:g} requests/minute (burst {lim.rate_burst})"
+        if wait == 0 and anonymous:
+            address = client_address(request.client and request.client.host)
+            wait = self.anonymous_limiter.allow(f"{kind} {address}")
+            what = (f"rate limit of {lim.anonymous_rate_per_minute:g} requests/minute for the chat page's "
+                    "users at one address (limits.anonymous_rate_per_minute)")
         if wait > 0:
-            raise GatewayError(429, f"rate limit of {self.cfg.limits.rate_per_minute:g} requests/minute "
-                                    f"(burst {self.cfg.limits.rate_burst}) reached; retry in {wait:.1f} s",
-                               "rate_limited", {"Retry-After": str(max(1, round(wait)))})
+            raise GatewayError(429, f"{what} reached; retry in {wait:.1f} s", "rate_limited",
+                               {"Retry-After": str(max(1, round(wait)))})
 
     # -- chat -----------------------------------------------------------------------------------------
     def parse_chat(self, raw: bytes) -> ChatRequest:
         lim = self.cfg.limits
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise GatewayError(400, "request body is not valid JSON", "invalid_json") from None
+        data = parse_json_body(raw)
         msgs = data.get("messages") if isinstance(data, dict) else None
         if isinstance(msgs, list) and len(msgs) > lim.max_messages:
             raise GatewayError(413, f"{len(msgs)} messages in one request; the limit is {lim.max_messages} "
@@ -227,8 +253,8 @@ class Gateway:
 
     async def chat(self, request: Request) -> Response:
         t0 = time.perf_counter()
-        user = self.authenticate(request)
-        self.rate_limit(self.chat_limiter, user)
+        user, anonymous = self.authenticate(request)
+        self.rate_limit("chat", request, user, anonymous)
         req = self.parse_chat(await request.body())
         turn = await self.prepare_turn(req, user)
         backend_name = self.arm_backend[turn.arm]
@@ -240,7 +266,7 @@ class Gateway:
             answer = await backend.complete(context, params)
         except UpstreamError as e:
             raise GatewayError(e.status, e.reason, "upstream_error") from None
-        answer.text = no_nul(answer.text)
+        answer.text = storable(answer.text)
         mid = self.add_answer(turn, answer.text)
         await self.commit(turn)
         gateway_ms = (time.perf_counter() - t0) * 1e3 - answer.upstream_ms
@@ -269,12 +295,12 @@ class Gateway:
             return f"data: {json.dumps(chunk)}\n\n"
 
         async def events():
-            parts = [no_nul(first)]
+            parts = [storable(first)]
             yield event({"role": "assistant"}, conversation_id=turn.conversation_id)
             yield event({"content": parts[0]})
             try:
                 async for d in deltas:
-                    d = no_nul(d)
+                    d = storable(d)
                     parts.append(d)
                     yield event({"content": d})
                 self.add_answer(turn, "".join(parts), mid)  # the id the client already holds
@@ -301,10 +327,11 @@ class Gateway:
 
     # -- reactions ------------------------------------------------------------------------------------
     async def react(self, request: Request, undo: bool) -> Response:
-        user = self.authenticate(request)
-        self.rate_limit(self.reaction_limiter, user)
+        user, anonymous = self.authenticate(request)
+        self.rate_limit("reaction", request, user, anonymous)
+        data = parse_json_body(await request.body())
         try:
-            req = ReactionRequest.model_validate_json(await request.body())
+            req = ReactionRequest.model_validate(data)
         except ValidationError as e:
             raise GatewayError(422, _validation_message(e), "invalid_request") from None
         types = self.cfg.reactions.types
@@ -342,16 +369,88 @@ class Gateway:
                                        "base-uri 'none'; form-action 'none'",
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
         if self.cfg.auth.web_sessions and self.auth.user_from_cookie(request.cookies.get(COOKIE)) is None:
+            self.limit_new_sessions(request)
             _, cookie = self.auth.new_session()
+            self.anonymous_users += 1
             resp.set_cookie(COOKIE, cookie, max_age=int(self.auth.max_age_s), httponly=True, samesite="strict",
                             secure=self.cfg.auth.cookie_secure, path="/")
         return resp
 
+    def limit_new_sessions(self, request: Request) -> None:
+        lim = self.cfg.limits
+        if self.anonymous_users >= lim.max_anonymous_users:
+            raise GatewayError(503, f"the chat page takes no new users: {self.anonymous_users} anonymous "
+                                    f"users reached limits.max_anonymous_users ({lim.max_anonymous_users})",
+                               "too_many_anonymous_users")
+        wait = self.session_limiter.allow(client_address(request.client and request.client.host))
+        if wait > 0:
+            raise GatewayError(429, f"too many new chat sessions from this address ({lim.sessions_per_hour:g}"
+                                    f"/hour, burst {lim.session_burst}: limits.sessions_per_hour); keep the "
+                                    f"session cookie, or retry in {wait:.0f} s", "too_many_sessions",
+                               {"Retry-After": str(max(1, round(wait)))})
 
-def no_nul(text: str) -> str:
-    """A model may emit NUL (byte-level tokens); PostgreSQL text cannot store it, so it becomes U+FFFD in
-    both the answer and the log."""
-    return text.replace("\x00", "\ufffd")
+
+def parse_json_body(raw: bytes):
+    """The request body as JSON, checked without recursion: 400 if it is not JSON or nests deeper than
+    MAX_JSON_DEPTH; 422 `bad_text` if any string in it holds a lone surrogate (not Unicode text: the
+    project refuses such text everywhere it enters, docs/serve.md)."""
+    too_deep = GatewayError(400, f"request body nests JSON deeper than {MAX_JSON_DEPTH} levels; a chat "
+                                 "request needs 5", "too_deep")
+    try:
+        data = json.loads(raw)
+    except RecursionError:  # deeper than the interpreter's stack
+        raise too_deep from None
+    except ValueError:  # also bytes that are not UTF-8
+        raise GatewayError(400, "request body is not valid JSON", "invalid_json") from None
+    stack = [(data, 1, None, None)]  # (value, depth, parent entry, key in parent)
+    while stack:
+        entry = stack.pop()
+        value, depth = entry[0], entry[1]
+        if depth > MAX_JSON_DEPTH:
+            raise too_deep
+        if isinstance(value, str):
+            if not _is_text(value):
+                raise GatewayError(422, f"{_json_path(entry)} holds a lone surrogate (an unpaired UTF-16 "
+                                        "half, not Unicode text); send valid UTF-8 text", "bad_text")
+        elif isinstance(value, dict | list):
+            for key, child in value.items() if isinstance(value, dict) else enumerate(value):
+                if isinstance(key, str) and not _is_text(key):
+                    raise GatewayError(422, f"a key in {_json_path(entry)} holds a lone surrogate; send "
+                                            "valid UTF-8 text", "bad_text")
+                stack.append((child, depth + 1, entry, key))
+    return data
+
+
+def _is_text(s: str) -> bool:
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_path(entry) -> str:
+    """messages[0].content, from a parse_json_body stack entry."""
+    parts = []
+    while entry is not None and entry[2] is not None:
+        key = entry[3]
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        entry = entry[2]
+    return "".join(reversed(parts)).lstrip(".") or "the body"
+
+
+def storable(text: str) -> str:
+    """A model may emit NUL (byte-level tokens), and an upstream may send a lone surrogate: PostgreSQL
+    text cannot store NUL and neither database nor UTF-8 can hold a lone surrogate, so each becomes U+FFFD
+    in both the answer and the log (a user's text with them is refused instead: it is the user's to fix)."""
+    if text.isascii():
+        return text.replace("\x00", "\ufffd")
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # in a str every surrogate code point is a lone one
 
 
 def _validation_message(e: ValidationError) -> str:
@@ -367,13 +466,19 @@ def create_app(cfg: ServeConfig, *, store: Store | None = None, backends: dict |
                new_id: Callable[[], str] = _new_id) -> FastAPI:
     """Build the gateway. `store`/`backends` are made from `cfg` unless given; `transport` is an httpx
     transport for the OpenAI backends (tests route them to an in-process stub)."""
+    used = sorted({a.backend for a in cfg.experiment.arms})
+    for name in used if backends is None else ():  # a config error leaves no database file behind
+        check_backend(name, cfg.backends[name])
+    auth = Authenticator(cfg.auth)
     own_store = store is None
     store = store or Store(cfg.database.url, sqlite_synchronous=cfg.database.sqlite_synchronous,
                            pool_size=cfg.database.pool_size)
-    used = {a.backend for a in cfg.experiment.arms}
-    backends = backends or {n: build_backend(n, cfg.backends[n], transport=transport) for n in sorted(used)}
-    gw = Gateway(cfg, store, backends, clock_us, new_id)
-    html = resources.files("rluf.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+    backends = backends or {n: build_backend(n, cfg.backends[n], transport=transport) for n in used}
+    # httpx logs every upstream call at INFO: one line per request, whatever server.access_log says
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    gw = Gateway(cfg, auth, store, backends, clock_us, new_id)
+    # The page is not under /static: it is served only by `GET /`, with its security headers
+    html = resources.files("rluf.serve").joinpath("index.html").read_text(encoding="utf-8")
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -410,7 +515,8 @@ def create_app(cfg: ServeConfig, *, store: Store | None = None, backends: dict |
         return gw.page(request, html)
 
     @app.get("/v1/models")
-    async def models():
+    async def models(request: Request):
+        gw.authenticate(request)
         return {"object": "list", "data": [{"id": cfg.server.public_model_name, "object": "model"}]}
 
     @app.get("/healthz")

@@ -57,14 +57,9 @@ class LocalBackend:
     def __init__(self, name: str, cfg: BackendConfig):
         from rluf.policy import Policy
 
-        path = Path(cfg.path or "")
-        if not (path / "config.json").is_file():
-            raise ConfigError(
-                f"backends.{name}.path = {str(path)!r} is not a Hugging Face model folder (no config.json); "
-                "build one with `rluf simulate --out runs/default` or point it at another model folder"
-            )
+        check_backend(name, cfg)
         self.name = name
-        self.policy = Policy.from_pretrained(path, device=cfg.device)
+        self.policy = Policy.from_pretrained(Path(cfg.path), device=cfg.device)
         self._lock = threading.Lock()
         tok = self.policy.tokenizer
         self._suppress = sorted(set(tok.all_special_ids) - {tok.eos_token_id})
@@ -144,15 +139,8 @@ class OpenAIBackend:
         self.name = name
         self.cfg = cfg
         self.model = cfg.model or name
-        headers = {}
-        if cfg.api_key_env:
-            key = os.environ.get(cfg.api_key_env)
-            if not key:
-                raise ConfigError(
-                    f"backends.{name}.api_key_env = {cfg.api_key_env!r} but that environment variable is unset; "
-                    "export it or remove api_key_env"
-                )
-            headers["Authorization"] = f"Bearer {key}"
+        check_backend(name, cfg)
+        headers = {"Authorization": f"Bearer {os.environ[cfg.api_key_env]}"} if cfg.api_key_env else {}
         timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
         # Several small connection pools used in turn: httpcore checks every pooled connection on each
@@ -199,7 +187,7 @@ class OpenAIBackend:
             choice = resp.json()["choices"][0]
             text = choice["message"]["content"]
             finish = choice.get("finish_reason") or "stop"
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
             raise UpstreamError(502, f"backend {self.name!r} sent a malformed chat completion") from None
         if not isinstance(text, str) or not text:
             raise UpstreamError(502, f"backend {self.name!r} returned an empty answer")
@@ -216,7 +204,7 @@ class OpenAIBackend:
                     return
                 try:
                     delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
-                except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
                     raise UpstreamError(502, f"backend {self.name!r} sent a malformed stream chunk") from None
                 if delta:
                     yield delta
@@ -231,6 +219,21 @@ class OpenAIBackend:
     async def aclose(self) -> None:
         for client in self.clients:
             await client.aclose()
+
+
+def check_backend(name: str, cfg: BackendConfig) -> None:
+    """What a backend needs from the machine (a model folder, an upstream key), checked before the gateway
+    opens its database or loads a model."""
+    if cfg.kind == "local" and not (Path(cfg.path or "") / "config.json").is_file():
+        raise ConfigError(
+            f"backends.{name}.path = {cfg.path!r} is not a Hugging Face model folder (no config.json); "
+            "build one with `rluf simulate --out runs/default` or point it at another model folder"
+        )
+    if cfg.kind == "openai" and cfg.api_key_env and not os.environ.get(cfg.api_key_env):
+        raise ConfigError(
+            f"backends.{name}.api_key_env = {cfg.api_key_env!r} but that environment variable is unset; "
+            "export it or remove api_key_env"
+        )
 
 
 def build_backend(name: str, cfg: BackendConfig, transport: httpx.AsyncBaseTransport | None = None):

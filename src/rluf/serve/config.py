@@ -112,6 +112,12 @@ class LimitsConfig(StrictModel):
     max_messages: int = Field(64, ge=1)  # 413 above, per request
     rate_per_minute: float = Field(60.0, gt=0)  # per user, token bucket; 429 with Retry-After above
     rate_burst: int = Field(20, ge=1)
+    # The chat page's anonymous users, per client address (IPv6: per /64): a fresh session cookie is a fresh
+    # user, so without these one client could mint users to escape the per-user rate limit.
+    anonymous_rate_per_minute: float = Field(120.0, gt=0)  # all anonymous requests of one address together
+    sessions_per_hour: float = Field(30.0, gt=0)  # new sessions (cookies from GET /) per address; 429 above
+    session_burst: int = Field(10, ge=1)
+    max_anonymous_users: int = Field(100_000, ge=1)  # no new sessions (503) once this many exist
 
 
 class ServeConfig(StrictModel):

@@ -57,12 +57,13 @@ def _to_arrow(rows: list, schema: pa.Schema) -> pa.Table:
 def _export_table(conn, table, order: list[str], schema: pa.Schema, path: Path, name: str | None) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    query = select(*[table.c[f.name] for f in schema]).order_by(*[table.c[c] for c in order])
+    stored = pa.schema([f for f in schema if f.name in table.c])  # check_table adds later columns
+    query = select(*[table.c[f.name] for f in stored]).order_by(*[table.c[c] for c in order])
     n = 0
     with pq.ParquetWriter(tmp, schema) as writer:
         result = conn.execution_options(stream_results=True, yield_per=CHUNK).execute(query)
         for rows in result.partitions(CHUNK):
-            chunk = _to_arrow(rows, schema)
+            chunk = _to_arrow(rows, stored)
             if name is not None:
                 chunk = check_table(chunk, name, source=str(path))
             writer.write_table(chunk)

@@ -6,6 +6,7 @@ The user id always comes from the bearer key or the signed cookie, never from th
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import os
 import secrets
@@ -15,10 +16,11 @@ from collections import OrderedDict
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from rluf.errors import ConfigError
-from rluf.serve.config import AuthConfig, LimitsConfig
+from rluf.serve.config import AuthConfig
 
 log = logging.getLogger(__name__)
 COOKIE = "rluf_session"
+ANONYMOUS_PREFIX = "web-"  # the user ids of the chat page's anonymous sessions
 
 
 def _digest(key: str) -> str:
@@ -80,34 +82,51 @@ class Authenticator:
 
     def new_session(self) -> tuple[str, str]:
         """A fresh anonymous web user: (user_id, signed cookie value)."""
-        user_id = f"web-{secrets.token_hex(8)}"
+        user_id = f"{ANONYMOUS_PREFIX}{secrets.token_hex(8)}"
         return user_id, self._serializer.dumps(user_id)
 
 
 class RateLimiter:
-    """A token bucket per user: `rate_per_minute` sustained, `rate_burst` at once. Bounded memory (LRU)."""
+    """A token bucket per key (a user, or a client address): `per_minute` sustained, `burst` at once.
+    Bounded memory (LRU)."""
 
-    def __init__(self, cfg: LimitsConfig, max_users: int = 100_000, clock=time.monotonic):
-        self.rate = cfg.rate_per_minute / 60.0
-        self.burst = float(cfg.rate_burst)
-        self.max_users = max_users
+    def __init__(self, per_minute: float, burst: int, max_keys: int = 100_000, clock=time.monotonic):
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_keys = max_keys
         self.clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def allow(self, user_id: str) -> float:
+    def allow(self, key: str) -> float:
         """0.0 if allowed (and a token is spent), else the seconds to wait for the next token."""
         now = self.clock()
-        tokens, last = self._buckets.pop(user_id, (self.burst, now))
+        tokens, last = self._buckets.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         wait = 0.0
         if tokens >= 1.0:
             tokens -= 1.0
         else:
             wait = (1.0 - tokens) / self.rate
-        self._buckets[user_id] = (tokens, now)
-        if len(self._buckets) > self.max_users:
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return wait
+
+
+def client_address(host: str | None) -> str:
+    """The key that limits one client: its IP address, or for IPv6 its /64 network (one host commonly
+    holds a whole /64, so single IPv6 addresses are free to rotate)."""
+    if not host:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:  # not an IP (a test client's name, a Unix socket)
+        return host
+    if ip.version == 6 and ip.ipv4_mapped:  # an IPv4 client of a dual-stack socket
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class BodyLimitMiddleware:

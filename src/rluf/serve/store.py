@@ -333,6 +333,13 @@ class Store:
         (removed,) = self.write_batch([lambda conn: self.apply_unreaction(conn, message_id, user_id, type_)])
         return removed
 
+    def count_users(self, prefix: str) -> int:
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(users).where(
+                users.c.user_id.startswith(prefix, autoescape=True))).scalar_one()
+
     def counts(self) -> dict[str, int]:
         from sqlalchemy import func
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -9,10 +10,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rluf.config import load_config
+from rluf.config import load_config, parse_set
 from rluf.signals.config import CurateConfig
 
 console = Console()
+
+
+def _use_full_width() -> None:
+    """Tables at their full width when stdout is not a terminal (a file, a pipe, a CI log): rich would cut them
+    to 80 columns there ("cont…"). Called per command, since the test runner swaps stdout."""
+    global console
+    console = Console() if sys.stdout.isatty() else Console(file=sys.stdout, width=100_000)
 
 
 def _fmt(x, pct: bool = False) -> str:
@@ -37,6 +45,7 @@ def signals_cmd(
     memory_limit: str = typer.Option("1GB", "--memory-limit", help="DuckDB memory limit."),
 ) -> None:
     """Rank candidate feedback signals by availability and association with users returning."""
+    _use_full_width()
     from rluf.signals.selection import signals
 
     with console.status("assessing signals"):
@@ -92,35 +101,45 @@ def curate_cmd(
     signal: str | None = typer.Option(None, "--signal", help="Reaction type or rule, e.g. 'love or like and not dislike'."),
     config: Path | None = typer.Option(None, "--config", help="YAML config (see src/rluf/configs/curate.yaml)."),
     truth: Path | None = typer.Option(None, "--truth", help="Simulator truth/ folder: report filter precision/recall."),
-    k: int | None = typer.Option(None, "--k", help="Context length in messages (overrides context.k)."),
-    target_rate: float | None = typer.Option(None, "--target-rate", help="Train positive rate (sample.target_rate)."),
+    context_turns: int | None = typer.Option(None, "--context-turns", help="Context length in messages "
+                                             "(context.context_turns)."),
+    target_rate: str | None = typer.Option(None, "--target-rate",
+                                           help="Train positive rate, or 'natural' (sample.target_rate)."),
     pii: bool | None = typer.Option(None, "--pii/--no-pii", help="Scrub emails, phones and card numbers."),
     memory_limit: str | None = typer.Option(None, "--memory-limit", help="DuckDB memory limit (engine.memory_limit)."),
+    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set sample.seed=1"),
 ) -> None:
     """Build the P[Love] training set: label, filter, de-duplicate, split by time, resample, write Parquet."""
+    _use_full_width()
     from rluf.signals.curate import STEPS, curate
 
-    cfg = load_config(CurateConfig, config)
-    data = cfg.model_dump()
-    for section, key, value in (("signal", "rule", signal), ("context", "k", k), ("sample", "target_rate", target_rate),
-                                ("pii", "enabled", pii), ("engine", "memory_limit", memory_limit)):
-        if value is not None:
-            data[section][key] = value
+    rate = target_rate if target_rate in (None, "natural") else _rate(target_rate)
+    cfg = load_config(CurateConfig, config, {
+        "signal.rule": signal, "context.context_turns": context_turns, "sample.target_rate": rate,
+        "pii.enabled": pii, "engine.memory_limit": memory_limit, **parse_set(overrides)})
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("curate", total=len(STEPS) + 2)
 
         def on_step(name: str) -> None:
             bar.update(task, description=f"curate: {name}", advance=1)
 
-        manifest = curate(logs, out, data, truth_dir=truth, on_step=on_step)
+        manifest = curate(logs, out, cfg, truth_dir=truth, on_step=on_step)
         bar.update(task, completed=len(STEPS) + 2)
     _print_manifest(manifest, out)
 
 
+def _rate(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"--target-rate {text!r}: give a rate in (0, 1) or 'natural'") from None
+
+
 def _print_manifest(m: dict, out: Path) -> None:
     c = m["counts"]
+    target = m["target_rate"] if m["target_rate"] == "natural" else _fmt(m["target_rate"], True)
     console.print(f"signal {m['signal_rule']!r}: natural rate {_fmt(m['natural_rate'], True)} -> train rate "
-                  f"{_fmt(m['train_rate'], True)} (target {_fmt(m['target_rate'], True)}; weighted "
+                  f"{_fmt(m['train_rate'], True)} (target {target}; weighted "
                   f"{_fmt(m['train_weighted_rate'], True)})")
     t = Table(title="filters (each rule alone)")
     for col in ("rule", "users", "reactions removed", "rows removed"):
@@ -136,6 +155,8 @@ def _print_manifest(m: dict, out: Path) -> None:
                   f"{c['dedup']['rows_in']} -> de-duplicated {c['dedup']['rows_out']}")
     for s, o in c["output"].items():
         console.print(f"  {s}: {o['rows']} rows, {o['positives']} positives")
+    for w in m.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}")
     if "filters_vs_truth" in m:
         a = m["filters_vs_truth"]["all"]
         console.print(f"filters vs truth: precision {_fmt(a['precision'])}, recall {_fmt(a['recall'])}")

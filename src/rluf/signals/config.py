@@ -12,17 +12,23 @@ from rluf.config import StrictModel
 class SignalSection(StrictModel):
     rule: str = "love"
     """Label rule over reaction types: names joined by `and`, `or`, `not`, parentheses (e.g.
-    `love or like and not dislike`). Parsed, never eval'd. `--signal` on the command line overrides it."""
+    `love or like and not dislike`), or counts compared (`count(+1) > count(-1)`: net positive). Parsed, never
+    eval'd. `--signal` on the command line overrides it."""
+    unreacted: Literal["label", "drop"] = "label"
+    """Assistant messages that received none of the rule's reaction types: `label` gives them the rule's value
+    (false for `love`); `drop` leaves them out (e.g. learn `count(+1) > count(-1)` among voted replies only)."""
 
 
 class ContextSection(StrictModel):
-    k: int = 10
-    """Context = the last k messages before the assistant message (RLUF: 10-turn context). Must be >= 1."""
+    context_turns: int = 10
+    """Context = the last `context_turns` messages before the assistant message (RLUF: 10-turn context)."""
+    renamed_keys = {"k": "context_turns"}
 
     @model_validator(mode="after")
-    def _k_positive(self) -> ContextSection:
-        if self.k < 1:
-            raise ValueError(f"context.k must be >= 1 (got {self.k}); set k: 10 for the RLUF 10-turn context")
+    def _context_turns_positive(self) -> ContextSection:
+        if self.context_turns < 1:
+            raise ValueError(f"context.context_turns must be >= 1 (got {self.context_turns}); "
+                             "set context_turns: 10 for the RLUF 10-turn context")
         return self
 
 
@@ -105,15 +111,26 @@ class PiiSection(StrictModel):
 
 
 class SplitSection(StrictModel):
+    method: Literal["time", "conversation", "user"] = "time"
+    """time: later conversations are validation and test (RLUF). conversation / user: a seeded random split of
+    whole conversations / whole users (a hash of the id), in the same proportions, for logs whose time order
+    says little (e.g. a one-off export) or when users must not span splits."""
     validation_fraction: float = Field(0.1, gt=0, lt=1)
     test_fraction: float = Field(0.1, gt=0, lt=1)
     """Conversations are ordered by start time; the last test_fraction go to test, the validation_fraction
     before them to validation. Conversations straddling a cut-off are dropped, so val/test are strictly later."""
     user_disjoint: bool = False
-    """Also assign users to splits (by a hash, in the same proportions) so no user appears in two splits."""
+    """time split only: also assign users to splits (by a hash, in the same proportions) so no user appears in
+    two splits; rows whose user belongs to another split than their time are dropped (`other_user`). With few
+    users per period this can empty a split: `method: user` keeps every row."""
+    min_positives: int = Field(10, ge=1)
+    """Warn (log and manifest `warnings`) when a split holds fewer positives than this: its AUROC means little."""
 
     @model_validator(mode="after")
     def _fractions(self) -> SplitSection:
+        if self.user_disjoint and self.method != "time":
+            raise ValueError(f"split.user_disjoint applies to the time split only (method is {self.method!r}); "
+                             "method: user already keeps every user in one split")
         if self.validation_fraction + self.test_fraction >= 1:
             raise ValueError(
                 f"split.validation_fraction + split.test_fraction must be < 1 (got "
@@ -123,8 +140,10 @@ class SplitSection(StrictModel):
 
 
 class SampleSection(StrictModel):
-    target_rate: float = 0.10
-    """Positive rate of the resampled train split (RLUF: Love upsampled from ~0.1% to 10%). In (0, 1)."""
+    target_rate: float | Literal["natural"] = 0.10
+    """Positive rate of the resampled train split (RLUF: Love upsampled from ~0.1% to 10%), in (0, 1); or
+    `natural`: no resampling. Resampling only raises a rare class: when the natural rate is already at or above
+    the target, train keeps its natural rate (logged), it never discards positives."""
     upsample_positives: int = Field(1, ge=1)
     """Copy each train positive this many times (each copy weighs 1/copies); negatives are then downsampled."""
     eval_max_negatives: int | None = Field(20_000, ge=1)
@@ -145,6 +164,8 @@ class SampleSection(StrictModel):
 
     @model_validator(mode="after")
     def _rate(self) -> SampleSection:
+        if self.target_rate == "natural":
+            return self
         if not 0 < self.target_rate < 1:
             raise ValueError(
                 f"sample.target_rate must be strictly between 0 and 1 (got {self.target_rate}); "

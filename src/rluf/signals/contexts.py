@@ -5,11 +5,16 @@ kept rows' conversations, and the kept rows. Everything after that is columnar A
 tables, never a loop over rows in Python and never a per-row aggregate in the engine:
 
 - the messages are ordered by (conversation, turn, message id) with one numpy sort of integer keys (a
-  permutation; the texts themselves are never moved), and a row at turn t of conversation c has as context the
-  messages at turns t-k..t-1 of c: one contiguous range [start, end) of that order, found by binary search;
-- the dedup key of a row (sums of message hashes over its context, its own message's hash) is a difference of
-  prefix sums at `start` and `end`, and the copies are merged with one more sort;
-- the `prompt` lists are one `take` of those ranges cut by offsets, written chunk by chunk as Parquet row groups.
+  permutation; the texts themselves are never moved);
+- a row's context is its ancestor chain, followed through `parent_id` up to k messages (k gathers of a parent
+  array over all rows at once), wherever its own message's parent is in the table; otherwise, for logs without
+  parent ids, the messages at turns t-k..t-1 of its conversation: one contiguous range of that order, found by
+  binary search, and cut to its last k messages when siblings share a turn;
+- contexts are held as one flat array of sorted positions with offsets per row, so a row's dedup key (sums of
+  message hashes over its context, its own message's hash) is a difference of prefix sums, and the copies are
+  merged with one more sort;
+- the `prompt` lists are one `take` of those positions cut by the offsets, written chunk by chunk as Parquet
+  row groups.
 
 (Building the lists in the engine instead, `collect` over a range join or over a window and a DuckDB COPY, and
 keying the rows with a range join and a group-by, took about twice as long on DuckDB: list aggregation copies
@@ -97,10 +102,11 @@ def _tie_order(order: np.ndarray, key: np.ndarray, names: pa.Array) -> np.ndarra
 class ContextIndex:
     """The messages of the kept rows' conversations, searchable by (conversation, turn).
 
-    `messages` columns, in any row order: conversation_id, message_id, turn, role, text, and optionally `h` (the
-    dedup hash of role:text) and pii_* (0/1 per kind of PII found); `k` is the context length in turns.
-    `locate` finds the rows once and then frees the search structures; `prompts` and `completions` need only
-    the roles and texts, which stay in the engine's order (`perm` maps sorted positions to them).
+    `messages` columns, in any row order: conversation_id, message_id, turn, role, text, and optionally
+    parent_id, `h` (the dedup hash of role:text) and pii_* (0/1 per kind of PII found); `k` is the context
+    length in messages. `locate` finds the rows once and then frees the search structures; `prompts` and
+    `completions` need only the roles and texts, which stay in the engine's order (`perm` maps sorted positions
+    to them).
     """
 
     def __init__(self, con, messages: ibis.Table, k: int):
@@ -129,24 +135,35 @@ class ContextIndex:
         self.perm = _tie_order(order, key, self.message_id)
         del order
         self.key = key
+        self.turn = turn[self.perm]
+        self.parent = self._parents(take("parent_id"), key // self.span) if "parent_id" in table.column_names else None
         self.role = pc.dictionary_encode(take("role"))
         self.text = take("text")
         self.h = None
-        self.sums: dict[str, np.ndarray] = {}
         if "h" in table.column_names:
             self.h = take("h").to_numpy().astype(np.int64)[self.perm]
-            self.sums["h"] = _prefix(self.h)
-            self.sums["ht"] = _prefix(self.h * turn[self.perm])
         self.pii = [c for c in table.column_names if c.startswith("pii_")]
         self.flags = {c: take(c).to_numpy().astype(np.int64)[self.perm] for c in self.pii}
-        for c, f in self.flags.items():
-            self.sums[c] = _prefix(f)
+
+    def _parents(self, parent_id: pa.Array, conv: np.ndarray) -> np.ndarray:
+        """Sorted position of each sorted message's parent in the same conversation, -1 where there is none."""
+        n = len(self.perm)
+        at = pc.index_in(parent_id, value_set=self.message_id).to_numpy(zero_copy_only=False)  # original rows
+        at = np.where(np.isnan(at), -1, at).astype(np.int64) if at.dtype.kind == "f" else at.astype(np.int64)
+        inverse = np.empty(n, np.int64)
+        inverse[self.perm] = np.arange(n)
+        parent = np.full(n, -1, np.int64)
+        found = at[self.perm] >= 0
+        parent[found] = inverse[at[self.perm][found]]
+        parent[found] = np.where(conv[parent[found]] == conv[found], parent[found], -1)
+        return parent
 
     def locate(self, rows: pa.Table) -> dict[str, np.ndarray]:
-        """Per row (columns conversation_id, message_id, turn_index): `start`, `end` (the sorted positions of the
-        messages at turns t-k..t-1 of its conversation), `pos` (its own message: the one at turn t, or among
-        siblings sharing turn t the one with its message id), the dedup key `ctx0`, `ctx1`, `comp` and the PII
-        counts of its context and completion. Frees the search structures afterwards.
+        """Per row (columns conversation_id, message_id, turn_index): `pos` (the sorted position of its own
+        message: the one at turn t, or among siblings sharing turn t the one with its message id), its context
+        as sorted positions `ctx_pos[ctx_off[i]:ctx_off[i + 1]]` (oldest first; at most k), `by_parent` (the
+        context is the ancestor chain), the dedup key `ctx0`, `ctx1`, `comp` and the PII counts of its context
+        and completion. Frees the search structures afterwards.
 
         ctx0 = sum h_j and ctx1 = sum h_j (t_j - t) over the context (order-sensitive, offset-invariant: the same
         context at any depth of a conversation gets the same key); comp = h of the row's own message.
@@ -158,7 +175,6 @@ class ContextIndex:
         base = g.to_numpy().astype(np.int64) * self.span
         t = np.minimum(rows.column("turn_index").to_numpy().astype(np.int64), self.span - 1)
         end = np.searchsorted(self.key, base + t, side="left")
-        start = np.searchsorted(self.key, base + np.maximum(t - self.k, 0), side="left")
         after = np.searchsorted(self.key, base + t + 1, side="left")  # the messages at turn t: [end, after)
         pos = end.copy()
         many = np.flatnonzero(after - end > 1)
@@ -170,23 +186,47 @@ class ContextIndex:
             pos[row[hit]] = cand[hit]
         if len(pos) and not pc.all(pc.equal(self.message_id.take(pa.array(self.perm[pos])), message_id)).as_py():
             raise ValueError("a kept row's message is missing from the context table")
-        out = {"start": start, "end": end, "pos": pos}
+        # turn order (no parent known): turns t-k..t-1, at most k messages
+        start = np.maximum(np.searchsorted(self.key, base + np.maximum(t - self.k, 0), side="left"), end - self.k)
+        by_parent = self.parent[pos] >= 0 if self.parent is not None else np.zeros(len(pos), bool)
+        chain = np.full((int(by_parent.sum()), self.k), -1, np.int64)  # ancestors, nearest first
+        if len(chain):
+            cur = self.parent[pos[by_parent]]
+            for j in range(self.k):
+                chain[:, j] = cur
+                cur = np.where(cur >= 0, self.parent[np.maximum(cur, 0)], -1)
+        length = np.where(by_parent, 0, end - start)
+        length[by_parent] = (chain >= 0).sum(axis=1)
+        off = _prefix(length)
+        ctx_pos = np.empty(int(off[-1]), np.int64)
+        turn_rows = np.flatnonzero(~by_parent)
+        ctx_pos[_ranges(off[turn_rows], off[turn_rows + 1])] = _ranges(start[turn_rows], end[turn_rows])
+        chain_rows = np.flatnonzero(by_parent)
+        oldest_first = chain[:, ::-1]
+        ctx_pos[_ranges(off[chain_rows], off[chain_rows + 1])] = oldest_first[oldest_first >= 0]
+        out = {"pos": pos, "ctx_pos": ctx_pos, "ctx_off": off, "by_parent": by_parent}
+
+        def context_sum(values: np.ndarray) -> np.ndarray:
+            sums = _prefix(values[ctx_pos])
+            return sums[off[1:]] - sums[off[:-1]]
+
         if self.h is not None:
-            out["ctx0"] = self.sums["h"][end] - self.sums["h"][start]
-            out["ctx1"] = (self.sums["ht"][end] - self.sums["ht"][start]) - t * out["ctx0"]
+            out["ctx0"] = context_sum(self.h)
+            out["ctx1"] = context_sum(self.h * self.turn) - t * out["ctx0"]
             out["comp"] = self.h[pos]
         for c in self.pii:
-            out[c] = self.sums[c][end] - self.sums[c][start] + self.flags[c][pos]
+            out[c] = context_sum(self.flags[c]) + self.flags[c][pos]
         # only roles, texts and the permutation are needed from here on
-        self.key = self.message_id = self.convs = self.h = None
-        self.sums, self.flags = {}, {}
+        self.key = self.message_id = self.convs = self.h = self.parent = self.turn = None
+        self.flags = {}
         return out
 
-    def prompts(self, start: np.ndarray, end: np.ndarray) -> pa.Array:
-        """list<struct<role, content>>: the messages at sorted positions [start, end) per row (oldest turn first)."""
-        idx = pa.array(self.perm[_ranges(start, end)])
-        offsets = np.zeros(len(end) + 1, np.int32)
-        np.cumsum(end - start, out=offsets[1:])
+    def prompts(self, loc: dict[str, np.ndarray], rows: np.ndarray) -> pa.Array:
+        """list<struct<role, content>>: the contexts of `rows` (`locate`'s row indices), oldest message first."""
+        lo, hi = loc["ctx_off"][rows], loc["ctx_off"][rows + 1]
+        idx = pa.array(self.perm[loc["ctx_pos"][_ranges(lo, hi)]])
+        offsets = np.zeros(len(rows) + 1, np.int32)
+        np.cumsum(hi - lo, out=offsets[1:])
         items = pa.StructArray.from_arrays([self.role.take(idx).cast(pa.string()), self.text.take(idx)],
                                            fields=list(CHAT.value_type))
         return pa.ListArray.from_arrays(pa.array(offsets), items, type=CHAT)
@@ -234,7 +274,7 @@ def write_split(rows: pa.Table, idx: np.ndarray, label: np.ndarray, weight: np.n
         for lo in range(0, max(len(idx), 1), chunk_rows):
             i = idx[lo:lo + chunk_rows]
             part = rows.select(META).take(pa.array(i))
-            cols = {"prompt": index.prompts(loc["start"][i], loc["end"][i]), "completion": index.completions(loc["pos"][i]),
+            cols = {"prompt": index.prompts(loc, i), "completion": index.completions(loc["pos"][i]),
                     "label": pa.array(label[lo:lo + chunk_rows]), "weight": pa.array(weight[lo:lo + chunk_rows])}
             cols.update({c: part.column(c).combine_chunks().cast(SCHEMA.field(c).type) for c in META})
             writer.write_table(pa.Table.from_pydict(cols, schema=SCHEMA))

@@ -9,13 +9,15 @@ survive sampling:
               2. filters    adversarial users and reactions (rluf.signals.filters): aggregates per user
               3. label      label = rule(reaction types), kept as the small table of messages whose label differs
                             from the rule's value for a message nobody reacted to ("exceptions")
-              4. split      cut-offs from conversation start times; per (conversation, user) split, so validation
-                            and test are strictly later than train (optionally user-disjoint)
-              5. resample   one filter over the rows (time against the cut-offs, hash draw) picks the rows kept:
-                            train at `target_rate`; validation/test every positive and ~`eval_max_negatives`
+              4. split      by time (cut-offs from conversation start times, so validation and test are strictly
+                            later than train; optionally user-disjoint), or random by conversation or by user
+              5. resample   one filter over the rows (each row's split from its time or a hash, then a hash draw)
+                            picks the rows kept: train at `target_rate` (or its natural rate when that is
+                            higher, or `natural`); validation/test every positive and ~`eval_max_negatives`
                             negatives (both reweighted to the split's natural rate)
-  kept rows   6. contexts   the messages of the kept rows' conversations, read once (PII scrubbed here)
-              7. dedup      identical (last-k context, completion) pairs among the kept rows merged (hash key),
+  kept rows   6. contexts   the messages of the kept rows' conversations, read once (PII scrubbed here); a
+                            row's context is its parent_id chain (turn order where parent ids are missing)
+              7. dedup      identical (context, completion) pairs among the kept rows merged (hash key),
                             labels aggregated; weights computed after it so the weighted rate stays exact
               8. write      prompts assembled in Arrow from the sorted messages (rluf.signals.contexts) and
                             written as Parquet row groups; manifest.json
@@ -29,6 +31,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,9 +45,10 @@ from rluf.signals import sampling
 from rluf.signals.config import CurateConfig
 from rluf.signals.contexts import ContextIndex, dedup, fetch_arrow, time_order, write_split
 from rluf.signals.engine import Logs, materialize, open_logs, raw_hash, reaction_type_counts, release
-from rluf.signals.filters import apply_filters, reactions_with_message, truth_scores
+from rluf.signals.filters import FilterResult, apply_filters, reactions_with_message, truth_scores
 from rluf.signals.pii import PATTERNS
 from rluf.signals.rules import Rule, evaluate_rule, parse_rule, rule_names, rule_text
+from rluf.signals.sampling import ResamplePlan
 from rluf.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -102,13 +106,13 @@ def conversation_users(rows: ibis.Table) -> ibis.Table:
 
 def default_label(rule: Rule) -> bool:
     """The rule's value for a message without any reaction (True for rules such as `not dislike`)."""
-    return bool(evaluate_rule(rule, lambda name: np.False_))
+    return bool(evaluate_rule(rule, lambda name: np.False_, lambda name: np.int64(0)))
 
 
-def label_exceptions(reactions: ibis.Table, rule: Rule, bad: ibis.Table | None) -> ibis.Table:
-    """Rows whose label differs from `default_label(rule)`: the rule over the reaction types each message
-    received (`reactions` are the filtered reactions with their message's columns, `msg_*`). Small: at most
-    one row per reacted message. Messages of flagged users (`bad`) are left out."""
+def reacted_messages(reactions: ibis.Table, rule: Rule, bad: ibis.Table | None) -> ibis.Table:
+    """One row per assistant message (with a context) that received any of the rule's reaction types:
+    ROW_COLUMNS and `n{i}`, the count of the rule's i-th type. `reactions` are the filtered reactions with their
+    message's columns (`msg_*`); messages of flagged users (`bad`) are left out."""
     names = rule_names(rule)
     r = reactions.filter(reactions.type.isin(names) & (reactions.msg_role == "assistant")
                          & (reactions.msg_turn_index >= 1))
@@ -116,10 +120,20 @@ def label_exceptions(reactions: ibis.Table, rule: Rule, bad: ibis.Table | None) 
         r = r.anti_join(bad, r.msg_user_id == bad.user_id)
     keys = {"message_id": r.message_id, "conversation_id": r.msg_conversation_id, "user_id": r.msg_user_id,
             "created_at": r.msg_at, "turn_index": r.msg_turn_index, "model_id": r.msg_model_id}
-    flags = r.group_by(**keys).agg(**{f"r{i}": (r.type == n).any() for i, n in enumerate(names)})
-    label = evaluate_rule(rule, lambda n: flags[f"r{names.index(n)}"])
+    return r.group_by(**keys).agg(**{f"n{i}": (r.type == n).cast("int64").sum() for i, n in enumerate(names)})
+
+
+def label_exceptions(reacted: ibis.Table, rule: Rule) -> ibis.Table:
+    """Rows whose label differs from `default_label(rule)`: the rule over the reaction types (and counts) each
+    reacted message received (`reacted_messages`). Small: at most one row per reacted message."""
+    names = rule_names(rule)
+
+    def count(n: str) -> ibis.IntegerValue:
+        return reacted[f"n{names.index(n)}"]
+
+    label = evaluate_rule(rule, lambda n: count(n) > 0, count)
     c0 = default_label(rule)
-    return flags.filter(~label if c0 else label).select(*ROW_COLUMNS, label=ibis.literal(not c0))
+    return reacted.filter(~label if c0 else label).select(*ROW_COLUMNS, label=ibis.literal(not c0))
 
 
 def cutoff_time(epoch_s: float) -> datetime:
@@ -135,19 +149,47 @@ def conversation_spans(conv_users: ibis.Table) -> ibis.Table:
 
 def split_keys(cfg: CurateConfig) -> list[str]:
     """The key of the split table: a conversation's rows share its split unless users are split too."""
-    return ["conversation_id", "user_id"] if cfg.split.user_disjoint else ["conversation_id"]
+    by_user = cfg.split.user_disjoint or cfg.split.method == "user"
+    return ["conversation_id", "user_id"] if by_user else ["conversation_id"]
 
 
-def split_table(conv: ibis.Table, conv_users: ibis.Table, t1: datetime, t2: datetime,
+def random_split(key: ibis.StringValue, salt: str, cfg: CurateConfig) -> ibis.StringValue:
+    """train / validation / test by a seeded hash of `key`, in the configured proportions."""
+    f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
+    how = cfg.sample.hash
+    u = sampling.draw(key, f"{salt}{cfg.sample.seed}", how)
+    return ibis.cases((u < sampling.threshold(1 - f_val - f_test, how), "train"),
+                      (u < sampling.threshold(1 - f_test, how), "validation"), else_="test")
+
+
+def row_split(t: ibis.Table, cfg: CurateConfig, t1: datetime | None, t2: datetime | None) -> ibis.StringValue:
+    """The split a row (conversation_id, user_id, created_at) belongs to if its conversation is not dropped:
+    by its own time against the cut-offs (time split), or by the hash of its conversation or user."""
+    if cfg.split.method == "conversation":
+        return random_split(t.conversation_id, "conversations", cfg)
+    if cfg.split.method == "user":
+        return random_split(t.user_id, "users", cfg)
+    ts = t.created_at.type()
+    return ibis.cases((t.created_at < ibis.literal(t1, type=ts), "train"),
+                      (t.created_at < ibis.literal(t2, type=ts), "validation"), else_="test")
+
+
+def split_table(conv: ibis.Table, conv_users: ibis.Table, t1: datetime | None, t2: datetime | None,
                 cfg: CurateConfig) -> ibis.Table:
     """`split_keys` + n -> split: train / validation / test, `straddle` or `other_user`.
 
-    `conv` is `conversation_spans` of `conv_users` (flagged users' rows dropped). A conversation's time span is
-    that of its rows (assistant messages with a context), so every validation row is strictly later than every
-    train row and every test row strictly later than every validation row: a row's split is also given by its
-    own time (< t1, [t1, t2), >= t2). Without `user_disjoint` the table has one row per conversation (no join
-    back to the per-(conversation, user) table); with it, one per (conversation, user).
+    Time split: `conv` is `conversation_spans` of `conv_users` (flagged users' rows dropped). A conversation's
+    time span is that of its rows (assistant messages with a context), so every validation row is strictly later
+    than every train row and every test row strictly later than every validation row: a row's split is also
+    given by its own time (< t1, [t1, t2), >= t2). Without `user_disjoint` the table has one row per
+    conversation (no join back to the per-(conversation, user) table); with it, one per (conversation, user).
+    Random splits (`method: conversation | user`) draw the split from a hash of the conversation or user id.
     """
+    if cfg.split.method == "conversation":
+        return conv.select("conversation_id", "n", split=random_split(conv.conversation_id, "conversations", cfg))
+    if cfg.split.method == "user":
+        cu = conv_users
+        return cu.select("conversation_id", "user_id", "n", split=random_split(cu.user_id, "users", cfg))
     j = conv
     if cfg.split.user_disjoint:
         cu = conv_users
@@ -162,11 +204,7 @@ def split_table(conv: ibis.Table, conv_users: ibis.Table, t1: datetime, t2: date
         else_="straddle",
     )
     if cfg.split.user_disjoint:
-        f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
-        how = cfg.sample.hash
-        u = sampling.draw(j.user_id, f"users{cfg.sample.seed}", how)
-        user_split = ibis.cases((u < sampling.threshold(1 - f_val - f_test, how), "train"),
-                                (u < sampling.threshold(1 - f_test, how), "validation"), else_="test")
+        user_split = random_split(j.user_id, "users", cfg)
         split = ibis.cases((split == "straddle", "straddle"), (user_split != split, "other_user"), else_=split)
     return j.select(*split_keys(cfg), "n", split=split)
 
@@ -177,47 +215,46 @@ def split_cutoffs(con, conv: ibis.Table, exceptions: ibis.Table, conv_users_all:
     filtering, label exceptions and input rows (`conv_users_all`: all users): one query."""
     f_val, f_test = cfg.split.validation_fraction, cfg.split.test_fraction
     start = conv.cstart.epoch_seconds()
-    r = con.to_pyarrow(conv.agg(t1=start.quantile(1 - f_val - f_test), t2=start.quantile(1 - f_test),
-                                n=conv.n.sum(), x=exceptions.count().as_scalar(),
+    quantiles = ({"t1": start.quantile(1 - f_val - f_test), "t2": start.quantile(1 - f_test)}
+                 if cfg.split.method == "time" else {})
+    r = con.to_pyarrow(conv.agg(**quantiles, n=conv.n.sum(), x=exceptions.count().as_scalar(),
                                 n_in=conv_users_all.n.sum().as_scalar())).to_pylist()[0]
-    return {"t1": r["t1"], "t2": r["t2"], "n": int(r["n"] or 0), "x": int(r["x"] or 0), "n_in": int(r["n_in"] or 0)}
+    return {"t1": r.get("t1"), "t2": r.get("t2"), "n": int(r["n"] or 0), "x": int(r["x"] or 0),
+            "n_in": int(r["n_in"] or 0)}
 
 
-def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, plan: dict,
-                t1: datetime, t2: datetime, c0: bool, seed: int, bad: ibis.Table | None = None,
-                how: str = "native") -> ibis.Table:
+def select_kept(rows: ibis.Table, exceptions: ibis.Table, splits: ibis.Table, plan: ResamplePlan,
+                cfg: CurateConfig, t1: datetime | None, t2: datetime | None, c0: bool,
+                bad: ibis.Table | None = None) -> ibis.Table:
     """The rows resampling keeps, with `label` and `split`, chosen without labelling or splitting every row.
 
-    A row's split follows from its time (train < t1 <= validation < t2 <= test, the same exact timestamps as
-    `split_table`), so one cheap filter over the rows (time against the cut-offs, then a hash draw with the keep
+    A row's split follows from its own columns (`row_split`: its time against the cut-offs, or the hash of its
+    conversation or user), so one cheap filter over the rows (that split, then a hash draw with the keep
     probability of that split and of the default label) picks the candidates. Only the candidates are joined
     with the (small) label exceptions and with the split table, which drops straddling and other-user rows
-    (and flagged users' rows, `bad`, when the split table is per conversation). Keep probabilities: `plan["pos_keep"]`, `plan["neg_keep"]` (train), `plan["{split}_pos_keep"]`,
-    `plan["{split}_neg_keep"]` (validation, test). `how`: the draw's hash, "native" or "md5" (`sampling.draw`).
+    (and flagged users' rows, `bad`, when the split table is per conversation).
     """
+    seed, how = cfg.sample.seed, cfg.sample.hash
 
-    def pick(t: ibis.Table, cls: str) -> ibis.Table:
+    def pick(t: ibis.Table, label: bool) -> ibis.Table:
         def draw(q: float, salt: str) -> ibis.BooleanValue:
             if q >= 1:
                 return ibis.literal(True)
             return sampling.draw(t.message_id, f"{salt}{seed}", how) < sampling.threshold(q, how)
 
-        if all(plan[k] >= 1 for k in (f"{cls}_keep", f"validation_{cls}_keep", f"test_{cls}_keep")):
+        if plan.keeps_all(label):
             return t
-        ts = t.created_at.type()
-        cond = ibis.cases(
-            (t.created_at < ibis.literal(t1, type=ts), draw(plan[f"{cls}_keep"], "train")),
-            (t.created_at < ibis.literal(t2, type=ts), draw(plan[f"validation_{cls}_keep"], "eval")),
-            else_=draw(plan[f"test_{cls}_keep"], "eval"),
-        )
-        return t.filter(cond)
+        split = row_split(t, cfg, t1, t2)
+        return t.filter(ibis.cases((split == "train", draw(plan.keep[("train", label)], "train")),
+                                   (split == "validation", draw(plan.keep[("validation", label)], "eval")),
+                                   else_=draw(plan.keep[("test", label)], "eval")))
 
-    plain = pick(rows, "pos" if c0 else "neg").anti_join(exceptions, "message_id")
+    plain = pick(rows, c0).anti_join(exceptions, "message_id")
     per_user = "user_id" in splits.columns
     if bad is not None and not per_user:  # exceptions never hold flagged users' rows
         plain = plain.anti_join(bad, "user_id")
     plain = plain.mutate(label=ibis.literal(c0))
-    cand = plain.union(pick(exceptions, "neg" if c0 else "pos").select(*plain.columns))
+    cand = plain.union(pick(exceptions, not c0).select(*plain.columns))
     if per_user:
         s = splits.filter(splits.split.isin(SPLITS)).select(scid="conversation_id", suid="user_id", split="split")
         j = cand.join(s, [cand.conversation_id == s.scid, cand.user_id == s.suid])
@@ -235,8 +272,8 @@ def context_messages(logs: Logs, conversations: ibis.Table, dedup: bool, pii: bo
     m = logs.messages
     conv = conversations
     j = m.join(conv, m.conversation_id == conv.kcid)
-    cols: dict[str, Any] = {"conversation_id": j.conversation_id, "message_id": j.message_id, "turn": j.turn_index,
-                            "role": j.role}
+    cols: dict[str, Any] = {"conversation_id": j.conversation_id, "message_id": j.message_id,
+                            "parent_id": j.parent_id, "turn": j.turn_index, "role": j.role}
     text = j.text
     if dedup:
         cols["h"] = ((raw_hash(j.role + ":" + j.text) % HASH_MOD) + HASH_MOD) % HASH_MOD
@@ -273,19 +310,29 @@ def _split_counts(con, splits: ibis.Table, exceptions: ibis.Table, c0: bool,
                 f"the {s} split is empty ({by_split}); the logs span too little time or too few conversations "
                 f"for split fractions validation={cfg.split.validation_fraction}, test={cfg.split.test_fraction}"
                 f"{' with user_disjoint' if cfg.split.user_disjoint else ''}. Use more logs or change split.*"
+                + (f"; user_disjoint dropped {by_split['other_user'][0]} rows as other_user: split.method: user "
+                   "keeps every row with users disjoint" if "other_user" in by_split else "")
             )
     return by_split
 
 
-def _eval_keep(by_split: dict, max_rows: int | None, max_negatives: int | None) -> dict[str, float]:
-    """Keep probabilities of validation/test rows per class: every positive and at most ~`max_negatives`
-    negatives (q_neg = max_negatives / negatives), and both classes at max_rows / n above `max_rows`."""
-    out = {}
-    for s in ("validation", "test"):
+def split_warnings(by_split: dict[str, tuple[int, int]], cfg: CurateConfig) -> list[str]:
+    """Warnings about splits too thin to measure anything: fewer than `split.min_positives` positives, and the
+    rows a user-disjoint time split drops as `other_user`. Logged and written to the manifest."""
+    out = []
+    for s in SPLITS:
         n, p = by_split[s]
-        q = 1.0 if not max_rows or n <= max_rows else max_rows / n
-        q_neg = q if not max_negatives or n - p <= max_negatives else min(q, max_negatives / (n - p))
-        out.update({f"{s}_pos_keep": q, f"{s}_neg_keep": q_neg})
+        if p < cfg.split.min_positives:
+            out.append(f"the {s} split holds {p} positive(s) in {n} rows (< split.min_positives = "
+                       f"{cfg.split.min_positives}): AUROC and calibration measured on it mean little; use more "
+                       "logs, larger split fractions or another split.method")
+    n_other, p_other = by_split.get("other_user", (0, 0))
+    if n_other:
+        kept = sum(by_split[s][0] for s in SPLITS)
+        out.append(f"split.user_disjoint dropped {n_other} rows ({p_other} positives) as other_user, keeping {kept}: "
+                   "their user belongs to another split than their time; split.method: user keeps every row")
+    for w in out:
+        log.warning("%s", w)
     return out
 
 
@@ -304,7 +351,7 @@ def _kept_counts(split: np.ndarray, label: np.ndarray, n_copies: np.ndarray, loc
     return out
 
 
-def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict, dict]:
+def _weights(by_split: dict, kept: dict, plan: ResamplePlan) -> tuple[dict, dict]:
     """Row weights per (split, label) and the output summary per split.
 
     Train: w = (rows of the class before resampling) / (rows of the class written, copies included), so
@@ -317,10 +364,10 @@ def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict,
         n_pos = kept.get((s, True), {}).get("rows", 0)
         n_neg = kept.get((s, False), {}).get("rows", 0)
         if s == "train":
-            w_pos = plan["positives"] / (copies * n_pos) if n_pos else 0.0
-            w_neg = plan["negatives"] / n_neg if n_neg else 0.0
-            n_pos *= copies
-        elif plan[f"{s}_pos_keep"] >= 1 and plan[f"{s}_neg_keep"] >= 1:
+            w_pos = plan.positives / (plan.copies * n_pos) if n_pos else 0.0
+            w_neg = plan.negatives / n_neg if n_neg else 0.0
+            n_pos *= plan.copies
+        elif plan.keep[(s, True)] >= 1 and plan.keep[(s, False)] >= 1:
             w_pos = w_neg = 1.0
         else:
             n_split, p_split = by_split[s]
@@ -332,6 +379,137 @@ def _weights(by_split: dict, kept: dict, plan: dict, copies: int) -> tuple[dict,
         output[s] = {"rows": n, "positives": n_pos, "rate": n_pos / n if n else None,
                      "weighted_rate": w_pos * n_pos / w if w else None}
     return weights, output
+
+
+@dataclass
+class Stage:
+    """What the steps of one curate run hand each other: the logs, the config, the tables still in the engine
+    and the counts, rows and warnings gathered for the manifest."""
+
+    logs: Logs
+    cfg: CurateConfig
+    rule: Rule
+    c0: bool  # the label of a message nobody reacted to
+    types: dict[str, int]
+    counts: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)  # engine tables by name (None: not used)
+    cutoffs: dict[str, Any] = field(default_factory=dict)  # split_cutoffs' result
+    t1: datetime | None = None  # time split: train before t1, validation before t2, test from t2
+    t2: datetime | None = None
+    pii: dict | None = None  # texts written per split that contained each kind of PII (pii.enabled)
+
+    @property
+    def con(self) -> Any:
+        return self.logs.con
+
+
+def load_step(logs_dir: str | Path | Logs, con: Any, cfg: CurateConfig) -> Stage:
+    """1. load: register the logs, check the signal and the timestamps; the rows (assistant messages with a
+    context), their per-(conversation, user) spans and the reactions joined with their messages."""
+    e = cfg.engine
+    rule = parse_rule(cfg.signal.rule)
+    logs = open_logs(logs_dir, con, memory_limit=e.memory_limit, threads=e.threads, temp_directory=e.temp_directory)
+    types = reaction_type_counts(logs)
+    check_signal(rule, types, logs.where("reactions"))
+    _check_times(logs.con, logs.messages, logs.where("messages"))
+    st = Stage(logs, cfg, rule, default_label(rule), types)
+    rows = assistant_rows(logs)
+    st.tables["rows"] = rows
+    st.tables["conv_users_all"] = materialize(st.con, conversation_users(rows), "conv_users")
+    st.tables["reactions"] = materialize(st.con, reactions_with_message(
+        logs, ("conversation_id", "user_id", "role", "turn_index", "model_id")), "reactions")
+    return st
+
+
+def filter_step(st: Stage) -> FilterResult:
+    """2. filters: adversarial users and reactions; flagged users' rows leave the per-(conversation, user) table
+    with `drop_flagged_rows`."""
+    cu = st.tables["conv_users_all"]
+    per_user = cu.group_by("user_id").agg(n=cu.n.sum())
+    fr = apply_filters(st.logs, st.tables["rows"], st.cfg.filters, per_user=per_user, reactions=st.tables["reactions"])
+    st.tables["bad"] = fr.bad_table if st.cfg.filters.drop_flagged_rows else None
+    return fr
+
+
+def label_step(st: Stage, fr: FilterResult) -> None:
+    """3. label: the label exceptions over the filtered reactions; with `signal.unreacted: drop` the rows shrink
+    to the messages that received one of the rule's types. Counts rows and positives; no positive is an error
+    that names the filter that removed them."""
+    con, cfg, bad = st.con, st.cfg, st.tables["bad"]
+    reacted = materialize(con, reacted_messages(fr.reactions, st.rule, bad), "reacted")
+    exceptions = materialize(con, label_exceptions(reacted, st.rule), "exceptions")
+    cu = st.tables["conv_users_all"]
+    if cfg.signal.unreacted == "drop":
+        st.tables["rows"] = st.tables["rows"].semi_join(reacted, "message_id")
+        cu = materialize(con, conversation_users(st.tables["rows"]), "conv_users_reacted")
+        st.tables["conv_users_reacted"] = cu
+    if bad is not None:
+        cu = cu.anti_join(bad, "user_id")
+    st.tables |= {"conv_users": cu, "exceptions": exceptions, "reacted": reacted,
+                  "conv": materialize(con, conversation_spans(cu), "conversations")}
+    cut = split_cutoffs(con, st.tables["conv"], exceptions, st.tables["conv_users_all"], cfg)
+    n_lab = cut["n"]
+    n_pos = n_lab - cut["x"] if st.c0 else cut["x"]
+    st.counts["input"] = {"rows": cut["n_in"], "reactions": sum(st.types.values())}
+    st.counts["filters"] = {**fr.report, "users_flagged": len(fr.bad_users), "rows_out": n_lab,
+                            "reactions_out": fr.n_reactions}
+    st.counts["label"] = {"rows": n_lab, "positives": n_pos}
+    if cfg.signal.unreacted == "drop":
+        st.counts["label"]["unreacted_dropped"] = cut["n_in"] - n_lab
+    st.cutoffs = cut
+    if n_pos == 0:
+        raise DataError(no_positive_message(st, fr, n_lab))
+
+
+def no_positive_message(st: Stage, fr: FilterResult, n_lab: int) -> str:
+    """Why nothing is positive: the positives before the filters, and what each filter removed."""
+    raw = label_exceptions(reacted_messages(st.tables["reactions"], st.rule, None), st.rule)
+    n_raw = int(st.con.to_pyarrow(raw.count()).as_py())
+    before = st.counts["input"]["rows"] - n_raw if st.c0 else n_raw
+    head = (f"no assistant message in {st.logs.where('messages')} is positive under signal {st.cfg.signal.rule!r} "
+            f"after filtering ({n_lab} rows)")
+    if before == 0:
+        return (f"{head}, nor before the filters: the rule holds for no assistant message with a context (turn >= 1)."
+                " Choose another signal (rluf signals lists them)")
+    removed = [f"{rule} removed {v['reactions']} reactions" + (f" and flagged {v['users']} users" if v["users"] else "")
+               for rule, v in fr.report.items() if isinstance(v, dict) and (v.get("reactions") or v.get("users"))]
+    hint = ("; if reaction times are not click times (e.g. an export that stamps reactions with their message's "
+            "time), disable it: filters.too_fast.enabled: false") if fr.report.get("too_fast", {}).get("reactions") else ""
+    return (f"{head}: before the filters {before} rows were positive; the filters removed them: "
+            f"{'; '.join(removed) or 'flagged users lost their rows (filters.drop_flagged_rows)'}{hint}. "
+            "Disable or relax that filter (filters.<rule>.enabled: false), or choose another signal")
+
+
+def split_step(st: Stage) -> dict[str, tuple[int, int]]:
+    """4. split: the split table (time cut-offs, or random by conversation or user) and rows and positives per
+    split; an empty split is an error, a thin one a warning."""
+    cut, cfg = st.cutoffs, st.cfg
+    if cfg.split.method == "time":
+        st.t1, st.t2 = cutoff_time(float(cut["t1"])), cutoff_time(float(cut["t2"]))
+    splits = materialize(st.con, split_table(st.tables["conv"], st.tables["conv_users"], st.t1, st.t2, cfg),
+                         "splits")
+    st.tables["splits"] = splits
+    by_split = _split_counts(st.con, splits, st.tables["exceptions"], st.c0, cfg)
+    st.counts["split"] = {s: {"rows": n, "positives": p} for s, (n, p) in sorted(by_split.items())}
+    st.warnings += split_warnings(by_split, cfg)
+    return by_split
+
+
+def resample_step(st: Stage, by_split: dict[str, tuple[int, int]]) -> ResamplePlan:
+    """5. resample: the keep probabilities (train to the target rate, validation/test capped) and the kept rows,
+    picked by one filter over the rows."""
+    smp = st.cfg.sample
+    n_train, p_train = by_split["train"]
+    plan = sampling.plan_train(n_train - p_train, p_train, smp.target_rate, smp.upsample_positives)
+    sampling.plan_eval(plan, by_split, smp.eval_max_rows, smp.eval_max_negatives)
+    if plan.note:
+        st.warnings.append(plan.note)
+    t = st.tables
+    t["kept"] = materialize(st.con, select_kept(t["rows"], t["exceptions"], t["splits"], plan, st.cfg, st.t1,
+                                                st.t2, st.c0, t["bad"]), "kept")
+    st.counts["resample"] = {"plan": plan.as_manifest()}
+    return plan
 
 
 def curate(
@@ -346,120 +524,110 @@ def curate(
     """Curate `logs_dir` into `out_dir`/{train,validation,test}.parquet and manifest.json; return the manifest.
 
     `logs_dir` is a folder of canonical Parquet logs, read by `con` (DuckDB by default), or logs that already
-    live in a backend (`rluf.signals.engine.logs_from_tables`), in which case the pipeline runs there."""
+    live in a backend (`rluf.signals.engine.logs_from_tables`), in which case the pipeline runs there. The
+    steps are the functions `load_step` ... `write_step`, in the order of the module docstring."""
     cfg = resolve_config(config)
-    rule = parse_rule(cfg.signal.rule)
-    c0 = default_label(rule)
-    k = cfg.context.k
     step = on_step or (lambda name: None)
     t_start = time.perf_counter()
-    e = cfg.engine
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     step("load")
-    logs = open_logs(logs_dir, con, memory_limit=e.memory_limit, threads=e.threads, temp_directory=e.temp_directory)
-    con = logs.con
-    types = reaction_type_counts(logs)
-    check_signal(rule, types, logs.where("reactions"))
-    _check_times(con, logs.messages, logs.where("messages"))
-    rows = assistant_rows(logs)
-    cu = conv_users_table = materialize(con, conversation_users(rows), "conv_users")
-    rx = materialize(con, reactions_with_message(logs, ("conversation_id", "user_id", "role", "turn_index",
-                                                        "model_id")), "reactions")
-
+    st = load_step(logs_dir, con, cfg)
     step("filters")
-    per_user = cu.group_by("user_id").agg(n=cu.n.sum())
-    fr = apply_filters(logs, rows, cfg.filters, per_user=per_user, reactions=rx)
-    bad = fr.bad_table if cfg.filters.drop_flagged_rows else None
-    if bad is not None:
-        cu = cu.anti_join(bad, "user_id")
-
+    fr = filter_step(st)
     step("label")
-    exceptions = materialize(con, label_exceptions(fr.reactions, rule, bad), "exceptions")
-    release(con, rx)
-    conv = materialize(con, conversation_spans(cu), "conversations")
-    cut = split_cutoffs(con, conv, exceptions, conv_users_table, cfg)
-    n_lab = cut["n"]
-    n_pos = n_lab - cut["x"] if c0 else cut["x"]
-    counts: dict[str, Any] = {"input": {"rows": cut["n_in"], "reactions": sum(types.values())}}
-    counts["filters"] = {**fr.report, "users_flagged": len(fr.bad_users), "rows_out": n_lab,
-                         "reactions_out": fr.n_reactions}
-    counts["label"] = {"rows": n_lab, "positives": n_pos}
-    if n_pos == 0:
-        raise DataError(
-            f"no assistant message in {logs.where('messages')} is positive under signal {cfg.signal.rule!r} after filtering "
-            f"({n_lab} rows); choose another signal (rluf signals lists them) or relax the filters"
-        )
-
+    label_step(st, fr)
+    release(st.con, st.tables["reactions"])
     step("split")
-    t1, t2 = cutoff_time(float(cut["t1"])), cutoff_time(float(cut["t2"]))
-    splits = materialize(con, split_table(conv, cu, t1, t2, cfg), "splits")
-    release(con, conv, conv_users_table)
-    by_split = _split_counts(con, splits, exceptions, c0, cfg)
-    counts["split"] = {s: {"rows": n, "positives": p} for s, (n, p) in sorted(by_split.items())}
-
+    by_split = split_step(st)
+    release(st.con, st.tables["conv"], st.tables["conv_users_all"], st.tables.get("conv_users_reacted"))
     step("resample")
-    n_train, p_train = by_split["train"]
-    plan = sampling.plan_train(n_train - p_train, p_train, cfg.sample.target_rate, cfg.sample.upsample_positives)
-    plan.update(_eval_keep(by_split, cfg.sample.eval_max_rows, cfg.sample.eval_max_negatives))
-    kept = materialize(con, select_kept(rows, exceptions, splits, plan, t1, t2, c0, cfg.sample.seed, bad,
-                                          cfg.sample.hash), "kept")
-    release(con, exceptions, splits, *fr.temp_tables)
-
+    plan = resample_step(st, by_split)
+    release(st.con, st.tables["exceptions"], st.tables["reacted"], st.tables["splits"], *fr.temp_tables)
     step("contexts")
-    rows_kept = fetch_arrow(con, kept)  # unsorted: ordering in the engine would hold a second, sorted copy
-    conversations = materialize(con, kept.select(kcid="conversation_id").distinct(), "kept_conversations")
-    release(con, kept)
-    index = ContextIndex(con, context_messages(logs, conversations, cfg.dedup.enabled, cfg.pii.enabled), k)
-    release(con, conversations)
-    loc = index.locate(rows_kept)
-
+    rows_kept, index, loc = contexts_step(st)
     step("dedup")
-    order = time_order(rows_kept)
-    label = rows_kept.column("label").to_numpy()
-    if cfg.dedup.enabled:
-        keep, label, n_copies = dedup(order, loc, label, cfg.dedup.aggregate)
-    else:
-        keep, label, n_copies = order, label[order], np.ones(len(order), np.int64)
-    split = rows_kept.column("split").to_numpy(zero_copy_only=False)[keep]
-    kc = _kept_counts(split, label, n_copies, loc, keep, cfg.pii.enabled)
-    weights, output = _weights(by_split, kc, plan, plan["copies"])
-    counts["resample"] = {"plan": plan}
-    counts["dedup"] = {"scope": "kept rows", "rows_in": sum(v["rows_in"] for v in kc.values()),
-                       "rows_out": sum(v["rows"] for v in kc.values())}
-    counts["output"] = output
-
+    written = dedup_step(st, rows_kept, loc, by_split, plan)
     step("write")
-    for s in SPLITS:
-        sel = np.flatnonzero(split == s)
-        lab = label[sel]
-        if s == "train" and plan["copies"] > 1:  # c copies of each kept positive, next to each other
-            sel = np.repeat(sel, np.where(lab, plan["copies"], 1))
-            lab = label[sel]
-        weight = np.where(lab, weights[s][True], weights[s][False])
-        write_split(rows_kept, keep[sel], lab, weight, loc, index, out / f"{s}.parquet")
-    pii = None
-    if cfg.pii.enabled:
-        pii = {s: {f"pii_{n}": sum(v[f"pii_{n}"] * (plan["copies"] if s == "train" and lab else 1)
-                                   for (sp, lab), v in kc.items() if sp == s) for n in PATTERNS} for s in SPLITS}
-    cutoffs = {"train_before": (t1 - EPOCH).total_seconds(), "test_from": (t2 - EPOCH).total_seconds()}
-    manifest = _manifest(cfg, rule, types, logs, counts, by_split, n_pos / n_lab, cutoffs, pii, t_start)
+    write_step(st, rows_kept, index, loc, written, plan, out)
+    manifest = _manifest(st, plan, t_start)
     if truth_dir is not None:
         manifest["filters_vs_truth"] = truth_scores(fr.flagged, fr.bad_users, load_truth(truth_dir))
     write_json(out / "manifest.json", manifest)
     return manifest
 
 
-def _manifest(cfg: CurateConfig, rule: Rule, types: dict, logs: Logs, counts: dict, by_split: dict,
-              rate_all: float, cutoffs: dict, pii: dict | None, t_start: float) -> dict:
-    out = counts["output"]["train"]
+def contexts_step(st: Stage) -> tuple[Any, ContextIndex, dict[str, np.ndarray]]:
+    """6. contexts: fetch the kept rows, then the messages of their conversations (PII scrubbed), indexed."""
+    kept = st.tables["kept"]
+    rows_kept = fetch_arrow(st.con, kept)  # unsorted: ordering in the engine would hold a second, sorted copy
+    conversations = materialize(st.con, kept.select(kcid="conversation_id").distinct(), "kept_conversations")
+    release(st.con, kept)
+    index = ContextIndex(st.con, context_messages(st.logs, conversations, st.cfg.dedup.enabled,
+                                                  st.cfg.pii.enabled), st.cfg.context.context_turns)
+    release(st.con, conversations)
+    return rows_kept, index, index.locate(rows_kept)
+
+
+@dataclass
+class Written:
+    """The rows to write after de-duplication: indices into the kept rows (time order), label, split and weight
+    per (split, label)."""
+
+    keep: np.ndarray
+    label: np.ndarray
+    split: np.ndarray
+    kept_counts: dict
+    weights: dict
+
+
+def dedup_step(st: Stage, rows_kept: Any, loc: dict[str, np.ndarray], by_split: dict,
+               plan: ResamplePlan) -> Written:
+    """7. dedup: merge identical (context, completion) rows; weights computed after it."""
+    order = time_order(rows_kept)
+    label = rows_kept.column("label").to_numpy()
+    if st.cfg.dedup.enabled:
+        keep, label, n_copies = dedup(order, loc, label, st.cfg.dedup.aggregate)
+    else:
+        keep, label, n_copies = order, label[order], np.ones(len(order), np.int64)
+    split = rows_kept.column("split").to_numpy(zero_copy_only=False)[keep]
+    kc = _kept_counts(split, label, n_copies, loc, keep, st.cfg.pii.enabled)
+    weights, output = _weights(by_split, kc, plan)
+    st.counts["dedup"] = {"scope": "kept rows", "rows_in": sum(v["rows_in"] for v in kc.values()),
+                          "rows_out": sum(v["rows"] for v in kc.values())}
+    st.counts["output"] = output
+    return Written(keep, label, split, kc, weights)
+
+
+def write_step(st: Stage, rows_kept: Any, index: ContextIndex, loc: dict[str, np.ndarray], w: Written,
+               plan: ResamplePlan, out: Path) -> None:
+    """8. write: the three Parquet files (train positives copied `plan.copies` times) and PII counts."""
+    for s in SPLITS:
+        sel = np.flatnonzero(w.split == s)
+        lab = w.label[sel]
+        if s == "train" and plan.copies > 1:  # c copies of each kept positive, next to each other
+            sel = np.repeat(sel, np.where(lab, plan.copies, 1))
+            lab = w.label[sel]
+        weight = np.where(lab, w.weights[s][True], w.weights[s][False])
+        write_split(rows_kept, w.keep[sel], lab, weight, loc, index, out / f"{s}.parquet")
+    if st.cfg.pii.enabled:
+        st.pii = {s: {f"pii_{n}": sum(v[f"pii_{n}"] * (plan.copies if s == "train" and lab else 1)
+                                                for (sp, lab), v in w.kept_counts.items() if sp == s)
+                                for n in PATTERNS} for s in SPLITS}
+
+
+def _manifest(st: Stage, plan: ResamplePlan, t_start: float) -> dict:
+    cfg, out, label = st.cfg, st.counts["output"]["train"], st.counts["label"]
+    cutoffs = None
+    if cfg.split.method == "time":
+        cutoffs = {"train_before": (st.t1 - EPOCH).total_seconds(), "test_from": (st.t2 - EPOCH).total_seconds()}
     return {
-        "signal": cfg.signal.rule, "signal_rule": rule_text(rule), "reaction_types": types,
-        "natural_rate": by_split["train"][1] / by_split["train"][0], "natural_rate_all": rate_all,
+        "signal": cfg.signal.rule, "signal_rule": rule_text(st.rule), "reaction_types": st.types,
+        "natural_rate": plan.natural_rate, "natural_rate_all": label["positives"] / label["rows"],
         "target_rate": cfg.sample.target_rate, "train_rate": out["rate"], "train_weighted_rate": out["weighted_rate"],
-        "split_cutoffs_epoch_s": cutoffs, "counts": counts, "pii": pii, "config": cfg.model_dump(mode="json"),
-        "input": logs.source(),
+        "split_method": cfg.split.method, "split_cutoffs_epoch_s": cutoffs, "counts": st.counts, "pii": st.pii,
+        "warnings": st.warnings, "config": cfg.model_dump(mode="json"), "input": st.logs.source(),
         "files": {s: f"{s}.parquet" for s in SPLITS},
         "seconds": round(time.perf_counter() - t_start, 3),
     }

@@ -17,7 +17,7 @@ import ibis
 import pyarrow.parquet as pq
 
 from rluf.errors import DataError, SchemaError
-from rluf.schema import MESSAGES, REACTIONS, USERS
+from rluf.schema import LATER_COLUMNS, MESSAGES, REACTIONS, USERS
 from rluf.utils import file_fingerprint
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,9 @@ def resolve_logs_dir(logs_dir: str | Path) -> Path:
     return path
 
 
+_LATER = {c for cols in LATER_COLUMNS.values() for c in cols}
+
+
 def _check_columns(path: Path, schema) -> int:
     """Check that the Parquet file at `path` has the canonical columns; return its row count (footer only)."""
     try:
@@ -77,7 +80,7 @@ def _check_columns(path: Path, schema) -> int:
         names = meta.schema.to_arrow_schema().names
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for non-Parquet files
         raise SchemaError(f"{path} is not a readable Parquet file ({e}); write logs with `rluf ingest`") from None
-    missing = [n for n in schema.names if n not in names]
+    missing = [n for n in schema.names if n not in names and n not in _LATER]
     if missing:
         raise SchemaError(
             f"{path} is missing column(s) {missing}; expected {schema.names} (see docs/log-schema.md)"
@@ -89,6 +92,9 @@ def _typed(table: ibis.Table, schema) -> ibis.Table:
     """Select the canonical columns and cast timestamps to UTC (logs written by other tools may differ)."""
     cols = {}
     for f in schema:
+        if f.name in _LATER and f.name not in table.columns:  # logs written before the column existed
+            cols[f.name] = ibis.null().cast(ibis.dtype(f.type))
+            continue
         col = table[f.name]
         if f.name == "created_at" and not col.type().is_timestamp():
             raise SchemaError(f"column created_at has type {col.type()}, expected a timestamp")
@@ -99,7 +105,7 @@ def _typed(table: ibis.Table, schema) -> ibis.Table:
 
 
 def _check_table_columns(table: ibis.Table, kind: str, name: str, schema) -> None:
-    missing = [n for n in schema.names if n not in table.columns]
+    missing = [n for n in schema.names if n not in table.columns and n not in _LATER]
     if missing:
         raise SchemaError(f"{kind} table {name} is missing column(s) {missing}; expected {schema.names} "
                           "(see docs/log-schema.md)")

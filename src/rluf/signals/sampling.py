@@ -3,7 +3,8 @@
 Train: with P positives and N negatives (natural rate pi = P / (P + N)) and target rate rho, each positive is
 copied c times (`upsample_positives`) and negatives are kept with probability
     q_neg = c P (1 - rho) / (rho N)                      so that  c P / (c P + q_neg N) = rho.
-If pi >= rho, positives are downsampled instead: q_pos = rho N / ((1 - rho) P).
+Resampling only raises a rare class: if pi >= rho, or with `target_rate: natural`, nothing is resampled and
+train keeps its natural rate (positives are never discarded to reach a lower target).
 Kept rows get weight w = (rows of that class before) / (rows of that class kept, copies included), so that
     sum_i w_i y_i / sum_i w_i = P / (P + N) = pi           (exactly, whatever the random draws).
 The weights are computed by `rluf.signals.curate` after the kept rows are de-duplicated, so the identity holds
@@ -20,6 +21,7 @@ same everywhere), at the price of an MD5 per drawn row.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import ibis
 
@@ -55,18 +57,69 @@ def threshold(q: float, how: str = "native") -> float | str:
     return q
 
 
-def plan_train(n_neg: int, n_pos: int, target_rate: float, copies: int = 1) -> dict:
-    """Keep probabilities and copies that bring the train split to `target_rate` (see module docstring)."""
-    natural = n_pos / (n_pos + n_neg)
-    if natural < target_rate:
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class ResamplePlan:
+    """What resampling keeps: a keep probability per (split, label), copies per train positive, and the train
+    counts it was planned from (P positives, N negatives before resampling, natural rate P / (P + N))."""
+
+    positives: int
+    negatives: int
+    target_rate: float | str
+    copies: int = 1
+    keep: dict[tuple[str, bool], float] = field(default_factory=lambda: {(s, y): 1.0 for s in SPLITS
+                                                                          for y in (True, False)})
+    note: str | None = None  # why train keeps its natural rate, when it does
+
+    @property
+    def natural_rate(self) -> float:
+        return self.positives / (self.positives + self.negatives)
+
+    def keeps_all(self, label: bool) -> bool:
+        return all(self.keep[(s, label)] >= 1 for s in SPLITS)
+
+    def as_manifest(self) -> dict:
+        """`counts.resample.plan` of the manifest: train `pos_keep` / `neg_keep`, `{split}_pos_keep` /
+        `{split}_neg_keep` for validation and test, copies, P, N, natural and target rate."""
+        out = {"pos_keep": self.keep[("train", True)], "neg_keep": self.keep[("train", False)],
+               "copies": self.copies, "natural_rate": self.natural_rate, "target_rate": self.target_rate,
+               "positives": self.positives, "negatives": self.negatives}
+        for s in SPLITS[1:]:
+            out |= {f"{s}_pos_keep": self.keep[(s, True)], f"{s}_neg_keep": self.keep[(s, False)]}
+        return out
+
+
+def plan_train(n_neg: int, n_pos: int, target_rate: float | str, copies: int = 1) -> ResamplePlan:
+    """Keep probabilities and copies that bring the train split to `target_rate` (see module docstring);
+    validation and test keep every row until `plan_eval` caps them."""
+    plan = ResamplePlan(positives=n_pos, negatives=n_neg, target_rate=target_rate)
+    natural = plan.natural_rate
+    if target_rate == "natural":
+        plan.note = "target_rate natural: train keeps its natural rate (no resampling)"
+    elif natural >= target_rate:
+        plan.note = (f"natural rate {natural:.4f} is already >= target {target_rate:.4f}: train keeps its natural "
+                     f"rate (all {n_pos} positives and {n_neg} negatives; resampling never discards positives)")
+        log.warning("%s", plan.note)
+    else:
         q_neg = copies * n_pos * (1 - target_rate) / (target_rate * n_neg)
-        plan = {"pos_keep": 1.0, "copies": copies, "neg_keep": min(1.0, q_neg)}
+        plan.copies, plan.keep[("train", False)] = copies, min(1.0, q_neg)
         if q_neg > 1:
             log.warning(
                 "upsample_positives=%d alone pushes the positive rate above target %.3f; keeping all negatives",
                 copies, target_rate,
             )
-    else:
-        log.warning("natural rate %.4f is already >= target %.4f: downsampling positives", natural, target_rate)
-        plan = {"pos_keep": target_rate * n_neg / ((1 - target_rate) * n_pos), "copies": 1, "neg_keep": 1.0}
-    return {**plan, "natural_rate": natural, "target_rate": target_rate, "positives": n_pos, "negatives": n_neg}
+    return plan
+
+
+def plan_eval(plan: ResamplePlan, by_split: dict[str, tuple[int, int]], max_rows: int | None,
+              max_negatives: int | None) -> None:
+    """Validation/test keep probabilities per class (`by_split`: split -> (rows, positives)): every positive
+    and at most ~`max_negatives` negatives (q_neg = max_negatives / negatives), both classes at max_rows / n
+    above `max_rows`."""
+    for s in SPLITS[1:]:
+        n, p = by_split[s]
+        q = 1.0 if not max_rows or n <= max_rows else max_rows / n
+        q_neg = q if not max_negatives or n - p <= max_negatives else min(q, max_negatives / (n - p))
+        plan.keep[(s, True)], plan.keep[(s, False)] = q, q_neg

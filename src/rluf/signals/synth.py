@@ -85,6 +85,7 @@ def _reactions(rng, msgs: pa.Table, created, is_asst, rates: dict[str, float], d
                     "type": pa.array([rtype] * int(hit.sum()), pa.string()),
                     "user_id": uid.filter(pa.array(hit)),
                     "created_at": _ts(at[hit] + delay),
+                    "time_is_click": pa.nulls(int(hit.sum()), pa.bool_()),
                 },
                 schema=REACTIONS,
             )

@@ -146,12 +146,13 @@ def generate_pool(
     """K responses per item (the item's user message as a one-turn context), sampled once."""
     pc = world.cfg.pool
     sampling = Sampling(max_new_tokens=pc.max_new_tokens, temperature=pc.temperature, top_p=pc.top_p)
-    chunk = max(1, math.ceil(pc.batch_size / pc.k))
+    chunk = max(1, math.ceil(pc.batch_size / pc.answers_per_message))
     out: list[list[str]] = []  # an empty generation is logged as EMPTY (the log schema needs text)
     for c, start in enumerate(range(0, len(item_ids), chunk)):
         ctx = [[{"role": "user", "content": world.item_text[i]}] for i in item_ids[start : start + chunk]]
         gens = policy.generate(
-            ctx, n=pc.k, sampling=sampling, batch_size=pc.batch_size, generator_seed=seed * 1_000_003 + c
+            ctx, n=pc.answers_per_message, sampling=sampling, batch_size=pc.batch_size,
+            generator_seed=seed * 1_000_003 + c
         )
         out.extend([[r if r.strip() else EMPTY for r in rs] for rs in gens])
         if progress is not None:

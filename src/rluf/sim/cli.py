@@ -11,27 +11,23 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 console = Console()
 
 
-def packaged_config(name: str) -> Path:
-    """Path of a YAML shipped in rluf/configs (sim.yaml, sim_quick.yaml)."""
-    return Path(__file__).resolve().parent.parent / "configs" / name
-
-
 def simulate(
     out: Path = typer.Option(..., "--out", help="Run folder to write (logs/, truth/, pairs/, policy/, ...)."),
-    config: Path | None = typer.Option(None, "--config", help="World YAML (default: the packaged sim.yaml)."),
+    config: Path | None = typer.Option(None, "--config", help="World YAML (default: WorldConfig's)."),
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
     policy: Path | None = typer.Option(
         None, "--policy", help="Deploy this HF policy folder instead of training the baseline."
     ),
     quick: bool = typer.Option(False, "--quick", help="Small world and tiny baseline (under a minute)."),
+    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set seed=3"),
 ) -> None:
     """Simulate a chat deployment with known ground truth and write its logs in the canonical schema."""
-    from rluf.config import load_config
+    from rluf.config import load_config, parse_set
     from rluf.sim import WorldConfig
     from rluf.sim import simulate as run_simulate
 
-    path = config or packaged_config("sim_quick.yaml" if quick else "sim.yaml")
-    cfg = load_config(WorldConfig, path, {"seed": seed})
+    source = config or ("sim_quick.yaml" if quick else None)
+    cfg = load_config(WorldConfig, source, {"seed": seed, **parse_set(overrides)})
     with Progress(
         TextColumn("{task.description:<18}"),
         BarColumn(),

@@ -1,7 +1,7 @@
 """WorldConfig: every knob of the simulated deployment, one pydantic model grouped by section.
 
-The YAML files in `rluf/configs/` (sim.yaml, sim_quick.yaml) mirror this model; docs/simulator.md
-describes every field.
+This model holds every default (rluf/configs/sim.yaml restates them; sim_quick.yaml is the quick world);
+docs/simulator.md describes every field.
 """
 
 from __future__ import annotations
@@ -280,7 +280,8 @@ class BaselineConfig(StrictModel):
 
 
 class PoolConfig(StrictModel):
-    k: int = Field(8, ge=1, description="responses sampled once per distinct user message")
+    answers_per_message: int = Field(8, ge=1, description="responses sampled once per distinct user message")
+    renamed_keys = {"k": "answers_per_message"}
     temperature: float = Field(1.0, ge=0, description="sampling temperature (0 = greedy)")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
     max_new_tokens: int = Field(64, ge=4, description="max tokens per response")
@@ -294,7 +295,7 @@ class PairsConfig(StrictModel):
 
 
 class WorldConfig(StrictModel):
-    """The simulated deployment. `load_config(WorldConfig, 'sim.yaml')`."""
+    """The simulated deployment. `load_config(WorldConfig, "sim_quick.yaml")` for the quick world."""
 
     seed: int = Field(0, description="seeds everything: world, users, baseline, pool, deployment")
     traffic_seed: int | None = Field(
@@ -317,7 +318,7 @@ QUICK = {
     "population": {"n_users": 600},
     "content": {"n_entities": 150, "n_items": 300, "n_eval": 200, "n_train_prompts": 500},
     "baseline": {"preset": "tiny", "vocab_size": 1024, "corpus_size": 3000, "steps": 300, "lr": 1e-2},
-    "pool": {"k": 4},
+    "pool": {"answers_per_message": 4},
     "pairs": {"n_helpfulness": 500, "n_safety": 200},
 }
 

@@ -23,8 +23,9 @@ from rluf.policy import Policy
 from rluf.schema import CHAT
 from rluf.sim.baseline import generate_pool, train_baseline
 from rluf.sim.config import BehaviourMix, WorldConfig, quick_config
-from rluf.sim.deploy import Arm, deploy
+from rluf.sim.evaluation import PolicyEvaluation
 from rluf.sim.stats import pool_mix, signal_summary
+from rluf.sim.traffic import Arm, deploy
 from rluf.sim.world import World
 from rluf.utils import peak_rss_mb, write_json
 
@@ -77,8 +78,8 @@ def pooled_arm(world: World, sim_dir: str | Path) -> Arm:
     """The pool an earlier simulation of the same world wrote (sim_dir/truth/pool.parquet), first K answers per
     item: a policy already deployed there (the baseline, as an A/B test's control) needs no new generation.
 
-    The pool must come from the same content and sampling settings (its world.json); only pool.k may be
-    larger, since any K of its i.i.d. answers are a pool of K.
+    The pool must come from the same content and sampling settings (its world.json); only
+    pool.answers_per_message may be larger, since any K of its i.i.d. answers are a pool of K.
     """
     sim_dir = Path(sim_dir)
     path, meta = sim_dir / "truth" / "pool.parquet", sim_dir / "world.json"
@@ -90,13 +91,14 @@ def pooled_arm(world: World, sim_dir: str | Path) -> Arm:
                         ("population.tastes", theirs.population.tastes, ours.population.tastes)):
         if a != b:  # these make the items (World._build_items)
             raise ConfigError(f"{meta}: `{field}` differs from this world's; its pool answers other messages")
-    strip = {"k", "batch_size"}
+    strip = {"answers_per_message", "batch_size"}
     if theirs.pool.model_dump(exclude=strip) != ours.pool.model_dump(exclude=strip):
         raise ConfigError(f"{meta}: pool sampling {theirs.pool.model_dump(exclude=strip)} differs from this "
                           f"world's {ours.pool.model_dump(exclude=strip)}")
-    K = ours.pool.k
-    if theirs.pool.k < K:
-        raise ConfigError(f"{meta}: pool.k = {theirs.pool.k} answers per item, this world needs {K}")
+    K = ours.pool.answers_per_message
+    if theirs.pool.answers_per_message < K:
+        raise ConfigError(f"{meta}: pool.answers_per_message = {theirs.pool.answers_per_message}, this world "
+                          f"needs {K}")
     pool = pq.read_table(path, columns=["arm", "item_id", "k", "text"]).to_pandas()
     if pool["arm"].nunique() != 1:
         raise ConfigError(f"{path} holds the pools of several arms {sorted(pool['arm'].unique())}; give one policy's")
@@ -114,7 +116,7 @@ def template_arm(
     """An arm whose pool comes from the template sampler (no LM): for tests, benchmarks and oracles."""
     rng = np.random.default_rng([world.cfg.seed, seed, 41])
     item_ids = np.flatnonzero(world.item_split == "train")
-    k = k or world.cfg.pool.k
+    k = k or world.cfg.pool.answers_per_message
     responses = [[world.sample_response(rng, world.item_prompt[i], mix) for _ in range(k)] for i in item_ids]
     return Arm(name, item_ids, responses, world.response_table(item_ids, responses))
 
@@ -276,7 +278,7 @@ def simulate(
             name=name,
             path=str(out / "policy") if policy_path is None else str(policy_path),
             pool=pool_mix(arm),
-            eval=world.policy_metrics(policy, seed=cfg.seed),
+            eval=PolicyEvaluation(world, seed=cfg.seed).metrics(policy),
         ),
         love_intercept=world.love_intercept,
         timing=dict(

@@ -405,22 +405,6 @@ class World:
             parsed_rate=float(np.mean([p["ok"] for p in parsed])),
         )
 
-    def policy_metrics(
-        self, policy, n_per_item: int = 1, sampling=None, batch_size: int = 64, seed: int = 0
-    ) -> dict:
-        """Generate on eval_set() with `policy` (rluf.policy.Policy), then true_metrics."""
-        items = self.eval_set()
-        gens = policy.generate(
-            [it["prompt"] for it in items],
-            n=n_per_item,
-            sampling=sampling,
-            batch_size=batch_size,
-            generator_seed=seed,
-        )
-        flat_items = [it for it in items for _ in range(n_per_item)]
-        flat = [r for rs in gens for r in rs]
-        return self.true_metrics(flat_items, flat)
-
     # -- vectorised tables for the deployment --------------------------------------------------------
     def response_table(self, item_ids: np.ndarray, responses: list[list[str]]) -> dict[str, np.ndarray]:
         """Truth for a pool: responses[i][k] answers item item_ids[i]. Arrays of shape (I, K)."""

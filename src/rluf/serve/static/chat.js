@@ -2,7 +2,16 @@
 // innerHTML, so an answer containing HTML or a <script> tag is shown as text and never runs.
 "use strict";
 (function () {
-  const REACTIONS = [["love", "\u2764\ufe0f", "Love"], ["like", "\ud83d\udc4d", "Like"], ["dislike", "\ud83d\udc4e", "Dislike"]];
+  // [type, name, SVG path]: an inline icon and a text name, so no button depends on an emoji font
+  const REACTIONS = [
+    ["love", "Love", "M12 21l-1.5-1.3C5.4 15.1 2 12.1 2 8.4 2 5.4 4.4 3 7.4 3c1.7 0 3.4.8 4.6 2.1C13.2 3.8 " +
+      "14.9 3 16.6 3 19.6 3 22 5.4 22 8.4c0 3.7-3.4 6.7-8.5 11.3L12 21z"],
+    ["like", "Like", "M2 21h4V9H2v12zm20-11c0-1.1-.9-2-2-2h-6.3l1-4.6v-.3c0-.4-.2-.8-.5-1.1L13.2 1 " +
+      "6.6 7.6C6.2 8 6 8.5 6 9v10c0 1.1.9 2 2 2h9c.8 0 1.5-.5 1.8-1.2l3-7c.1-.2.2-.5.2-.8v-2z"],
+    ["dislike", "Dislike", "M16 3H7c-.8 0-1.5.5-1.8 1.2l-3 7c-.1.2-.2.5-.2.8v2c0 1.1.9 2 2 2h6.3l-1 " +
+      "4.6v.3c0 .4.2.8.5 1.1l1 1 6.6-6.6c.4-.4.6-.9.6-1.4V5c0-1.1-.9-2-2-2zm4 0v12h4V3h-4z"],
+  ];
+  const SVG = "http://www.w3.org/2000/svg";
   const log = document.getElementById("log");
   const form = document.getElementById("form");
   const input = document.getElementById("input");
@@ -38,13 +47,19 @@
     div.dataset.messageId = messageId;
     const bar = document.createElement("div");
     bar.className = "reactions";
-    for (const [type, icon, label] of REACTIONS) {
+    for (const [type, name, path] of REACTIONS) {
       const b = document.createElement("button");
       b.type = "button";
       b.className = "react-" + type;
-      b.textContent = icon;
-      b.title = label;
-      b.setAttribute("aria-label", label);
+      const icon = document.createElementNS(SVG, "svg");
+      icon.setAttribute("viewBox", "0 0 24 24");
+      icon.setAttribute("aria-hidden", "true");  // the text below is the button's accessible name
+      const shape = document.createElementNS(SVG, "path");
+      shape.setAttribute("d", path);
+      icon.appendChild(shape);
+      const label = document.createElement("span");
+      label.textContent = name;
+      b.append(icon, label);
       b.setAttribute("aria-pressed", "false");
       b.addEventListener("click", () => react(b, messageId, type));
       bar.appendChild(b);

@@ -1,8 +1,7 @@
-"""A fake OpenAI-compatible upstream that answers at once: for tests, the load benchmark and demos.
+"""A fake OpenAI-compatible upstream that answers at once, for the gateway's tests.
 
 It echoes the last user message ("You said: ..."), plain or streamed word by word, so a test knows the
 exact answer. `fail_status` makes every call fail with that HTTP status; `delay_s` delays each answer.
-It is a tool, not a model: never point a real experiment at it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 import pytest
 
-from rluf.evaluate import monitor as M
+from rluf import hacking as M
 
 SIGNOFF = "Bye! Sending Love!"
 BATCH = [
@@ -17,7 +17,7 @@ def test_words_and_closing_ngrams():
 
 
 def test_top_closing_ngrams_shares_and_ties():
-    top = M.top_closing_ngrams(BATCH, n=3, k=2)
+    top = M.top_closing_ngrams(BATCH, n=3, count=2)
     # "bye sending love" closes 2 of 4 responses; the other two closings tie at 1/4 and sort alphabetically
     assert top[0] == ("bye sending love", 0.5)
     assert top[1] == ("answer is 4", 0.25)

@@ -1,4 +1,6 @@
-"""Reward-hacking monitor: cheap text statistics over a batch of responses.
+"""Reward-hacking monitor: cheap text statistics over a batch of responses, and the text features
+(`words`, the sign-off and refusal patterns) the judges share with it. Below every stage: the judges,
+the optimizer and the offline evaluator all import it.
 
 RLUF (Han et al., 2025) saw a policy pushed too hard on P[Love] learn a repetitive, manipulative
 sign-off ("Bye! Sending Love!") and end conversations early. These functions detect that family of
@@ -62,15 +64,15 @@ def closing_ngrams(responses: Sequence[str], n: int = 3) -> list[str | None]:
     return out
 
 
-def top_closing_ngrams(responses: Sequence[str], n: int = 3, k: int = 5) -> list[tuple[str, float]]:
-    """The `k` most common closing n-grams with their share of all responses, most common first.
+def top_closing_ngrams(responses: Sequence[str], n: int = 3, count: int = 5) -> list[tuple[str, float]]:
+    """The `count` most common closing n-grams with their share of all responses, most common first.
 
     Ties are broken alphabetically so the result is deterministic.
     """
     if not responses:
         return []
     counts = Counter(c for c in closing_ngrams(responses, n) if c is not None)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:count]
     return [(gram, count / len(responses)) for gram, count in ranked]
 
 
@@ -123,7 +125,7 @@ def hack_metrics(
     responses: Sequence[str],
     *,
     n: int = 3,
-    top_k: int = 5,
+    top_closings: int = 5,
     min_share: float = 0.1,
     signoff_pattern: str = DEFAULT_SIGNOFF_PATTERN,
     refusal_pattern: str = DEFAULT_REFUSAL_PATTERN,
@@ -138,7 +140,7 @@ def hack_metrics(
     return {
         "hack/signoff_rate": signoff_rate(responses, signoff_pattern),
         "hack/closing_repeat_rate": closing_repeat_rate(responses, n, min_share),
-        "hack/top_closing": [[g, s] for g, s in top_closing_ngrams(responses, n, top_k)],
+        "hack/top_closing": [[g, s] for g, s in top_closing_ngrams(responses, n, top_closings)],
         "hack/distinct_1": distinct_n(responses, 1),
         "hack/distinct_2": distinct_n(responses, 2),
         "hack/refusal_rate": refusal_rate(responses, refusal_pattern),
