@@ -63,7 +63,7 @@ def world_config(share: float, rate: float, kind: str | None, users: int, seed: 
         "population": {"n_users": users, "adversarial_share": share if kind else 0.0},
         "signals": {"natural_love_rate": rate},
         "adversaries": {"mix": {kind: 1.0} if kind else None},
-        "pool": {"k": 4},
+        "pool": {"answers_per_message": 4},
     })
 
 
@@ -206,7 +206,7 @@ def main() -> None:
                     _progress(cells[-1])
     result = {
         "setup": {"users": args.users, "seed": args.seed, "days": WorldConfig().time.horizon_days,
-                  "policy": "template sampler (baseline behaviour mix), pool k = 4",
+                  "policy": "template sampler (baseline behaviour mix), pool answers_per_message = 4",
                   "filters": filters.model_dump(mode="json"),
                   "targets": {"adversarial_positive_share_upto_8pct": TARGET_POSITIVE_SHARE,
                               "normal_flagged_rate": TARGET_NORMAL_FLAGGED}},

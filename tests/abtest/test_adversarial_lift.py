@@ -9,7 +9,7 @@ from rluf.abtest.analyze import AnalyzeConfig, analyze
 from rluf.abtest.simulated import true_rates
 from rluf.sim.adversaries import template_arm
 from rluf.sim.config import BehaviourMix, WorldConfig
-from rluf.sim.deploy import deploy
+from rluf.sim.traffic import deploy
 from rluf.sim.world import World
 
 KINDS = ("random_lover", "targeted_lover", "slow_spammer", "sybil", "burst")
@@ -21,7 +21,7 @@ def ab_world(tmp_path_factory):
     correctly more often (a true Love lift of +87%)."""
     cfg = WorldConfig.model_validate({
         "population": {"n_users": 6000, "adversarial_share": 0.08}, "signals": {"natural_love_rate": 0.005},
-        "adversaries": {"mix": {k: 1.0 for k in KINDS}}, "pool": {"k": 2}})
+        "adversaries": {"mix": {k: 1.0 for k in KINDS}}, "pool": {"answers_per_message": 2}})
     world = World(cfg)
     better = BehaviourMix(warm=0.6, cold=0.05, correct=0.8, on_topic=0.85)
     arms = [template_arm(world, "control", k=2), template_arm(world, "treatment", k=2, seed=1, mix=better)]

@@ -70,7 +70,7 @@ def test_fixed_trim_is_masked_where_the_mixture_is_not():
 def small_world_logs(tmp_path, kind, share=0.08, **adversaries):
     cfg = WorldConfig.model_validate({
         "population": {"n_users": 2500, "adversarial_share": share},
-        "pool": {"k": 2},
+        "pool": {"answers_per_message": 2},
         "adversaries": {"mix": {kind: 1.0}, **adversaries}})
     tabs = template_logs(World(cfg))
     (tmp_path / "logs").mkdir()

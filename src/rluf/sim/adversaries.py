@@ -8,7 +8,7 @@ Kinds (docs/simulator.md):
                   they ask unsafe questions); human delays: the kind that teaches the policy the trait
   slow_spammer    come back about once a day, never churn, Love answers but at most slow_loves_per_day a day
   sybil           one short conversation each (<= sybil_max_turns) at a random time, Love most answers
-The deployment (rluf.sim.deploy) asks this module about these kinds only where they exist, so a world without
+The deployment (rluf.sim.traffic) asks this module about these kinds only where they exist, so a world without
 them draws exactly the random numbers it drew before.
 """
 
@@ -88,10 +88,10 @@ def template_arm(world: World, name: str = "baseline", k: int | None = None, see
     """An arm whose pool is the world's template sampler (the baseline behaviour mix, or the BehaviourMix
     `mix`) instead of a trained policy: logs of the same world in seconds, for benchmarks and tests that need
     no neural policy."""
-    from rluf.sim.deploy import Arm
+    from rluf.sim.traffic import Arm
 
     rng = np.random.default_rng([world.cfg.seed, seed, 17])
-    k = k or world.cfg.pool.k
+    k = k or world.cfg.pool.answers_per_message
     item_ids = np.flatnonzero(world.item_split == "train")
     responses = [[world.sample_response(rng, world.item_prompt[i], mix) for _ in range(k)] for i in item_ids]
     return Arm(name, item_ids, responses, world.response_table(item_ids, responses))
@@ -99,7 +99,7 @@ def template_arm(world: World, name: str = "baseline", k: int | None = None, see
 
 def template_logs(world: World, k: int | None = None) -> dict[str, pa.Table]:
     """The deployment of `template_arm` to every user (one arm): canonical logs and truth tables."""
-    from rluf.sim.deploy import deploy
+    from rluf.sim.traffic import deploy
 
     arm = template_arm(world, k=k)
     return deploy(world, [arm], np.zeros(len(world.user_ids), dtype=np.int64), world.deploy_rng())
