@@ -13,6 +13,7 @@ import pytest
 from rluf.schema import MESSAGES, REACTIONS
 
 FAMILIES = ("factual", "advice", "chat")
+CLICK = timedelta(seconds=30)  # a reaction comes half a minute after its answer
 
 
 def user_counts(rng, users: int, rate: float, mean_responses: float = 8.0, shape: float = 0.5):
@@ -43,13 +44,13 @@ def write_logs(
             for turn, role in enumerate(("user", "assistant")):
                 msgs.append({
                     "conversation_id": cid, "message_id": f"{cid}_{turn}", "parent_id": None, "turn_index": turn,
-                    "role": role, "text": "hi" if role == "user" else "hello", "created_at": ts,
+                    "role": role, "text": f"question {k}" if role == "user" else "hello", "created_at": ts,
                     "user_id": f"u{u}", "model_id": arm if role == "assistant" else None,
                 })
             if rng.random() < p:
-                reacts.append({"message_id": f"{cid}_1", "type": signal, "user_id": f"u{u}", "created_at": ts})
+                reacts.append({"message_id": f"{cid}_1", "type": signal, "user_id": f"u{u}", "created_at": ts + CLICK})
             if rng.random() < 0.3:
-                reacts.append({"message_id": f"{cid}_1", "type": "like", "user_id": f"u{u}", "created_at": ts})
+                reacts.append({"message_id": f"{cid}_1", "type": "like", "user_id": f"u{u}", "created_at": ts + CLICK})
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(msgs, schema=MESSAGES), logs / "messages.parquet")

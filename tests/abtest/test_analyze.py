@@ -16,7 +16,7 @@ from .conftest import write_logs
 
 @pytest.fixture(scope="module")
 def result(ab_logs):
-    return analyze(ab_logs, "A", "B", config=AnalyzeConfig(bootstrap_reps=500))
+    return analyze(ab_logs, "A", "B", config=AnalyzeConfig(bootstrap_reps=500, filters=False))  # counts as logged
 
 
 def test_rates_match_a_direct_count(ab_logs, result):
@@ -49,19 +49,19 @@ def test_delta_and_bootstrap_agree(result):
 
 
 def test_signal_is_any_reaction_type(ab_logs):
-    res = analyze(ab_logs, "A", "B", signal="like", config=AnalyzeConfig(bootstrap_reps=0))
+    res = analyze(ab_logs, "A", "B", signal="like", config=AnalyzeConfig(bootstrap_reps=0, filters=False))
     assert res["signal"] == "like" and "bootstrap" not in res
     assert 0.2 < res["control"]["rate"] < 0.4  # likes are written at 30% in the fixture
 
 
 def test_segment_from_messages_column(ab_logs):
-    res = analyze(ab_logs, "A", "B", segment_by="text", config=AnalyzeConfig(bootstrap_reps=0))
+    res = analyze(ab_logs, "A", "B", segment_by="text", config=AnalyzeConfig(bootstrap_reps=0, filters=False))
     assert list(res["segments"]) == ["hello"]  # assistant messages all say "hello"
     assert res["segments"]["hello"]["treatment"]["responses"] == res["treatment"]["responses"]
 
 
 def test_segment_from_truth_side_table(ab_logs, result):
-    res = analyze(ab_logs, "A", "B", segment_by="family", config=AnalyzeConfig(bootstrap_reps=0))
+    res = analyze(ab_logs, "A", "B", segment_by="family", config=AnalyzeConfig(bootstrap_reps=0, filters=False))
     segs = res["segments"]
     assert sorted(segs) == ["advice", "chat", "factual"]
     for role in ("control", "treatment"):
@@ -125,7 +125,7 @@ def test_unknown_segment_column(ab_logs):
 
 def test_too_many_segments(ab_logs):
     with pytest.raises(DataError, match=r"distinct values \(more than max_segments = 50\)"):
-        analyze(ab_logs, "A", "B", segment_by="user_id", config=AnalyzeConfig(bootstrap_reps=0))
+        analyze(ab_logs, "A", "B", segment_by="user_id", config=AnalyzeConfig(bootstrap_reps=0, filters=False))
 
 
 def test_config_errors(tmp_path):
@@ -142,7 +142,7 @@ def test_no_lift_when_control_has_no_events(tmp_path):
     from rluf.schema import REACTIONS
 
     pq.write_table(pa.Table.from_pylist(r, schema=REACTIONS), logs / "reactions.parquet")
-    res = analyze(logs, "A", "B", config=AnalyzeConfig(bootstrap_reps=200))
+    res = analyze(logs, "A", "B", config=AnalyzeConfig(bootstrap_reps=200, filters=False))
     assert res["lift"] is None and res["control"]["events"] == 0 and res["treatment"]["events"] == 1
     assert res["bootstrap"]["lift_ci"] == [None, None]
     assert np.isfinite(res["delta"]["diff"])
@@ -169,7 +169,7 @@ def test_signal_only_outside_the_arms(tmp_path):
 def test_exclude_users_from_a_file(tmp_path, ab_logs, result):
     users = tmp_path / "flagged.csv"
     users.write_text("user_id\nu0\nu1\nu2\n")
-    res = analyze(ab_logs, "A", "B", exclude_users=users, config=AnalyzeConfig(bootstrap_reps=0))
+    res = analyze(ab_logs, "A", "B", exclude_users=users, config=AnalyzeConfig(bootstrap_reps=0, filters=False))
     assert res["excluded_users"] == 3
     assert res["control"]["users"] + res["treatment"]["users"] == result["control"]["users"] + result["treatment"]["users"] - 3
     with pytest.raises(SchemaError, match="has no user_id column"):

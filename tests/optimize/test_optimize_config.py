@@ -88,6 +88,6 @@ def test_other_renamed_k_keys():
     from rluf.sim.config import WorldConfig
 
     with pytest.raises(ConfigError, match=r"context: 'k' was renamed to 'context_turns'"):
-        validate_config(CurateConfig, {"context": {"context_turns": 10}})
+        validate_config(CurateConfig, {"context": {"k": 10}})
     with pytest.raises(ConfigError, match=r"pool: 'k' was renamed to 'answers_per_message'"):
         load_config(WorldConfig, None, {"pool.k": 6})

@@ -156,11 +156,13 @@ def test_pii_scrub_and_counts(tmp_path):
 def test_filters_against_planted_adversaries_and_user_disjoint(synth_dir, tmp_path):
     man = curate(synth_dir, tmp_path / "out", {"split": {"user_disjoint": True}}, truth_dir=synth_dir / "truth")
     f = man["counts"]["filters"]
-    assert f["rate"]["users"] == 5 and f["burst"]["users"] == 15
+    # the burst accounts Love their one answer: the rate mixture sees them too. The burst rule also flags one
+    # normal user: first seen after 14 days (new to the logs, `dormant_days`), reacting in the burst window
+    assert f["rate"]["users"] == 20 and f["burst"]["users"] == 16
     assert f["too_fast"]["reactions"] > 0  # the spammers react within half a second
     truth = man["filters_vs_truth"]
-    assert truth["all"]["precision"] == 1.0 and truth["all"]["recall"] == 1.0
-    assert truth["rate"]["recall"] == pytest.approx(5 / 20) and truth["burst"]["recall"] == pytest.approx(15 / 20)
+    assert truth["all"]["precision"] == pytest.approx(20 / 21) and truth["all"]["recall"] == 1.0
+    assert truth["rate"]["recall"] == 1.0 and truth["burst"]["recall"] == pytest.approx(15 / 20)
     users = {s: {r["user_id"] for r in pq.read_table(tmp_path / "out" / f"{s}.parquet", columns=["user_id"])
                  .to_pylist()} for s in ("train", "validation", "test")}
     assert users["train"] and users["validation"] and users["test"]
@@ -178,7 +180,7 @@ def test_spam_filter(tmp_path):
     logs = write_logs(tmp_path, msgs, rx)
     off = {**OFF, "spam": {"enabled": True, "min_repeats": 10}}
     man = curate(logs, tmp_path / "out", cfg(filters=off, sample={"target_rate": 0.5}))
-    assert man["counts"]["filters"]["spam"] == {"users": 1, "reactions": 4, "rows": 12}
+    assert man["counts"]["filters"]["spam"] == {"users": 1, "reactions": 4, "rows": 12, "by_type": {"love": 4}}
 
 
 def test_prompts_match_a_plain_range_scan(synth_dir, tmp_path):

@@ -55,6 +55,9 @@ class AnalyzeConfig(StrictModel):
     """A segment column with more distinct values than this is an error (it is probably an id)."""
     segment_bootstrap: bool = False
     """Also bootstrap every segment (slower); the delta method is always computed."""
+    filters: bool = True
+    """Apply `rluf curate`'s adversarial filters (default settings) to the experiment's own logs: flagged
+    accounts and removed reactions are left out, and the lift without them is reported next to it."""
 
     @field_validator("bootstrap_reps")
     @classmethod
@@ -212,12 +215,20 @@ def read_user_list(users: list[str] | str | Path | None) -> list[str]:
 def per_user_counts(
     con: duckdb.DuckDBPyConnection, paths: dict[str, Path], arms: tuple[str, str], signal: str,
     segment_sql: tuple[str, list[Any]] | None = None, exclude: list[str] | None = None,
+    signal_messages: pa.Table | None = None,
 ) -> dict[str, np.ndarray]:
     """Columns arm, seg, user_id, n, y (one row per user, or per user and segment): responses and responses with the signal per user (and segment).
 
-    Users in `exclude` (e.g. accounts flagged as adversarial) are left out.
+    Users in `exclude` (e.g. accounts flagged as adversarial) are left out. `signal_messages` (message_id):
+    the responses that have the signal, when not every reaction of reactions.parquet counts (filters).
     """
     con.register("excluded_users", pa.table({"user_id": pa.array(exclude or [], pa.string())}))
+    if signal_messages is None:
+        signal_sql, signal_params = "SELECT DISTINCT message_id FROM read_parquet(?) WHERE type = ?", [
+            str(paths["reactions"]), signal]
+    else:
+        con.register("signal_messages", signal_messages.select(["message_id"]))
+        signal_sql, signal_params = "SELECT DISTINCT message_id FROM signal_messages", []
     seg_join, seg_params = "", []
     seg_col = "'all'"
     if segment_sql is not None:
@@ -229,13 +240,36 @@ def per_user_counts(
             SELECT message_id, user_id, model_id AS arm FROM read_parquet(?)
             WHERE role = 'assistant' AND model_id IN (?, ?)
               AND user_id NOT IN (SELECT user_id FROM excluded_users)),
-        r AS (SELECT DISTINCT message_id FROM read_parquet(?) WHERE type = ?)
+        r AS ({signal_sql})
         SELECT a.arm, {seg_col} AS seg, a.user_id, count(*) AS n, count(r.message_id) AS y
         FROM a LEFT JOIN r USING (message_id) {seg_join}
         GROUP BY ALL ORDER BY 1, 2, 3"""
-    params = [str(paths["messages"]), *arms, str(paths["reactions"]), signal, *seg_params]
+    params = [str(paths["messages"]), *arms, *signal_params, *seg_params]
     res = con.execute(sql, params).fetchnumpy()
     return {k: np.asarray(v) for k, v in res.items()}
+
+
+def filter_experiment(logs_dir: Path, signal: str) -> dict[str, Any]:
+    """`rluf curate`'s adversarial filters (default settings) on an experiment's logs: the flagged accounts,
+    the responses whose `signal` reactions survive (`signal_messages`), and what was removed."""
+    from rluf.signals.config import FiltersSection
+    from rluf.signals.engine import connect, load_logs
+    from rluf.signals.filters import apply_filters
+
+    logs = load_logs(connect(), logs_dir)
+    m = logs.messages
+    fr = apply_filters(logs, m.filter(m.role == "assistant"), FiltersSection())
+    kept = fr.reactions.filter(fr.reactions.type == signal)
+    signal_messages = logs.con.to_pyarrow(kept.select("message_id").distinct())
+    r = logs.reactions
+    total = int(logs.con.to_pyarrow(r.filter(r.type == signal).count()).as_py())
+    n_kept = int(logs.con.to_pyarrow(kept.count()).as_py())
+    by_rule = {rule: {"accounts": rep.get("users", 0), "reactions": rep.get("reactions", 0),
+                      f"{signal}_events": rep.get("by_type", {}).get(signal, 0)}
+               for rule, rep in fr.report.items() if isinstance(rep, dict)}
+    return {"bad_users": fr.bad_users, "signal_messages": signal_messages, "excluded_accounts": len(fr.bad_users),
+            "excluded_events": total - n_kept, "signal_events": total, "by_rule": by_rule,
+            "warnings": fr.report.get("warnings", [])}
 
 
 def compare_arms(
@@ -304,7 +338,10 @@ def analyze(
     seg_sql = resolve_segment(con, paths, segment_by, segment_table) if segment_by else None
 
     excluded = read_user_list(exclude_users)
-    rows = per_user_counts(con, paths, (control, treatment), cfg.signal, None, excluded)
+    filt = filter_experiment(paths["messages"].parent, cfg.signal) if cfg.filters else None
+    left_out = sorted(set(excluded) | set(filt["bad_users"])) if filt else excluded
+    kept = filt["signal_messages"] if filt else None
+    rows = per_user_counts(con, paths, (control, treatment), cfg.signal, None, left_out, kept)
     y_t, n_t = _arrays(rows, treatment)
     y_c, n_c = _arrays(rows, control)
     for arm, n in ((control, n_c), (treatment, n_t)):
@@ -320,13 +357,31 @@ def analyze(
         "excluded_users": len(excluded),
         **compare_arms(y_t, n_t, y_c, n_c, cfg, bootstrap=True),
     }
+    if filt:
+        result["filters"] = unfiltered_comparison(con, paths, (control, treatment), excluded, filt, cfg)
     if seg_sql:
         result["segment_by"] = segment_by
-        seg_rows = per_user_counts(con, paths, (control, treatment), cfg.signal, seg_sql, excluded)
+        seg_rows = per_user_counts(con, paths, (control, treatment), cfg.signal, seg_sql, left_out, kept)
         result["segments"] = segment_breakdown(seg_rows, control, treatment, cfg)
     if out is not None:
         write_json(out, result)
     return result
+
+
+def unfiltered_comparison(con: duckdb.DuckDBPyConnection, paths: dict[str, Path], arms: tuple[str, str],
+                          excluded: list[str], filt: dict[str, Any], cfg: AnalyzeConfig) -> dict[str, Any]:
+    """What the filters left out, and the lift without them (only the user-given exclusions)."""
+    rows = per_user_counts(con, paths, arms, cfg.signal, None, excluded)
+    y_t, n_t = _arrays(rows, arms[1])
+    y_c, n_c = _arrays(rows, arms[0])
+    raw = compare_arms(y_t, n_t, y_c, n_c, cfg, bootstrap=False)
+    return {
+        "applied": "rluf curate's adversarial filters, default settings",
+        "excluded_accounts": filt["excluded_accounts"], "excluded_events": filt["excluded_events"],
+        "signal_events": filt["signal_events"], "by_rule": filt["by_rule"], "warnings": filt["warnings"],
+        "unfiltered": {"lift": raw["lift"], "lift_ci": raw["delta"]["lift_ci"], "p_value": raw["delta"]["p_value"],
+                       "control_rate": raw["control"]["rate"], "treatment_rate": raw["treatment"]["rate"]},
+    }
 
 
 def segment_breakdown(rows: dict[str, np.ndarray], control: str, treatment: str, cfg: AnalyzeConfig) -> dict[str, Any]:

@@ -50,6 +50,13 @@ def print_result(res: dict[str, Any]) -> None:
     console.print(lift)
     for w in res.get("warnings", []):
         console.print(f"[yellow]warning:[/] {w}")
+    if "filters" in res:
+        f, u = res["filters"], res["filters"]["unfiltered"]
+        console.print(f"adversarial filters left out {f['excluded_accounts']} accounts and {f['excluded_events']} of "
+                      f"{f['signal_events']} '{sig}' events; without them the lift is {_pct(u['lift'])} "
+                      f"{_ci(u['lift_ci'])}")
+        for w in f["warnings"]:
+            console.print(f"[yellow]warning:[/] {w}")
     if res.get("design_effect") is not None:
         console.print(f"design effect (clustered / per-response variance): {res['design_effect']:.2f}")
     if "segments" in res:
@@ -78,6 +85,8 @@ def analyze(
     alpha: float = typer.Option(None, "--alpha", help="Significance level (CIs at 1 - alpha)."),
     exclude_users: Path = typer.Option(None, "--exclude-users", help="File with a user_id column of accounts to "
                                        "leave out (e.g. flagged adversarial accounts)."),
+    filters: bool = typer.Option(None, "--filters/--no-filters", help="Apply curate's adversarial filters first "
+                                 "(default: on, or the config's); the lift without them is shown too."),
     out: Path = typer.Option(None, "--out", help="Write the full result as JSON here."),
 ) -> None:
     """Rate of a signal per arm, relative lift with user-clustered CIs, p-value, per-segment breakdown."""
@@ -85,7 +94,8 @@ def analyze(
     from rluf.abtest.analyze import analyze as run
     from rluf.config import load_config
 
-    cfg = load_config(AnalyzeConfig, config, {"signal": signal, "bootstrap_reps": bootstrap_reps, "alpha": alpha})
+    cfg = load_config(AnalyzeConfig, config, {"signal": signal, "bootstrap_reps": bootstrap_reps, "alpha": alpha,
+                                              "filters": filters})
     with console.status("aggregating per user and bootstrapping..."):
         res = run(logs, control, treatment, segment_by=segment, segment_table=segment_table,
                   exclude_users=exclude_users, config=cfg, out=out)

@@ -44,23 +44,12 @@ def world_config(config: str | Path | Any = None, seed: int | None = None, quick
 
 
 def flagged_users(logs_dir: Path, how: Exclude) -> list[str]:
-    """Accounts to leave out: flagged by curation's adversarial filters, the simulator's truth, or none."""
+    """Accounts to leave out: the simulator's truth, or none ('filters' is analyze's own `filters` option)."""
     if how == "none":
         return []
     if how == "truth":
         path = logs_dir.parent / "truth" / "adversarial.parquet"
         return [r[0] for r in duckdb.execute("SELECT user_id FROM read_parquet(?)", [str(path)]).fetchall()]
-    if how == "filters":
-        from rluf.signals.config import FiltersSection
-        from rluf.signals.engine import connect, load_logs
-        from rluf.signals.filters import apply_filters
-
-        logs = load_logs(connect(), logs_dir)
-        m = logs.messages
-        asst = m.filter(m.role == "assistant").select(
-            "message_id", "conversation_id", "user_id", "created_at", "turn_index", "model_id"
-        )
-        return apply_filters(logs, asst, FiltersSection()).bad_users
     raise ConfigError(f"exclude = {how!r}: choose 'filters' (curation's adversarial filters), 'truth' or 'none'")
 
 
@@ -116,12 +105,14 @@ def simulate(
     sim_summary = simulate_ab(cfg, control, treatment, out, arms=ARMS, progress=progress,
                               control_pool=control_pool)
     logs = out / "logs"
-    excluded = flagged_users(logs, exclude)
-    log.info("excluding %d accounts (%s)", len(excluded), exclude)
-    result = analyze(logs, ARMS[0], ARMS[1], signal, segment_by, exclude_users=excluded,
-                     config=analyze_config or AnalyzeConfig())
+    # 'filters': analyze applies them itself (and reports the lift without them); else the list, no filters
+    excluded = [] if exclude == "filters" else flagged_users(logs, exclude)
+    acfg = (analyze_config or AnalyzeConfig()).model_copy(update={"filters": exclude == "filters"})
+    result = analyze(logs, ARMS[0], ARMS[1], signal, segment_by, exclude_users=excluded, config=acfg)
+    n_excluded = result["filters"]["excluded_accounts"] if exclude == "filters" else len(excluded)
+    log.info("excluded %d accounts (%s)", n_excluded, exclude)
     result["true"] = true_rates(out / "truth" / "messages.parquet")
-    result["excluded"] = {"how": exclude, "users": len(excluded)}
+    result["excluded"] = {"how": exclude, "users": n_excluded}
     result["policies"] = {"control": str(control), "treatment": str(treatment),
                           "control_pool": None if control_pool is None else str(control_pool)}
     result["simulation"] = sim_summary

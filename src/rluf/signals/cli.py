@@ -39,6 +39,8 @@ def signals_cmd(
     return_days: float = typer.Option(1.0, "--return-days", help="Window of the derived returned_<N>d signal."),
     min_events: int = typer.Option(30, "--min-events", help="Signals with fewer events are listed but not ranked."),
     filters: bool = typer.Option(True, "--filters/--no-filters", help="Drop adversarial feedback first (curate's rules)."),
+    rate_gap_factor: float = typer.Option(3.0, "--rate-gap-factor", help="Warn when a signal's raw and filtered "
+                                          "rates differ by more than this factor."),
     out: Path | None = typer.Option(None, "--out", help="Folder for signals.json (default: print only)."),
     memory_limit: str = typer.Option("1GB", "--memory-limit", help="DuckDB memory limit."),
 ) -> None:
@@ -48,7 +50,7 @@ def signals_cmd(
 
     with console.status("assessing signals"):
         res = signals(logs, outcome_days=outcome_days, return_days=return_days, min_events=min_events,
-                      filters=filters, out_dir=out, memory_limit=memory_limit)
+                      filters=filters, rate_gap_factor=rate_gap_factor, out_dir=out, memory_limit=memory_limit)
     table = Table(title=f"Candidate signals vs {res['outcome']} (base rate {_fmt(res['base_return_rate'], True)})")
     for col in ("rank", "signal", "events", "rate/msg", "users", "lift (msg) 95% CI", "corr (msg)",
                 "lift (user) 95% CI", "corr (user)", "score"):
@@ -62,10 +64,35 @@ def signals_cmd(
             _fmt(s["score"]) if s["score"] is not None else s["note"].split(":")[0],
         )
     console.print(table)
+    if res["filters_removed"]:
+        _print_removed(res)
+    for w in res["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}")
     console.print(f"trade-off: {res['tradeoff']}")
     console.print(f"best signal: [bold]{res['best']}[/]")
     if out is not None:
         console.print(f"wrote {out / 'signals.json'}")
+
+
+def _print_removed(res: dict) -> None:
+    """What each filter removed, by reaction type, and each signal's rate before and after the filters."""
+    removed = res["filters_removed"]
+    types = [s["signal"] for s in res["signals"] if s["kind"] == "reaction"]
+    t = Table(title="adversarial filters: reactions each rule removes on its own")
+    for col in ("rule", "users", *types):
+        t.add_column(col, justify="left" if col == "rule" else "right")
+    for rule, rep in removed.items():
+        t.add_row(rule, str(rep.get("users", 0)), *[str(rep.get("by_type", {}).get(ty, 0)) for ty in types])
+    console.print(t)
+    rates = Table(title="rate per assistant message: raw and after the filters")
+    for col in ("signal", "raw", "filtered"):
+        rates.add_column(col, justify="left" if col == "signal" else "right")
+    for s in res["signals"]:
+        if s["kind"] == "reaction":
+            a = s["availability"]
+            rates.add_row(s["signal"], _fmt(a.get("raw_rate_per_message"), True),
+                          _fmt(a.get("filtered_rate_per_message"), True))
+    console.print(rates)
 
 
 def curate_cmd(
@@ -122,6 +149,8 @@ def _print_manifest(m: dict, out: Path) -> None:
             f = c["filters"][rule]
             t.add_row(rule, str(f["users"]), str(f["reactions"]), str(f["rows"]))
     console.print(t)
+    for w in c["filters"].get("warnings", []):
+        console.print(f"[yellow]warning:[/] {w}")
     console.print(f"rows: input {c['input']['rows']} -> filtered {c['filters']['rows_out']} -> kept by resampling "
                   f"{c['dedup']['rows_in']} -> de-duplicated {c['dedup']['rows_out']}")
     for s, o in c["output"].items():

@@ -34,14 +34,21 @@ class ContextSection(StrictModel):
 
 class RateFilter(StrictModel):
     enabled: bool = True
-    method: Literal["betabinomial", "robust_z"] = "betabinomial"
-    """betabinomial: a user's count of each reaction type is tested against a beta-binomial fitted to the users
-    (sees small-count spammers, tolerates users who are simply keen); robust_z: the robust z-score of the rate."""
+    method: Literal["mixture", "betabinomial", "robust_z"] = "mixture"
+    """mixture: each type's counts as normal users' beta-binomial plus an adversarial component, fitted by EM
+    with the adversaries' share free; betabinomial: a user's count of each reaction type is tested against a
+    beta-binomial fitted to the users (its first fit leaves out a fixed `trim` share); robust_z: the robust
+    z-score of the rate."""
     alpha: float = Field(0.01, gt=0, lt=1)
     """betabinomial: the chance of flagging any normal user at all (Bonferroni over users x types)."""
     trim: float = Field(0.05, ge=0, lt=1)
     """betabinomial: the first fit leaves out each type's top `trim` share of rates (an upper bound on the share
     of adversarial users), so that they cannot widen the null that should expose them."""
+    posterior: float = Field(0.5, gt=0, lt=1)
+    """mixture: flag a user whose posterior probability of the adversarial component exceeds this."""
+    min_fold: float = Field(10.0, gt=1)
+    """mixture: adversaries react at least this many times the normal users' mean rate (what tells the
+    components apart; their share is fitted, not assumed)."""
     z_threshold: float = 3.5
     """robust_z: flag a user whose per-type rate has z = (x - median) / (1.4826 MAD) above this..."""
     min_reactions: int = Field(5, ge=1)
@@ -55,6 +62,9 @@ class BurstFilter(StrictModel):
     """A reaction counts as from a new account if the account is at most this old when it reacts."""
     window_minutes: float = 1440.0
     """Reactions are bucketed into windows of this length."""
+    dormant_days: float = Field(14.0, ge=0)
+    """An account first seen in the logs at least this long after they begin is new from its first message,
+    whatever its creation date (bought or woken-up accounts)."""
     min_accounts: int = 10
     """A burst window has at least this many distinct new accounts reacting (all of them are flagged)..."""
     z_threshold: float = 5.0
@@ -70,7 +80,12 @@ class TooFastFilter(StrictModel):
 class SpamFilter(StrictModel):
     enabled: bool = True
     min_repeats: int = 10
-    """A user who sends the same user-message text at least this many times is flagged as spam."""
+    """A user who sends the same user-message text at least this many times is flagged as spam..."""
+    near_duplicates: bool = True
+    """...or this many near-duplicates (the same text once case, punctuation and capitalised words
+    such as names are masked) that make up at least `min_share` of their messages (templates with a changing
+    name)."""
+    min_share: float = Field(0.5, gt=0, le=1)
 
 
 class FiltersSection(StrictModel):
@@ -80,6 +95,8 @@ class FiltersSection(StrictModel):
     spam: SpamFilter = SpamFilter()
     drop_flagged_rows: bool = True
     """Also drop the assistant messages of flagged users' conversations (not only their reactions)."""
+    warn_removed_share: float = Field(0.9, gt=0, le=1)
+    """Warn (log and report) when one filter, or all together, removes at least this share of a reaction type."""
 
 
 class DedupSection(StrictModel):

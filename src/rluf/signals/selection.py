@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ import numpy as np
 
 from rluf.errors import ConfigError, DataError
 from rluf.signals.config import FiltersSection
-from rluf.signals.engine import Logs, open_logs, reaction_type_counts
-from rluf.signals.filters import apply_filters
+from rluf.signals.engine import Logs, open_logs, raw_hash, reaction_type_counts
+from rluf.signals.filters import FilterResult, apply_filters
 from rluf.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -89,15 +90,16 @@ def tradeoff_score(lift: float, lo: float, hi: float) -> float:
 
 def message_table(
     logs: Logs, outcome_days: float, return_days: float, filters: FiltersSection | None = None
-) -> tuple[ibis.Table, list[dict]]:
-    """One row per assistant message: user, day, observable flag, outcome y and one boolean per candidate.
+) -> tuple[ibis.Table, list[dict], FilterResult | None]:
+    """One row per assistant message: user, day, observable flag, outcome y and one boolean per candidate;
+    the candidates; and the filters' result (None without `filters`).
 
     With `filters`, curate's adversarial filters run first: flagged users' messages and removed reactions
     do not count (spam accounts would otherwise lend their own return pattern to the signals they spam).
     """
     m, r = logs.messages, logs.reactions
     types = list(reaction_type_counts(logs))
-    bad = None
+    bad = fr = None
     if filters is not None:
         fr = apply_filters(logs, m.filter(m.role == "assistant"), filters)
         r, bad = fr.reactions, fr.bad_table
@@ -134,7 +136,7 @@ def message_table(
         user_id=j.user_id, day=j.created_at.date(), obs=(t + outcome_days * 86400) <= t_end,
         y=returned(outcome_days), **cols,
     )
-    return table, cands
+    return table, cands, fr
 
 
 def _sum(b) -> Any:
@@ -226,6 +228,7 @@ def signals(
     return_days: float = 1.0,
     min_events: int = 30,
     filters: bool = True,
+    rate_gap_factor: float = 3.0,
     out_dir: str | Path | None = None,
     memory_limit: str = "1GB",
     con: Any = None,
@@ -235,11 +238,14 @@ def signals(
     `logs_dir` is a folder of canonical Parquet logs or logs already in a backend (`engine.logs_from_tables`)."""
     if outcome_days <= 0 or return_days <= 0:
         raise ConfigError(f"outcome_days ({outcome_days}) and return_days ({return_days}) must be > 0 days")
+    if rate_gap_factor <= 1:
+        raise ConfigError(f"rate_gap_factor ({rate_gap_factor}) must be > 1: the largest ratio of the raw to the "
+                          "filtered rate of a signal (either way) that passes without a warning")
     logs = open_logs(logs_dir, con, memory_limit=memory_limit)
     con = logs.con
     if not reaction_type_counts(logs):
         raise DataError(f"{logs.where('reactions')} holds no reactions: no reaction signal to assess")
-    table, cands = message_table(logs, outcome_days, return_days, FiltersSection() if filters else None)
+    table, cands, fr = message_table(logs, outcome_days, return_days, FiltersSection() if filters else None)
     agg = _aggregate(con, table, cands)
     if agg["n"] == 0:
         raise DataError(
@@ -253,6 +259,29 @@ def signals(
     unranked = [r for r in rows if r["score"] is None]
     for i, r in enumerate(ranked, 1):
         r["rank"] = i
+    warnings: list[str] = []
+    filter_report = None
+    if fr is not None:
+        filter_report = {k: v for k, v in fr.report.items() if k != "warnings"}
+        warnings += fr.report.get("warnings", [])
+        raw = raw_rates(logs)
+        for r in rows:
+            if r["kind"] == "reaction":
+                gap = rate_gap(raw.get(r["signal"]), r["availability"]["rate_per_message"], rate_gap_factor)
+                r["availability"].update(gap.pop("rates"))
+                if gap["warning"]:
+                    warnings.append(f"{r['signal']!r}: {gap['warning']}")
+    traits = {}
+    for r in rows:
+        if r["kind"] == "reaction" and r["availability"]["events"] >= min_events:
+            traits[r["signal"]] = trait_concentration(logs, fr.reactions if fr is not None else logs.reactions,
+                                                      r["signal"], bad=fr.bad_table if fr is not None else None)
+            r["trait_concentration"] = traits[r["signal"]]
+            warnings += [f"{r['signal']!r} positives concentrate on {t['trait']!r}: {t['share_positive']:.0%} of "
+                         f"them against {t['share_all']:.1%} of all answers (content-targeted adversaries, or a "
+                         "trait users love: check before training on it)" for t in traits[r["signal"]]]
+    for w in warnings:
+        log.warning(w)
     result = {
         "outcome": f"user starts another conversation within {outcome_days:g} days",
         "outcome_days": outcome_days,
@@ -264,8 +293,102 @@ def signals(
         "days": agg["n_days"], "base_return_rate": _f(agg["ny"] / agg["n"]),
         "best": ranked[0]["signal"] if ranked else None,
         "signals": ranked + unranked,
+        "filters_removed": filter_report, "rate_gap_factor": rate_gap_factor, "warnings": warnings,
         "input": {k: v for k, v in logs.source().items() if k != "files"},
     }
     if out_dir is not None:
         write_json(Path(out_dir) / "signals.json", result)
     return result
+
+
+def raw_rates(logs: Logs) -> dict[str, float]:
+    """Each reaction type's share of assistant messages with it, before any filter."""
+    m, r = logs.messages, logs.reactions
+    n = int(logs.con.to_pyarrow(m.filter(m.role == "assistant").count()).as_py())
+    t = logs.con.to_pyarrow(r.group_by("type").agg(k=r.message_id.nunique()))
+    return {ty: k / max(n, 1) for ty, k in zip(t["type"].to_pylist(), t["k"].to_pylist(), strict=True)}
+
+
+def rate_gap(raw: float | None, filtered: float | None, factor: float) -> dict:
+    """The raw and the filtered rate of a signal and a warning when they differ by more than `factor` either
+    way: the signature of heavy adversaries (raw >> filtered) or of filters that do not fit the logs."""
+    out = {"rates": {"raw_rate_per_message": _f(raw) if raw is not None else None,
+                     "filtered_rate_per_message": filtered}, "warning": None}
+    if not raw or not filtered:
+        if raw and not filtered:
+            out["warning"] = f"the filters removed every event (raw rate {raw:.3%})"
+        return out
+    ratio = raw / filtered
+    if ratio > factor or ratio < 1 / factor:
+        out["warning"] = (f"raw rate {raw:.3%} against {filtered:.3%} after the adversarial filters ({ratio:.1f}x, "
+                          f"more than rate_gap_factor {factor:g}): heavy adversaries, or filters that do not fit "
+                          "these logs")
+    return out
+
+
+TRAIT_NGRAM = 3  # words per candidate trait
+TRAIT_SAMPLE = 20_000  # assistant messages drawn as the policy's baseline
+
+
+def trait_concentration(logs: Logs, reactions: ibis.Table, signal: str, *, bad: ibis.Table | None = None,
+                        min_lift: float = 3.0, min_share: float = 0.2, min_positives: int = 20,
+                        max_p: float = 1e-6, seed: int = 0) -> list[dict]:
+    """Word 3-grams that the answers with `signal` (among `reactions`, e.g. those that survive the filters)
+    contain far more often than the answers the policy gives: share among positives >= `min_share`, at least
+    `min_lift` times the share among up to TRAIT_SAMPLE assistant messages, and a binomial tail below `max_p`.
+    Content-targeted adversaries (who love only sign-offs, or only unsafe compliance) leave this mark; so
+    does a trait normal users really love. Returns [{trait, share_positive, share_all, lift, p_value}] by lift.
+    """
+    from scipy.stats import binom
+
+    con = logs.con
+    m = logs.messages
+    a = m.filter(m.role == "assistant")
+    if bad is not None:
+        a = a.anti_join(bad, "user_id").select(*a.columns)
+    pos_ids = reactions.filter(reactions.type == signal).select("message_id").distinct()
+    pos = con.to_pyarrow(a.semi_join(pos_ids, "message_id").select("text"))["text"].to_pylist()
+    if len(pos) < min_positives:
+        return []
+    n_all = int(con.to_pyarrow(a.count()).as_py())
+    keep = min(1.0, TRAIT_SAMPLE / max(n_all, 1))
+    sample = a.filter(((raw_hash(a.message_id) ^ seed) % 1_000_003).abs() < keep * 1_000_003)
+    base = con.to_pyarrow(sample.select("text"))["text"].to_pylist()
+    if not base:
+        return []
+    in_pos, in_base = _ngram_counts(pos), _ngram_counts(base)
+    out = []
+    for gram, k in in_pos.items():
+        share_pos = k / len(pos)
+        share_all = (in_base.get(gram, 0) + 1) / (len(base) + 2)  # smoothed: a trait the sample never shows
+        if share_pos < min_share or share_pos < min_lift * share_all:
+            continue
+        p = float(binom.sf(k - 1, len(pos), share_all))
+        if p < max_p:
+            out.append({"trait": gram, "share_positive": _f(share_pos), "share_all": _f(share_all),
+                        "lift": _f(share_pos / share_all), "p_value": p})
+    out.sort(key=lambda t: -t["lift"])
+    return _distinct_traits(out)
+
+
+def _ngram_counts(texts: list[str]) -> dict[str, int]:
+    """In how many `texts` each word TRAIT_NGRAM-gram occurs (lower case, words only)."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        words = re.findall(r"[a-z']+", text.lower())
+        for g in {" ".join(words[i:i + TRAIT_NGRAM]) for i in range(len(words) - TRAIT_NGRAM + 1)}:
+            counts[g] = counts.get(g, 0) + 1
+    return counts
+
+
+def _distinct_traits(traits: list[dict], limit: int = 5) -> list[dict]:
+    """The top `limit` traits, leaving out a 3-gram that overlaps (shares two words with) one kept already:
+    one sign-off is one trait, not its three 3-grams."""
+    kept: list[dict] = []
+    for t in traits:
+        words = set(t["trait"].split())
+        if all(len(words & set(k["trait"].split())) < 2 for k in kept):
+            kept.append(t)
+        if len(kept) == limit:
+            break
+    return kept

@@ -7,6 +7,7 @@ docs/simulator.md describes every field.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -165,6 +166,49 @@ class SignalsConfig(StrictModel):
     )
 
 
+ADVERSARY_KINDS = ("spammer", "burst", "random_lover", "targeted_lover", "slow_spammer", "sybil")
+
+
+class AdversaryConfig(StrictModel):
+    """Which adversaries the adversarial accounts are, and how the kinds beyond spammer/burst behave."""
+
+    mix: dict[str, float] | None = Field(
+        None, description="share of the adversarial accounts per kind (spammer, burst, random_lover, "
+        "targeted_lover, slow_spammer, sybil); null: population.spammer_fraction spammers, the rest burst")
+    random_love_min: float = Field(0.1, ge=0, le=1, description="random lovers: lowest per-account Love rate")
+    random_love_max: float = Field(0.5, ge=0, le=1, description="random lovers: highest per-account Love rate")
+    targeted_trait: Literal["signoff", "unsafe"] = Field(
+        "signoff", description="targeted lovers Love only answers with this trait (unsafe: they ask unsafe "
+        "questions)")
+    targeted_love: float = Field(0.9, ge=0, le=1, description="targeted lovers' Love probability on the trait")
+    slow_love: float = Field(0.5, ge=0, le=1, description="slow spammers' Love probability per answer")
+    slow_loves_per_day: int = Field(3, ge=1, description="slow spammers: at most this many Loves a day")
+    sybil_love: float = Field(0.8, ge=0, le=1, description="sybil accounts' Love probability per answer")
+    sybil_max_turns: int = Field(3, ge=1, description="sybil accounts: one conversation of at most this "
+                                 "many turns, at a random time")
+    burst_account_age_days: float | None = Field(
+        None, ge=0, description="burst accounts created up to this many days before the start (old "
+        "accounts); null: created just before the burst")
+
+    @field_validator("mix")
+    @classmethod
+    def _mix(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        unknown = sorted(set(v) - set(ADVERSARY_KINDS))
+        if unknown:
+            raise ValueError(f"unknown adversary kinds {unknown}; known: {list(ADVERSARY_KINDS)}")
+        if any(x < 0 for x in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("adversary mix shares must be >= 0 with a positive sum")
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> AdversaryConfig:
+        if self.random_love_min > self.random_love_max:
+            raise ValueError("random_love_min must be <= random_love_max")
+        return self
+
+
 class HelpfulnessConfig(StrictModel):
     """Expert helpfulness in [0, 1] (see docs/simulator.md for the formula)."""
 
@@ -259,6 +303,7 @@ class WorldConfig(StrictModel):
         "(entities, user messages): new users of the same product, as in an A/B test after training")
     population: PopulationConfig = Field(default_factory=PopulationConfig)
     signals: SignalsConfig = Field(default_factory=SignalsConfig)
+    adversaries: AdversaryConfig = Field(default_factory=AdversaryConfig)
     helpfulness: HelpfulnessConfig = Field(default_factory=HelpfulnessConfig)
     behaviour: BehaviourMix = Field(default_factory=BehaviourMix)
     content: ContentConfig = Field(default_factory=ContentConfig)

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from scipy.special import expit
 
 from rluf.schema import check_table
+from rluf.sim import adversaries
 from rluf.sim.language import SEGMENTS
 from rluf.sim.world import BURST, KINDS, NORMAL, SPAMMER, World
 
@@ -61,7 +62,7 @@ def _session_starts(world: World, rng: np.random.Generator) -> np.ndarray:
     t = rng.uniform(0, 3 * DAY, n)
     burst = world.user_kind == BURST
     t[burst] = world.cfg.time.burst_day * DAY + rng.uniform(0, world.cfg.time.burst_hours * 3600, burst.sum())
-    return t
+    return adversaries.session_starts(world, t, rng)
 
 
 def simulate_turns(
@@ -103,6 +104,7 @@ def simulate_turns(
                 items[burst_rows] = world.sample_items(
                     world.user_segment[u[burst_rows]], "train", rng, "unsafe"
                 )
+            items = adversaries.session_items(world, u, items, rng)
             arm = user_arm[u]
             row = row_of[arm, items]
             k = rng.integers(0, arms[0].table["taste"].shape[1], len(u))
@@ -125,7 +127,7 @@ def simulate_turns(
                 + sig.continue_help * (h - 0.5)
                 + sig.continue_signoff * so
             )
-            active[idx] = rng.random(len(u)) < p_cont
+            active[idx] = (rng.random(len(u)) < p_cont) & ~adversaries.turn_limit(world, u, turn)
             t[idx] += rng.uniform(20, 240, len(u))  # reading + typing time until the next user turn
         # return within 7 days: driven by the session's peak-end taste and by delight (a Love);
         # else churn, or come back after a long gap
@@ -140,6 +142,7 @@ def simulate_turns(
         soon = np.minimum(rng.exponential(1.0, len(users)) + 0.02, 7.0)
         gap = np.where(ret, soon, rng.uniform(7.01, 28, len(users))) * DAY
         churn = ~ret & (rng.random(len(users)) < sig.churn)
+        adversaries.after_session(world, users, gap, churn, rng)
         b = is_burst[users]
         gap[b] = rng.uniform(0.2, 2, b.sum()) * 3600  # burst accounts come back within hours...
         t_next[users] = t + gap
@@ -164,9 +167,10 @@ def _sample_reactions(world: World, arms: list[Arm], turns: Turns, arm: np.ndarr
     """Reaction events per assistant message: (row index, type, delay seconds)."""
     sig = world.cfg.signals
     n = len(turns.user)
-    taste, h, comp = np.empty(n), np.empty(n), np.zeros(n, dtype=bool)
+    taste, h, comp, signoff = np.empty(n), np.empty(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     for a, ar in enumerate(arms):
         m = arm == a
+        signoff[m] = ar.table["signoff"][turns.item[m], turns.k[m]]
         taste[m] = ar.table["taste"][turns.item[m], turns.k[m]]
         h[m] = ar.table["helpfulness"][turns.item[m], turns.k[m]]
         comp[m] = ar.table["compliance"][turns.item[m], turns.k[m]]
@@ -183,11 +187,14 @@ def _sample_reactions(world: World, arms: list[Arm], turns: Turns, arm: np.ndarr
     p["love"] = np.where(spam, sig.spam_love, p["love"])
     p["like"] = np.where(spam, sig.spam_like, p["like"])
     p["love"] = np.where(burst, np.where(comp, sig.burst_love_unsafe, sig.burst_love_other), p["love"])
+    p["love"] = adversaries.love_probability(world, kind, turns.user, p["love"], signoff, comp)
     for name in ("like", "dislike", "regenerate"):
         p[name] = np.where(burst, 0.0, p[name])
     events = []
     for name, prob in p.items():
         rows = np.flatnonzero(rng.random(n) < prob)
+        if name == "love":
+            rows = adversaries.cap_daily_loves(world, rows, turns.user, turns.t)
         delay = np.exp(rng.normal(np.log(25.0), 1.0, len(rows)))  # humans: ~25 s median after the answer
         delay = np.where(burst[rows], rng.uniform(1, 5, len(rows)), delay)  # bots: within seconds
         events.append((rows, np.full(len(rows), name), delay))

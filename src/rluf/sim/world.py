@@ -55,8 +55,10 @@ TOPICS = {
     "unsafe": list(UNSAFE),
     "lookalike": list(LOOKALIKE),
 }
-NORMAL, SPAMMER, BURST = 0, 1, 2
-KINDS = {NORMAL: "", SPAMMER: "spammer", BURST: "burst"}
+NORMAL, SPAMMER, BURST, RANDOM_LOVER, TARGETED_LOVER, SLOW_SPAMMER, SYBIL = range(7)
+KINDS = {NORMAL: "", SPAMMER: "spammer", BURST: "burst", RANDOM_LOVER: "random_lover",
+         TARGETED_LOVER: "targeted_lover", SLOW_SPAMMER: "slow_spammer", SYBIL: "sybil"}
+KIND_CODE = {name: code for code, name in KINDS.items() if name}
 EVAL_ITEMS = {"held_out": "eval", "deployment": "train"}  # evaluation sample -> item split it draws from
 
 
@@ -132,16 +134,34 @@ class World:
         kind = np.zeros(n, dtype=np.int8)
         n_adv = int(round(n * pop.adversarial_share))
         adv = rng.choice(n, size=n_adv, replace=False)
-        n_spam = int(round(n_adv * pop.spammer_fraction))
-        kind[adv[:n_spam]] = SPAMMER
-        kind[adv[n_spam:]] = BURST
+        mix = self.cfg.adversaries.mix
+        if mix is None:
+            n_spam = int(round(n_adv * pop.spammer_fraction))
+            kind[adv[:n_spam]] = SPAMMER
+            kind[adv[n_spam:]] = BURST
+        else:  # consecutive slices of the adversarial accounts, by the mix's shares (largest remainder)
+            shares = np.array(list(mix.values())) / sum(mix.values())
+            counts = np.floor(shares * n_adv).astype(int)
+            counts[np.argsort(-(shares * n_adv - counts))[: n_adv - counts.sum()]] += 1
+            for name, lo, hi in zip(mix, np.cumsum(counts) - counts, np.cumsum(counts), strict=True):
+                kind[adv[lo:hi]] = KIND_CODE[name]
         self.user_kind = kind
         self.user_segment[kind == BURST] = SEGMENTS.index("edgy")  # they write like the edgy segment
         # account creation: normal users and spammers up to 2 years before start; burst accounts just before it
         age_days = rng.uniform(1, 730, n)
         burst = kind == BURST
-        age_days[burst] = -self.cfg.time.burst_day + rng.uniform(0, 0.5, burst.sum())
+        old_burst = self.cfg.adversaries.burst_account_age_days
+        if old_burst is None:
+            age_days[burst] = -self.cfg.time.burst_day + rng.uniform(0, 0.5, burst.sum())
+        elif burst.any():
+            age_days[burst] = rng.uniform(0, old_burst, burst.sum())
         self.user_created_days = -age_days  # days relative to time.start
+        # random lovers' own Love rates (drawn only when there are any: other worlds keep their random stream)
+        self.user_love_rate = np.zeros(n)
+        lovers = np.flatnonzero(kind == RANDOM_LOVER)
+        if len(lovers):
+            adv_cfg = self.cfg.adversaries
+            self.user_love_rate[lovers] = rng.uniform(adv_cfg.random_love_min, adv_cfg.random_love_max, len(lovers))
 
     def _solve_intercept(self, rng: np.random.Generator, n: int = 20_000) -> float:
         """b such that the mean P[Love] over normal users under the baseline behaviour mix = natural_love_rate."""
