@@ -28,8 +28,6 @@ TINY = [
     "evaluate.prompts.n_prompts=12", "evaluate.bootstrap_reps=100", "evaluate.generation.max_new_tokens=16",
     *[f"reward_{k}.{v}" for k in ("love", "helpfulness", "safety")
       for v in ("train.epochs=1", "model.backbone=tiny", "model.max_length=64")],
-    # OpenAssistant reactions carry their message's time, not a click time: the too-fast filter is off here
-    "curate.filters.too_fast.enabled=false",
     "curate.split.method=conversation", "curate.split.test_fraction=0.3", "curate.sample.target_rate=natural",
 ]
 
@@ -57,6 +55,9 @@ def test_real_loop_writes_every_section(tmp_path):
     assert "most frequent reaction" in summary["curate"]["signal_why"]
     assert json.loads((out / "curate" / "manifest.json").read_text())["signal_rule"] == "like"
     assert (out / "reward_helpfulness" / "oasst_sibling_pairs.parquet").is_file()  # OpenAssistant rankings
+    # OpenAssistant votes carry their message's time: the too-fast filter is on and skips them, removing none
+    too_fast = json.loads((out / "curate" / "manifest.json").read_text())["counts"]["filters"]["too_fast"]
+    assert too_fast["skipped_not_click"] > 0 and too_fast["reactions"] == 0
 
     # the baselines were scored on exactly the rows P[Love] was scored on
     love_rows = pd.read_parquet(out / "reward_love" / "test_scores.parquet")

@@ -154,7 +154,8 @@ def build_report(run_dir: str | Path) -> Path:
     r.heading("2. Curation", "curation")
     r.key_values(_scalars(manifest), table_id="curation-table")
     r.table(filter_rows(manifest), table_id="filters-table")
-    for warning in manifest.get("warnings") or []:
+    filter_warnings = (((manifest.get("counts") or {}).get("filters")) or {}).get("warnings") or []
+    for warning in [*filter_warnings, *(manifest.get("warnings") or [])]:
         r.paragraph(warning, "warn")
 
     r.heading("3. Reward models", "rewards")
@@ -246,7 +247,11 @@ def real_headline(manifest: dict, baselines: dict, plan: dict) -> dict[str, Any]
 def filter_rows(manifest: dict) -> list[dict[str, Any]]:
     """What each adversarial filter removed (users flagged, reactions and rows)."""
     filters = ((manifest.get("counts") or {}).get("filters")) or {}
-    return [{"filter": name, **v} for name, v in filters.items() if isinstance(v, dict)]
+    return [{"filter": name, "users flagged": v.get("users"), "reactions removed": v.get("reactions"),
+             "rows removed": v.get("rows"),
+             "removed by type": ", ".join(f"{t} {n}" for t, n in (v.get("by_type") or {}).items()) or None,
+             "skipped (not a click time)": v.get("skipped_not_click")}
+            for name, v in filters.items() if isinstance(v, dict)]
 
 
 def baseline_rows(baselines: dict) -> list[dict[str, Any]]:
