@@ -102,7 +102,8 @@ def test_source_replaces_the_simulator_and_names_what_is_missing():
     from rluf.errors import ConfigError
     from rluf.run.config import load_run_config
 
-    cfg = load_run_config(None, source={"logs": "sqlite:///x/rluf.db", "policy": "p", "pairs.safety": "s.jsonl"})
+    source = {"logs": "sqlite:///x/rluf.db", "policy": "p", "pairs.safety": "s.jsonl"}
+    cfg = load_run_config(None, source=source)
     assert cfg.source.logs == "sqlite:///x/rluf.db" and cfg.simulate == {} and not cfg.quick
     with pytest.raises(ConfigError, match="reward_models.safety"):
         load_run_config(None, source={"logs": "l", "policy": "p"})

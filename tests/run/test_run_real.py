@@ -17,18 +17,37 @@ from rluf.serve import ServeConfig
 DATA = Path(__file__).resolve().parents[1] / "data"
 OASST = DATA / "oasst_en_25_tree.jsonl"
 HARMLESS = DATA / "hh-rlhf" / "harmless-base-test-head60.jsonl.gz"
-STAGES = ["logs", "signals", "curate", "reward_helpfulness", "reward_safety", "reward_love", "baselines", "sweep",
-          "evaluate", "plan"]
+STAGES = [
+    "logs",
+    "signals",
+    "curate",
+    "reward_helpfulness",
+    "reward_safety",
+    "reward_love",
+    "baselines",
+    "sweep",
+    "evaluate",
+    "plan",
+]
 # Tiny sizes: two sweep runs of two CRRAFT iterations, short answers, few bootstrap draws.
 TINY = [
     "sweep.runs={love_0.3: {weights: {love: 0.3, helpfulness: 0.4, safety: 0.3}, role: candidate}, "
     "help_only: {weights: {helpfulness: 1.0}}}",
-    "optimize.crraft.iterations=2", "optimize.crraft.batch_prompts=4", "optimize.crraft.num_candidates=2",
+    "optimize.crraft.iterations=2",
+    "optimize.crraft.batch_prompts=4",
+    "optimize.crraft.num_candidates=2",
     "optimize.crraft.sampling.max_new_tokens=16",
-    "evaluate.prompts.n_prompts=12", "evaluate.bootstrap_reps=100", "evaluate.generation.max_new_tokens=16",
-    *[f"reward_{k}.{v}" for k in ("love", "helpfulness", "safety")
-      for v in ("train.epochs=1", "model.backbone=tiny", "model.max_length=64")],
-    "curate.split.method=conversation", "curate.split.test_fraction=0.3", "curate.sample.target_rate=natural",
+    "evaluate.prompts.n_prompts=12",
+    "evaluate.bootstrap_reps=100",
+    "evaluate.generation.max_new_tokens=16",
+    *[
+        f"reward_{k}.{v}"
+        for k in ("love", "helpfulness", "safety")
+        for v in ("train.epochs=1", "model.backbone=tiny", "model.max_length=64")
+    ],
+    "curate.split.method=conversation",
+    "curate.split.test_fraction=0.3",
+    "curate.sample.target_rate=natural",
 ]
 
 
@@ -42,8 +61,11 @@ def tiny_policy(path: Path) -> Path:
 @pytest.mark.slow
 def test_real_loop_writes_every_section(tmp_path):
     policy = tiny_policy(tmp_path / "policy")
-    cfg = load_run_config(None, overrides=TINY, source={"logs": str(OASST), "policy": str(policy),
-                                                        "pairs.safety": str(HARMLESS)})
+    cfg = load_run_config(
+        None,
+        overrides=TINY,
+        source={"logs": str(OASST), "policy": str(policy), "pairs.safety": str(HARMLESS)},
+    )
     out = tmp_path / "run"
     events: list[tuple[str, str]] = []
     run(cfg, out, on_event=lambda s, e: events.append((s, e)))
@@ -72,15 +94,26 @@ def test_real_loop_writes_every_section(tmp_path):
     # the A/B plan: sample size at the logs' natural rate, and a serve.yaml that `rluf serve` accepts
     plan = json.loads((out / "plan" / "plan.json").read_text())
     assert plan["power"]["users_per_arm"] > 0 and plan["natural_rate"] == pytest.approx(
-        json.loads((out / "curate" / "manifest.json").read_text())["natural_rate"])
+        json.loads((out / "curate" / "manifest.json").read_text())["natural_rate"]
+    )
     serve = ServeConfig.model_validate(yaml.safe_load((out / "plan" / "serve.yaml").read_text()))
     assert [a.name for a in serve.experiment.arms] == ["baseline", "candidate"]
     assert serve.backends["candidate"].path == str(out / "sweep" / plan["candidate"] / "policy")
 
     html = (out / "report.html").read_text()
-    for table in ("headline-table", "signals-table", "curation-table", "filters-table", "reward-love-table",
-                  "baselines-table", "reward-pairs-table", "sweep-table", "ranking-table", "uplift-table",
-                  "plan-table"):
+    for table in (
+        "headline-table",
+        "signals-table",
+        "curation-table",
+        "filters-table",
+        "reward-love-table",
+        "baselines-table",
+        "reward-pairs-table",
+        "sweep-table",
+        "ranking-table",
+        "uplift-table",
+        "plan-table",
+    ):
         assert f'id="{table}"' in html, table
     assert "P[Love] ROC" in html and "reliability" in html and "test ece" in html
     assert ("does not beat it" in html) != baselines["p_love_beats_best_baseline"]

@@ -19,18 +19,35 @@ from rluf.serve import ServeConfig, create_app, export
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parents[1] / "data" / "hh-rlhf"
-QUESTIONS = ["what is the capital of France?", "how do I boil an egg?", "tell me a joke about cats",
-             "why is the sky blue?", "how far is the moon?", "what should I cook tonight?"]
+QUESTIONS = [
+    "what is the capital of France?",
+    "how do I boil an egg?",
+    "tell me a joke about cats",
+    "why is the sky blue?",
+    "how far is the moon?",
+    "what should I cook tonight?",
+]
 TINY_RUN = [  # the shortest training that still runs every stage
     "sweep.runs={love_0.3: {weights: {love: 0.3, helpfulness: 0.4, safety: 0.3}, role: candidate}}",
-    "optimize.crraft.iterations=2", "optimize.crraft.batch_prompts=4", "optimize.crraft.num_candidates=2",
+    "optimize.crraft.iterations=2",
+    "optimize.crraft.batch_prompts=4",
+    "optimize.crraft.num_candidates=2",
     "optimize.crraft.sampling.max_new_tokens=12",
-    "evaluate.prompts.n_prompts=8", "evaluate.bootstrap_reps=100", "evaluate.generation.max_new_tokens=12",
-    *[f"reward_{k}.{v}" for k in ("love", "helpfulness", "safety")
-      for v in ("train.epochs=1", "model.backbone=tiny", "model.max_length=64")],
-    "curate.split.method=conversation", "curate.split.test_fraction=0.3", "curate.sample.target_rate=natural",
-    "plan.serve.backends.baseline.max_new_tokens=12", "plan.serve.backends.candidate.max_new_tokens=12",
-    "plan.serve.backends.baseline.device=cpu", "plan.serve.backends.candidate.device=cpu",
+    "evaluate.prompts.n_prompts=8",
+    "evaluate.bootstrap_reps=100",
+    "evaluate.generation.max_new_tokens=12",
+    *[
+        f"reward_{k}.{v}"
+        for k in ("love", "helpfulness", "safety")
+        for v in ("train.epochs=1", "model.backbone=tiny", "model.max_length=64")
+    ],
+    "curate.split.method=conversation",
+    "curate.split.test_fraction=0.3",
+    "curate.sample.target_rate=natural",
+    "plan.serve.backends.baseline.max_new_tokens=12",
+    "plan.serve.backends.candidate.max_new_tokens=12",
+    "plan.serve.backends.baseline.device=cpu",
+    "plan.serve.backends.candidate.device=cpu",
 ]
 
 
@@ -41,22 +58,29 @@ def clock():
 
 
 def chat(client, users: list[str], turns: int, rng: random.Random) -> int:
-    """Each user holds one conversation; loves about half the answers (the even-length ones), dislikes a few."""
+    """One conversation per user; loves the answers of even length (about half), dislikes some."""
     reactions = 0
     for user in users:
         h, history, conv = {"Authorization": f"Bearer key-of-{user}-0123456789"}, [], None
         for _ in range(turns):
             history = history + [{"role": "user", "content": rng.choice(QUESTIONS)}]
-            r = client.post("/v1/chat/completions", headers=h,
-                            json={"messages": history, **({"conversation_id": conv} if conv else {})})
+            r = client.post(
+                "/v1/chat/completions",
+                headers=h,
+                json={"messages": history, **({"conversation_id": conv} if conv else {})},
+            )
             assert r.status_code == 200, r.text
             j = r.json()
             conv, answer = j["conversation_id"], j["choices"][0]["message"]["content"]
             history = history + [{"role": "assistant", "content": answer}]
             kind = "love" if len(answer) % 2 == 0 else "dislike" if rng.random() < 0.2 else None
             if kind:
-                assert client.post("/v1/reactions", headers=h, json={"message_id": j["id"], "type": kind}
-                                   ).status_code == 201
+                assert (
+                    client.post(
+                        "/v1/reactions", headers=h, json={"message_id": j["id"], "type": kind}
+                    ).status_code
+                    == 201
+                )
                 reactions += 1
     return reactions
 
@@ -71,23 +95,37 @@ def test_serve_run_serve_analyze(tmp_path, monkeypatch):
     rng = random.Random(0)
 
     # 1. The deployed policy alone (arm `deployed`), 40 users x 3 turns.
-    deployed = ServeConfig.model_validate({
-        "database": {"url": db},
-        "backends": {"base": {"kind": "local", "path": str(policy), "device": "cpu", "max_new_tokens": 12}},
-        "experiment": {"name": "deployed", "arms": [{"name": "deployed", "backend": "base", "share": 1.0}]},
-    })
+    deployed = ServeConfig.model_validate(
+        {
+            "database": {"url": db},
+            "backends": {
+                "base": {"kind": "local", "path": str(policy), "device": "cpu", "max_new_tokens": 12}
+            },
+            "experiment": {
+                "name": "deployed",
+                "arms": [{"name": "deployed", "backend": "base", "share": 1.0}],
+            },
+        }
+    )
     with TestClient(create_app(deployed, clock_us=clock())) as c:
         assert chat(c, first, 3, rng) > 0
 
     # 2. The loop on the gateway's database, as `rluf run --logs sqlite:///... --policy ...` builds it.
-    cfg = load_run_config(None, overrides=TINY_RUN, source={
-        "logs": db, "policy": str(policy), "pairs.helpfulness": str(DATA / "helpful-base-test-head60.jsonl.gz"),
-        "pairs.safety": str(DATA / "harmless-base-test-head60.jsonl.gz")})
+    cfg = load_run_config(
+        None,
+        overrides=TINY_RUN,
+        source={
+            "logs": db,
+            "policy": str(policy),
+            "pairs.helpfulness": str(DATA / "helpful-base-test-head60.jsonl.gz"),
+            "pairs.safety": str(DATA / "harmless-base-test-head60.jsonl.gz"),
+        },
+    )
     run(cfg, tmp_path / "run")
     plan = json.loads((tmp_path / "run" / "plan" / "plan.json").read_text())
     assert plan["candidate"] == "love_0.3" and plan["power"]["users_per_arm"] > 0
 
-    # 3. The plan's serve.yaml, loaded as `rluf serve --config` loads it: baseline and candidate arms, new users.
+    # 3. The plan's serve.yaml, loaded as `rluf serve --config` loads it: both arms, new users.
     ab = load_config(ServeConfig, tmp_path / "run" / "plan" / "serve.yaml")
     assert ab.database.url == db and {a.name for a in ab.experiment.arms} == {"baseline", "candidate"}
     with TestClient(create_app(ab, clock_us=clock())) as c:
@@ -99,8 +137,9 @@ def test_serve_run_serve_analyze(tmp_path, monkeypatch):
     from rluf.abtest.analyze import AnalyzeConfig, analyze
 
     export(db, tmp_path / "export")
-    res = analyze(tmp_path / "export", "baseline", "candidate", signal="love",
-                  config=AnalyzeConfig(bootstrap_reps=0))
+    res = analyze(
+        tmp_path / "export", "baseline", "candidate", signal="love", config=AnalyzeConfig(bootstrap_reps=0)
+    )
     for role, arm in (("control", "baseline"), ("treatment", "candidate")):
         n_users = sum(1 for a in arms.values() if a == arm)
         assert res[role]["users"] == n_users and res[role]["responses"] == 2 * n_users

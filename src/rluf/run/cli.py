@@ -18,13 +18,15 @@ def run(
     seed: int | None = typer.Option(None, "--seed", help="Override the config's seed."),
     overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted, into the run config: "
                                                "--set optimize.crraft.iterations=24"),
-    logs: str | None = typer.Option(None, "--logs", help="Your logs (source.logs): a canonical folder, a file "
-                                    "`rluf ingest` reads, or the database URL of `rluf serve`."),
+    logs: str | None = typer.Option(None, "--logs", help="Your logs (source.logs): a canonical folder, a "
+                                    "file `rluf ingest` reads, or the database URL of `rluf serve`."),
     policy: str | None = typer.Option(None, "--policy", help="Your deployed policy (source.policy): a local "
                                       "Hugging Face causal LM folder with a chat template."),
-    pairs_helpfulness: str | None = typer.Option(None, "--pairs-helpfulness", help="Helpfulness preference pairs "
-                                                 "(TRL or HH-RLHF); default: an OpenAssistant export's rankings."),
-    pairs_safety: str | None = typer.Option(None, "--pairs-safety", help="Safety preference pairs (TRL or HH-RLHF)."),
+    pairs_helpfulness: str | None = typer.Option(
+        None, "--pairs-helpfulness",
+        help="Helpfulness preference pairs (TRL or HH-RLHF); default: an OpenAssistant export's rankings."),
+    pairs_safety: str | None = typer.Option(None, "--pairs-safety",
+                                            help="Safety preference pairs (TRL or HH-RLHF)."),
     signal: str | None = typer.Option(None, "--signal", help="The label rule (source.signal); default: the "
                                       "signals stage's pick."),
 ) -> None:

@@ -47,29 +47,31 @@ class SweepSection(StrictModel):
 
 class PairsSection(StrictModel):
     helpfulness: str | None = Field(
-        None, description="preference pairs: TRL's prompt/chosen/rejected (plain or conversational) or HH-RLHF "
-        "chosen/rejected dialogues; a file, folder or `datasets` name. None: an OpenAssistant export's sibling "
-        "rankings, or `reward_models.helpfulness`")
+        None, description="preference pairs: TRL's prompt/chosen/rejected (plain or conversational) or "
+        "HH-RLHF chosen/rejected dialogues; a file, folder or `datasets` name. None: an OpenAssistant "
+        "export's sibling rankings, or `reward_models.helpfulness`")
     safety: str | None = Field(None, description="the same for safety; None: `reward_models.safety`")
 
 
 class SourceSection(StrictModel):
-    """The user's own deployment, in place of `simulate`: logs, the deployed policy, pairs or reward models."""
+    """Your own deployment, in place of `simulate`: logs, the deployed policy, pairs or reward models."""
 
-    logs: str = Field(description="a canonical logs folder, anything `rluf ingest` reads, or the database URL "
-                      "of `rluf serve` (sqlite:///... or postgresql+psycopg://...)")
-    policy: str = Field(description="the deployed policy: a local Hugging Face causal LM folder with a chat template")
+    logs: str = Field(description="a canonical logs folder, anything `rluf ingest` reads, or the database "
+                      "URL of `rluf serve` (sqlite:///... or postgresql+psycopg://...)")
+    policy: str = Field(description="the deployed policy: a local Hugging Face causal LM folder with a chat "
+                        "template")
     pairs: PairsSection = Field(default_factory=PairsSection)
     reward_models: dict[Literal["helpfulness", "safety"], str] = Field(
-        default_factory=dict, description="reward model folders used as they are, instead of training on pairs")
-    signal: str | None = Field(None, description="the curation label rule (e.g. `like`, `count(+1) > count(-1)`); "
-                               "None: the signals stage's top-ranked signal")
-    ingest: dict[str, Any] = Field(default_factory=dict, description="IngestConfig overrides (configs/ingest.yaml)")
+        default_factory=dict, description="reward model folders used as they are, instead of pairs")
+    signal: str | None = Field(None, description="the curation label rule (e.g. `like`, "
+                               "`count(+1) > count(-1)`); None: the signals stage's top-ranked signal")
+    ingest: dict[str, Any] = Field(default_factory=dict, description="IngestConfig overrides")
 
     @model_validator(mode="after")
     def _pairs_or_model(self) -> SourceSection:
         if self.pairs.safety is None and "safety" not in self.reward_models:
-            raise ValueError("safety needs `pairs.safety` (preference pairs) or `reward_models.safety` (a folder)")
+            raise ValueError("safety needs `pairs.safety` (preference pairs) or `reward_models.safety` "
+                             "(a folder)")
         for name in ("helpfulness", "safety"):
             if getattr(self.pairs, name) is not None and name in self.reward_models:
                 raise ValueError(f"give `pairs.{name}` or `reward_models.{name}`, not both")
@@ -81,9 +83,9 @@ class PlanSection(StrictModel):
 
     alpha: float = Field(0.05, gt=0, lt=1)
     power: float = Field(0.8, gt=0, lt=1)
-    min_lift: float = Field(0.05, gt=0, description="the relative lift planned for when the offline estimate is "
-                            "smaller or missing")
-    serve: dict[str, Any] = Field(default_factory=dict, description="ServeConfig overrides of the serve.yaml written")
+    min_lift: float = Field(0.05, gt=0, description="the relative lift planned for when the offline "
+                            "estimate is smaller or missing")
+    serve: dict[str, Any] = Field(default_factory=dict, description="ServeConfig overrides of serve.yaml")
 
 
 class RunConfig(StrictModel):
@@ -92,7 +94,8 @@ class RunConfig(StrictModel):
 
     seed: int = 0
     quick: bool = Field(False, description="the small world and short training (a few minutes)")
-    source: SourceSection | None = Field(None, description="your own logs, policy and pairs instead of the simulator")
+    source: SourceSection | None = Field(None, description="your own logs, policy and pairs, instead of "
+                                         "the simulator")
     simulate: dict[str, Any] = Field(default_factory=dict, description="WorldConfig overrides (configs/sim.yaml)")
     signals: SignalsSection = Field(default_factory=SignalsSection)
     curate: dict[str, Any] = Field(default_factory=dict, description="CurateConfig overrides (configs/curate.yaml)")
@@ -108,7 +111,8 @@ class RunConfig(StrictModel):
     @model_validator(mode="after")
     def _source_or_simulate(self) -> RunConfig:
         if self.source is not None and (self.simulate or self.abtest or self.quick):
-            raise ValueError("`source` (your own logs) replaces the simulator: drop `simulate`, `abtest` and `quick`")
+            raise ValueError("`source` (your own logs) replaces the simulator: drop `simulate`, `abtest` "
+                             "and `quick`")
         return self
 
 
@@ -125,8 +129,8 @@ def stage_config(cls, packaged: str | None, overrides: dict[str, Any], section: 
 def load_run_config(path: str | Path | None, quick: bool = False, seed: int | None = None,
                     overrides: list[str] | None = None, source: dict[str, Any] | None = None) -> RunConfig:
     """run.yaml / run_quick.yaml (or `path`) with the seed and `--set KEY=VALUE` overrides. `source` (the
-    `--logs/--policy/--pairs-*` options) fills the `source` section; without a `path` it starts from the model's
-    defaults, not from the simulated run.yaml."""
+    `--logs/--policy/--pairs-*` options) fills the `source` section; without a `path` it starts from the
+    model's defaults, not from the simulated run.yaml."""
     from rluf.config import parse_set
 
     given = {f"source.{k}": v for k, v in (source or {}).items() if v is not None}

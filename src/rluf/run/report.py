@@ -163,8 +163,8 @@ def build_report(run_dir: str | Path) -> Path:
     r.key_values(love_metrics(love, truth=not real), table_id="reward-love-table")
     if baselines:
         r.paragraph(f"P[Love] next to simple baselines fitted on the training rows and scored on the same "
-                    f"{baselines['n']} held-out rows ({baselines['positives']} positives), AUROC with a bootstrap "
-                    "95% CI:", "note")
+                    f"{baselines['n']} held-out rows ({baselines['positives']} positives), AUROC with a "
+                    "bootstrap 95% CI:", "note")
         r.table(baseline_rows(baselines), table_id="baselines-table")
         r.paragraph(baselines["verdict"], "ok" if baselines.get("p_love_beats_best_baseline") else "warn")
     positives = (love.get("test") or {}).get("positives")
@@ -188,7 +188,8 @@ def build_report(run_dir: str | Path) -> Path:
         if sweep.get("n_eval"):
             where = {"deployment": "new conversations over the deployment's own questions (the A/B test's "
                                    "population)",
-                     "held_out": "the world's held-out questions"}.get(sweep.get("eval_items"), "the evaluation sample")
+                     "held_out": "the world's held-out questions"}.get(sweep.get("eval_items"),
+                                                                       "the evaluation sample")
             k = sweep.get("samples_per_prompt", 1)
             r.paragraph(f"{sweep['n_eval']} prompts x {k} answer{'s' if k > 1 else ''}: {where}.", "note")
         r.table(sweep_rows(sweep), table_id="sweep-table")
@@ -261,7 +262,8 @@ def baseline_rows(baselines: dict) -> list[dict[str, Any]]:
 
 def wilson_ci(p: float, n: int, z: float = 1.96) -> list[float]:
     """The Wilson 95% interval of a proportion `p` measured on `n` trials."""
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
     return [centre - half, centre + half]
 
 
@@ -286,8 +288,8 @@ def real_sweep_rows(sweep: dict) -> list[dict[str, Any]]:
         last = res.get("last_iteration") or {}
         rows.append({"run": name, "role": res.get("role"),
                      "weights": ", ".join(f"{k} {v:g}" for k, v in (res.get("weights") or {}).items()),
-                     **{k: v for k, v in last.items() if k.startswith(("reward/", "judge/", "kl/mean", "hack/"))
-                        and isinstance(v, (int, float))}})
+                     **{k: v for k, v in last.items() if isinstance(v, (int, float))
+                        and k.startswith(("reward/", "judge/", "kl/mean", "hack/"))}})
     return rows
 
 
@@ -313,7 +315,8 @@ def plan_items(plan: dict) -> dict[str, Any]:
     return {"treatment arm": plan.get("candidate"), "relative lift planned for": plan.get("lift_planned"),
             "where that lift comes from": plan.get("lift_source"), "natural rate": plan.get("natural_rate"),
             "responses per arm": power.get("responses_per_arm"), "users per arm": power.get("users_per_arm"),
-            "responses per user (logs)": plan.get("responses_per_user"), "users per day (logs)": plan.get("users_per_day"),
+            "responses per user (logs)": plan.get("responses_per_user"),
+            "users per day (logs)": plan.get("users_per_day"),
             "days needed": plan.get("days_needed"), "serve config": plan.get("serve_yaml"),
             "start it": plan.get("command")}
 
@@ -418,7 +421,8 @@ def love_metrics(love: dict, truth: bool = True) -> dict[str, Any]:
                                                "ece_relative", "mean_pred_over_observed")}
     exp = love.get("expected") or {}
     if truth:
-        out.update({"Bayes-optimal AUROC (true p_love)": bayes.get("auroc"), "AUROC gap": love.get("auroc_gap"),
+        out.update({"Bayes-optimal AUROC (true p_love)": bayes.get("auroc"),
+                    "AUROC gap": love.get("auroc_gap"),
                     "AUROC against true p_love (model / Bayes)": exp and f"{exp['model']['auroc']:.3f} / "
                                                                    f"{exp['bayes']['auroc']:.3f}",
                     "ECE / rate against true p_love": exp and exp["model"]["ece_relative"]})
@@ -426,7 +430,8 @@ def love_metrics(love: dict, truth: bool = True) -> dict[str, Any]:
     if truth:
         out.update({"true length r": love.get("true_length_r"),
                     "length slope / true slope": love.get("length_slope_ratio")})
-    out.update({"natural rate": love.get("natural_rate"), "rate the loss saw": love.get("loss_positive_rate")})
+    out.update({"natural rate": love.get("natural_rate"),
+                "rate the loss saw": love.get("loss_positive_rate")})
     return out
 
 
@@ -440,7 +445,8 @@ def ranking_rows(ev: dict, truth: bool = True) -> list[dict[str, Any]]:
                      "true Love rate": true.get("love_rate"), "true helpfulness": true.get("helpfulness"),
                      "true safety violations": true.get("safety_violation_rate"), "sign-off rate": true.get("signoff_rate")})
         if not truth:
-            rows[-1] = {k: v for k, v in rows[-1].items() if not k.startswith("true") and k != "sign-off rate"}
+            rows[-1] = {k: v for k, v in rows[-1].items()
+                        if not k.startswith("true") and k != "sign-off rate"}
     return rows
 
 
