@@ -22,7 +22,8 @@ def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loop")
     url = f"sqlite:///{tmp / 'gw.db'}"
     keys = {f"key-for-user-{i:02d}-0123456789": f"u{i:02d}" for i in range(N_USERS)}
-    cfg = ServeConfig.model_validate({**make_config(url).model_dump(), "auth": {"api_keys": keys, "api_keys_env": None}})
+    cfg = ServeConfig.model_validate(
+        {**make_config(url).model_dump(), "auth": {"api_keys": keys, "api_keys_env": None}})
     app = create_app(cfg, transport=httpx.ASGITransport(make_stub_app()), clock_us=FixedClock())
     rng, loves = random.Random(0), {"control": 0, "treatment": 0}
     with TestClient(app) as c:

@@ -208,7 +208,8 @@ def read_user_list(users: list[str] | str | Path | None) -> list[str]:
     cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(path)]).fetchall()]
     if "user_id" not in cols:
         raise SchemaError(f"user exclusion file {path} has no user_id column (columns: {cols})")
-    return [str(r[0]) for r in con.execute(f"SELECT DISTINCT user_id FROM {reader}(?) ORDER BY 1", [str(path)]).fetchall()]
+    rows = con.execute(f"SELECT DISTINCT user_id FROM {reader}(?) ORDER BY 1", [str(path)]).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 # -- run: aggregation and statistics ------------------------------------------------------------------------
@@ -217,7 +218,8 @@ def per_user_counts(
     segment_sql: tuple[str, list[Any]] | None = None, exclude: list[str] | None = None,
     signal_messages: pa.Table | None = None,
 ) -> dict[str, np.ndarray]:
-    """Columns arm, seg, user_id, n, y (one row per user, or per user and segment): responses and responses with the signal per user (and segment).
+    """Columns arm, seg, user_id, n, y (one row per user, or per user and segment): responses and responses
+    with the signal per user (and segment).
 
     Users in `exclude` (e.g. accounts flagged as adversarial) are left out. `signal_messages` (message_id):
     the responses that have the signal, when not every reaction of reactions.parquet counts (filters).
