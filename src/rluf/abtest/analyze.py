@@ -351,8 +351,11 @@ def analyze(
             raise DataError(f"arm {arm!r} has {len(n)} user(s) left after excluding {len(excluded)} user(s); "
                             "a user-clustered analysis needs at least 2 per arm")
     if y_t.sum() + y_c.sum() == 0:
+        why = (f"; the adversarial filters flagged {len(filt['bad_users'])} account(s) and removed "
+               f"{filt['excluded_events']} event(s) ({_rules_that_removed(filt['by_rule'])}): if that is wrong for these logs "
+               "(scripted traffic, say), analyze with --no-filters") if filt else ""
         raise DataError(f"signal {cfg.signal!r} occurs in the logs but on no response of arms {control!r} or "
-                        f"{treatment!r} (after exclusions); nothing to compare")
+                        f"{treatment!r} (after exclusions); nothing to compare{why}")
     result: dict[str, Any] = {
         "logs": str(paths["messages"].parent), "control_arm": control, "treatment_arm": treatment,
         "signal": cfg.signal, "alpha": cfg.alpha, "arms_found": arm_counts, "reaction_types": reaction_counts,
@@ -368,6 +371,12 @@ def analyze(
     if out is not None:
         write_json(out, result)
     return result
+
+
+def _rules_that_removed(by_rule: dict[str, dict[str, int]]) -> str:
+    hits = [f"{rule}: {r['accounts']} accounts, {r['reactions']} reactions" for rule, r in by_rule.items()
+            if r.get("accounts") or r.get("reactions")]
+    return "; ".join(hits) or "no rule flagged anyone"
 
 
 def unfiltered_comparison(con: duckdb.DuckDBPyConnection, paths: dict[str, Path], arms: tuple[str, str],
