@@ -120,7 +120,8 @@ def main() -> None:
         a = analyze(tmp, "A", "B", config=AnalyzeConfig(bootstrap_reps=2000))
         dt = time.perf_counter() - t1
     res["analyze"] = {"assistant_messages": n, "users": a["control"]["users"] + a["treatment"]["users"],
-                      "seconds": dt, "messages_per_s": n / dt, "lift": a["lift"], "lift_ci_delta": a["delta"]["lift_ci"],
+                      "seconds": dt, "messages_per_s": n / dt, "lift": a["lift"],
+                      "lift_ci_delta": a["delta"]["lift_ci"],
                       "lift_ci_bootstrap": a["bootstrap"]["lift_ci"], "design_effect": a["design_effect"]}
     res["peak_rss_mb"] = peak_rss_mb()
     c, aa, p, an = res["coverage"], res["aa"], res["power"], res["analyze"]

@@ -231,7 +231,8 @@ def main() -> None:
     if not args.skip_uncapped:
         uncapped = {**cfg, "sample": {"eval_max_negatives": None}}
         runs["uncapped"] = _child(CHILD_RLUF, str(big), str(args.workdir / "out_uncapped"), json.dumps(uncapped))
-    runs["pii"] = _child(CHILD_RLUF, str(big), str(args.workdir / "out_pii"), json.dumps({**cfg, "pii": {"enabled": True}}))
+    with_pii = {**cfg, "pii": {"enabled": True}}
+    runs["pii"] = _child(CHILD_RLUF, str(big), str(args.workdir / "out_pii"), json.dumps(with_pii))
     if not args.skip_pandas:
         runs["pandas"] = _child(CHILD_PANDAS, str(small), str(args.workdir / "out_pandas"), str(Path(__file__).parent))
 
@@ -258,7 +259,8 @@ def main() -> None:
         c = runs["uncapped"]
         res.update({"uncapped_seconds": round(c["seconds"], 2), "uncapped_events_per_s": round(n_big / c["seconds"]),
                     "uncapped_peak_rss_mb": round(c["peak_rss_mb"]), "uncapped_rows_written": c["rows_written"]})
-    res.update({"pii_seconds": round(runs["pii"]["seconds"], 2), "pii_events_per_s": round(n_big / runs["pii"]["seconds"]),
+    res.update({"pii_seconds": round(runs["pii"]["seconds"], 2),
+                "pii_events_per_s": round(n_big / runs["pii"]["seconds"]),
                 "pii_peak_rss_mb": round(runs["pii"]["peak_rss_mb"])})
     if "pandas" in runs:
         pandas = runs["pandas"]

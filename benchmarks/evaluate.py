@@ -63,7 +63,8 @@ def build_inputs(work: Path) -> tuple[Path, Path]:
         data[section].update(values)
     simulate(WorldConfig.model_validate(data), sim)
     curate(sim, work / "curated", None)
-    rcfg = RewardConfig.model_validate({"objective": "love", "model": {"backbone": "tiny", "tokenizer": str(sim / "policy")}})
+    rcfg = RewardConfig.model_validate(
+        {"objective": "love", "model": {"backbone": "tiny", "tokenizer": str(sim / "policy")}})
     train_reward("love", work / "curated", work / "love", rcfg, truth=sim / "truth")
     return sim, work / "love"
 

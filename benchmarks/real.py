@@ -230,7 +230,8 @@ def main() -> None:
                      "hh_helpful": "shared/data/hh-rlhf/" + HH_HELPFUL.name},
             "folds": args.folds, "repeats": args.repeats,
             "recipe": {"backbone": "minilm", "max_length": args.max_length, "learning_rate": args.lr,
-                       "pair_epochs": args.pair_epochs, "love_epochs": args.love_epochs, "hh_pairs": args.hh_pairs, "oasst_pairs": args.oasst_pairs,
+                       "pair_epochs": args.pair_epochs, "love_epochs": args.love_epochs,
+                       "hh_pairs": args.hh_pairs, "oasst_pairs": args.oasst_pairs,
                        "hh_max_length": args.hh_max_length},
             "machine": {"cpus": os.cpu_count(), "torch_threads": args.threads}}
     if not args.baselines_only:

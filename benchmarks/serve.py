@@ -8,9 +8,10 @@ OpenAI-compatible upstream that answers at once; the stub and the N closed-loop 
 on one asyncio loop, on raw asyncio streams (HTTP/1.1 keep-alive) so that they cost little CPU. By
 default the clients are closed-loop (each sends its next request as soon as it has an answer: the gateway
 runs flat out, so its latency includes queueing); `--rate R` paces them to R chat requests/s in total
-(open loop), which measures latency at a given throughput. Each client is its own user (its own API key), continues its conversation for up to
-4 turns, then starts a new one, and reacts ("love") to a share of its answers. At `--kill-at` of the run
-the gateway is SIGKILLed and restarted on the same database; requests in flight fail on the client side.
+(open loop), which measures latency at a given throughput. Each client is its own user (its own API key),
+continues its conversation for up to 4 turns, then starts a new one, and reacts ("love") to a share of its
+answers. At `--kill-at` of the run the gateway is SIGKILLed and restarted on the same database; requests
+in flight fail on the client side.
 
 Reported (printed; with --write also written to benchmarks/results/serve.json, or to --out PATH):
   rps           answers received per second of serving time (the restart gap excluded)
@@ -170,7 +171,8 @@ async def fast_stub(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(ln.split(b":")[1]) for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length"))
+            length = next(int(ln.split(b":")[1]) for ln in head.split(b"\r\n")
+                          if ln.lower().startswith(b"content-length"))
             req = json.loads(await reader.readexactly(length))
             answer = f"You said: {req['messages'][-1]['content']}"
             out = json.dumps({"id": "stub", "object": "chat.completion", "model": req.get("model"), "choices": [
@@ -283,7 +285,8 @@ async def run(args) -> dict:
     g, c = np.array(stats.gateway_ms), np.array(stats.client_ms)
     serving_s = wall - downtime
     return {
-        "seconds": round(serving_s, 2), "clients": args.clients, "target_rate": args.rate or None, "database": "sqlite (WAL, synchronous=NORMAL)",
+        "seconds": round(serving_s, 2), "clients": args.clients, "target_rate": args.rate or None,
+        "database": "sqlite (WAL, synchronous=NORMAL)",
         "rps": round(len(stats.answered) / serving_s, 1),
         "p50_ms": round(float(np.percentile(g, 50)), 3), "p99_ms": round(float(np.percentile(g, 99)), 3),
         "client_p50_ms": round(float(np.percentile(c, 50)), 2), "client_p99_ms": round(float(np.percentile(c, 99)), 2),

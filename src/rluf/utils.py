@@ -9,10 +9,13 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rluf.errors import SchemaError
 
 log = logging.getLogger("rluf")
 
@@ -81,6 +84,20 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def iter_json_lines(lines: Iterable[str], path: str | Path,
+                    bad_json: str = "{path} line {lineno}: not JSON ({e})") -> Iterator[tuple[int, Any]]:
+    """(line number from 1, parsed object) for each non-blank line of a JSON-lines file at `path`; a line
+    that is not JSON raises SchemaError with `bad_json` formatted with path, lineno and the decode error e."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SchemaError(bad_json.format(path=path, lineno=lineno, e=e)) from None
+        yield lineno, obj
 
 
 def _json_default(o: Any) -> Any:

@@ -17,24 +17,19 @@ class Cfg(StrictModel):
     section: Section = Section()
 
 
-def test_unknown_key_names_key_and_file(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("seed: 1\nsection:\n  kk: 3\n", r"c\.yaml[\s\S]*unknown key 'section\.kk'"),
+        ("section:\n  k: 3\n", r"c\.yaml[\s\S]*section: .*'k' was renamed to 'size'"),
+        ("seed: abc\n", r"seed = 'abc'"),
+    ],
+    ids=["unknown_key", "renamed_key", "wrong_type"],
+)
+def test_config_error_names_the_problem(tmp_path, text, pattern):
     p = tmp_path / "c.yaml"
-    p.write_text("seed: 1\nsection:\n  kk: 3\n")
-    with pytest.raises(ConfigError, match=r"c\.yaml[\s\S]*unknown key 'section\.kk'"):
-        load_config(Cfg, p)
-
-
-def test_renamed_key_names_the_new_key(tmp_path):
-    p = tmp_path / "c.yaml"
-    p.write_text("section:\n  k: 3\n")
-    with pytest.raises(ConfigError, match=r"c\.yaml[\s\S]*section: .*'k' was renamed to 'size'"):
-        load_config(Cfg, p)
-
-
-def test_wrong_type_names_field(tmp_path):
-    p = tmp_path / "c.yaml"
-    p.write_text("seed: abc\n")
-    with pytest.raises(ConfigError, match=r"seed = 'abc'"):
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=pattern):
         load_config(Cfg, p)
 
 

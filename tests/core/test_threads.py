@@ -46,7 +46,8 @@ def test_busy_cpus_reads_the_share_of_non_idle_time(tmp_path, monkeypatch):
     assert threads.busy_cpus(stat=stat) == pytest.approx(1.1)
 
 
-@pytest.mark.parametrize(("cpus", "busy", "expected"), [(2, 0.0, 2), (2, 0.4, 2), (2, 1.1, 1), (2, 2.0, 1), (8, 3.0, 5)])
+@pytest.mark.parametrize(("cpus", "busy", "expected"),
+                         [(2, 0.0, 2), (2, 0.4, 2), (2, 1.1, 1), (2, 2.0, 1), (8, 3.0, 5)])
 def test_choose_threads(cpus, busy, expected):
     assert threads.choose_threads(cpus, busy) == expected
 

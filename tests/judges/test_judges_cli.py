@@ -29,8 +29,10 @@ def test_rluf_judge_command(tmp_path):
 def test_rluf_judge_errors(tmp_path):
     (tmp_path / "j.yaml").write_text("judges: []\n")
     (tmp_path / "in.jsonl").write_text('{"prompt": []}\n')
-    res = CliRunner().invoke(app, ["judge", "--config", str(tmp_path / "j.yaml"), "--input", str(tmp_path / "in.jsonl")])
+    res = CliRunner().invoke(
+        app, ["judge", "--config", str(tmp_path / "j.yaml"), "--input", str(tmp_path / "in.jsonl")])
     assert isinstance(res.exception, ConfigError) and "judges" in str(res.exception)
     (tmp_path / "j.yaml").write_text("judges:\n  - {type: length}\n")
-    res = CliRunner().invoke(app, ["judge", "--config", str(tmp_path / "j.yaml"), "--input", str(tmp_path / "in.jsonl")])
+    res = CliRunner().invoke(
+        app, ["judge", "--config", str(tmp_path / "j.yaml"), "--input", str(tmp_path / "in.jsonl")])
     assert isinstance(res.exception, SchemaError) and "in.jsonl:1: needs `prompt` and `response`" in str(res.exception)

@@ -130,14 +130,28 @@ def test_preference_forms_through_datasets(tmp_path):
             assert (pairs.chosen[0], pairs.rejected[0]) == (good, bad), (name, kind)
 
 
-def test_preference_rows_that_cannot_be_pairs(tmp_path):
+@pytest.mark.parametrize(
+    ("row", "pattern"),
+    [
+        (
+            '{"chosen": "just text", "rejected": "other text"}',
+            r"p.jsonl row 0: chosen is text without a prompt column",
+        ),
+        (
+            '{"prompt": "q", "chosen": [{"role": "user", "content": "x"}], "rejected": "y"}',
+            r"row 0: chosen and rejected must both be text or both message lists",
+        ),
+    ],
+    ids=["text_without_prompt", "mixed_kinds"],
+)
+def test_preference_rows_that_cannot_be_pairs(tmp_path, row, pattern):
     path = tmp_path / "p.jsonl"
-    path.write_text('{"chosen": "just text", "rejected": "other text"}\n')
-    with pytest.raises(SchemaError, match=r"p.jsonl row 0: chosen is text without a prompt column"):
+    path.write_text(row + "\n")
+    with pytest.raises(SchemaError, match=pattern):
         read_pairs(path)
-    path.write_text('{"prompt": "q", "chosen": [{"role": "user", "content": "x"}], "rejected": "y"}\n')
-    with pytest.raises(SchemaError, match=r"row 0: chosen and rejected must both be text or both message lists"):
-        read_pairs(path)
+
+
+def test_unknown_pairs_format(tmp_path):
     with pytest.raises(DataError, match="unknown pairs format"):
         (tmp_path / "p.csv").write_text("a,b\n")
         read_pairs(tmp_path / "p.csv")

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from rluf.errors import DataError
 from rluf.serve import ServeConfig, create_app, export
 
 from .conftest import FixedClock, make_config
@@ -22,7 +23,8 @@ def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loop")
     url = f"sqlite:///{tmp / 'gw.db'}"
     keys = {f"key-for-user-{i:02d}-0123456789": f"u{i:02d}" for i in range(N_USERS)}
-    cfg = ServeConfig.model_validate({**make_config(url).model_dump(), "auth": {"api_keys": keys, "api_keys_env": None}})
+    cfg = ServeConfig.model_validate(
+        {**make_config(url).model_dump(), "auth": {"api_keys": keys, "api_keys_env": None}})
     app = create_app(cfg, transport=httpx.ASGITransport(make_stub_app()), clock_us=FixedClock())
     rng, loves = random.Random(0), {"control": 0, "treatment": 0}
     with TestClient(app) as c:
@@ -47,7 +49,10 @@ def test_abtest_analyze_reads_the_export(exported):
     from rluf.abtest.analyze import AnalyzeConfig, analyze
 
     out, arms, loves = exported
-    res = analyze(out, "control", "treatment", signal="love", config=AnalyzeConfig(bootstrap_reps=0))
+    # scripted clients love 35% of answers within a second: the adversarial filters would (rightly) flag them
+    with pytest.raises(DataError, match="adversarial filters flagged .* --no-filters"):
+        analyze(out, "control", "treatment", signal="love", config=AnalyzeConfig(bootstrap_reps=0))
+    res = analyze(out, "control", "treatment", signal="love", config=AnalyzeConfig(bootstrap_reps=0, filters=False))
     for arm in ("control", "treatment"):
         n_users = sum(1 for a in arms.values() if a == arm)
         assert res[arm]["users"] == n_users and res[arm]["responses"] == N_TURNS * n_users

@@ -138,7 +138,8 @@ def run_filters(logs_dir, cfg=None):
     if "time_is_click" in pq.read_schema(path).names and "time_is_click" not in logs.reactions.columns:
         # the reactions as the engine reads them once the column is in the canonical schema (rluf.schema)
         r = logs.con.read_parquet(path)
-        logs = dataclasses.replace(logs, reactions=r.mutate(created_at=r.created_at.cast(logs.reactions.created_at.type())))
+        created_at = r.created_at.cast(logs.reactions.created_at.type())
+        logs = dataclasses.replace(logs, reactions=r.mutate(created_at=created_at))
     m = logs.messages
     return apply_filters(logs, m.filter(m.role == "assistant"), cfg or FiltersSection())
 

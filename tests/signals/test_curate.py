@@ -249,13 +249,15 @@ def test_logs_from_tables_gives_the_same_files(synth_dir, tmp_path):
 
     con = ibis.duckdb.connect()
     d = resolve_logs_dir(synth_dir)
-    t = {k: con.create_table(f"prod_{k}", con.read_parquet(d / f"{k}.parquet")) for k in ("messages", "reactions", "users")}
+    t = {k: con.create_table(f"prod_{k}", con.read_parquet(d / f"{k}.parquet"))
+         for k in ("messages", "reactions", "users")}
     man = curate(logs_from_tables(t["messages"], t["reactions"], t["users"]), tmp_path / "tables")
     ref = curate(synth_dir, tmp_path / "files")
     assert man["input"]["tables"] == {k: f"prod_{k}" for k in ("messages", "reactions", "users")}
     assert man["counts"] == ref["counts"]
     for s in ("train", "validation", "test"):
-        assert pq.read_table(tmp_path / "tables" / f"{s}.parquet").equals(pq.read_table(tmp_path / "files" / f"{s}.parquet"))
+        got = pq.read_table(tmp_path / "tables" / f"{s}.parquet")
+        assert got.equals(pq.read_table(tmp_path / "files" / f"{s}.parquet"))
     from rluf.signals import signals
 
     by_tables = signals(logs_from_tables(t["messages"], t["reactions"], t["users"]), min_events=5)

@@ -137,7 +137,8 @@ def test_count_threshold_rule_keeps_unvoted_rows_as_negatives(tmp_path):
 
 
 def test_natural_rate_above_target_keeps_every_positive(ten_days, tmp_path):
-    man = curate(ten_days, tmp_path / "out", {"filters": OFF, "context": {"context_turns": 2}, "sample": {"target_rate": 0.1}})
+    man = curate(ten_days, tmp_path / "out",
+                 {"filters": OFF, "context": {"context_turns": 2}, "sample": {"target_rate": 0.1}})
     plan = man["counts"]["resample"]["plan"]
     assert man["natural_rate"] == pytest.approx(3 / 15)  # above the target 0.1
     assert plan["pos_keep"] == plan["neg_keep"] == 1.0

@@ -156,7 +156,8 @@ def test_pooled_arm_reuses_the_first_answers_of_a_simulated_pool(sim_dir, tmp_pa
     from rluf.sim.deployment import pooled_arm
 
     out, _, policy = sim_dir
-    world = World(micro_config(traffic_seed=9, pool={"answers_per_message": 1}))  # same content, new users, a pool of one
+    # same content, new users, a pool of one
+    world = World(micro_config(traffic_seed=9, pool={"answers_per_message": 1}))
     arm = pooled_arm(world, out)
     pool = pq.read_table(out / "truth" / "pool.parquet").to_pandas()
     first = pool[pool["k"] == 0].sort_values("item_id")
@@ -164,7 +165,8 @@ def test_pooled_arm_reuses_the_first_answers_of_a_simulated_pool(sim_dir, tmp_pa
     assert [r[0] for r in arm.responses] == first["text"].tolist()
     assert np.array_equal(arm.table["taste"][:, 0], first["taste"].to_numpy())  # the same truth, recomputed
 
-    for bad, field in ((micro_config(seed=4), "seed"), (micro_config(pool={"answers_per_message": 3}), "pool.answers_per_message"),
+    for bad, field in ((micro_config(seed=4), "seed"),
+                       (micro_config(pool={"answers_per_message": 3}), "pool.answers_per_message"),
                        (micro_config(pool={"temperature": 0.5}), "pool sampling")):
         with pytest.raises(ConfigError, match=field):
             pooled_arm(World(bad), out)

@@ -208,7 +208,8 @@ def read_user_list(users: list[str] | str | Path | None) -> list[str]:
     cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}(?)", [str(path)]).fetchall()]
     if "user_id" not in cols:
         raise SchemaError(f"user exclusion file {path} has no user_id column (columns: {cols})")
-    return [str(r[0]) for r in con.execute(f"SELECT DISTINCT user_id FROM {reader}(?) ORDER BY 1", [str(path)]).fetchall()]
+    rows = con.execute(f"SELECT DISTINCT user_id FROM {reader}(?) ORDER BY 1", [str(path)]).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 # -- run: aggregation and statistics ------------------------------------------------------------------------
@@ -217,7 +218,8 @@ def per_user_counts(
     segment_sql: tuple[str, list[Any]] | None = None, exclude: list[str] | None = None,
     signal_messages: pa.Table | None = None,
 ) -> dict[str, np.ndarray]:
-    """Columns arm, seg, user_id, n, y (one row per user, or per user and segment): responses and responses with the signal per user (and segment).
+    """Columns arm, seg, user_id, n, y (one row per user, or per user and segment): responses and responses
+    with the signal per user (and segment).
 
     Users in `exclude` (e.g. accounts flagged as adversarial) are left out. `signal_messages` (message_id):
     the responses that have the signal, when not every reaction of reactions.parquet counts (filters).
@@ -349,8 +351,11 @@ def analyze(
             raise DataError(f"arm {arm!r} has {len(n)} user(s) left after excluding {len(excluded)} user(s); "
                             "a user-clustered analysis needs at least 2 per arm")
     if y_t.sum() + y_c.sum() == 0:
+        why = (f"; the adversarial filters flagged {len(filt['bad_users'])} account(s) and removed "
+               f"{filt['excluded_events']} event(s) ({_rules_that_removed(filt['by_rule'])}): if that is wrong for these logs "
+               "(scripted traffic, say), analyze with --no-filters") if filt else ""
         raise DataError(f"signal {cfg.signal!r} occurs in the logs but on no response of arms {control!r} or "
-                        f"{treatment!r} (after exclusions); nothing to compare")
+                        f"{treatment!r} (after exclusions); nothing to compare{why}")
     result: dict[str, Any] = {
         "logs": str(paths["messages"].parent), "control_arm": control, "treatment_arm": treatment,
         "signal": cfg.signal, "alpha": cfg.alpha, "arms_found": arm_counts, "reaction_types": reaction_counts,
@@ -366,6 +371,12 @@ def analyze(
     if out is not None:
         write_json(out, result)
     return result
+
+
+def _rules_that_removed(by_rule: dict[str, dict[str, int]]) -> str:
+    hits = [f"{rule}: {r['accounts']} accounts, {r['reactions']} reactions" for rule, r in by_rule.items()
+            if r.get("accounts") or r.get("reactions")]
+    return "; ".join(hits) or "no rule flagged anyone"
 
 
 def unfiltered_comparison(con: duckdb.DuckDBPyConnection, paths: dict[str, Path], arms: tuple[str, str],

@@ -74,7 +74,8 @@ def print_result(res: dict[str, Any]) -> None:
 
 
 def analyze(
-    logs: Path = typer.Argument(..., help="Folder with messages.parquet and reactions.parquet (or a run dir with logs/)."),
+    logs: Path = typer.Argument(
+        ..., help="Folder with messages.parquet and reactions.parquet (or a run dir with logs/)."),
     control: str = typer.Option(..., "--control", help="model_id of the control arm."),
     treatment: str = typer.Option(..., "--treatment", help="model_id of the treatment arm."),
     signal: str = typer.Option(None, "--signal", help="Reaction type to count (default: love, or the config's)."),

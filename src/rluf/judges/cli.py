@@ -24,17 +24,13 @@ def read_items(path: Path) -> list[dict[str, Any]]:
     """JSONL rows with `prompt` (chat messages) and `response` (text) or `completion` (one assistant
     message); every other key is metadata for the judges."""
     from rluf.judges.base import Item
+    from rluf.utils import iter_json_lines
 
     if not path.is_file():
         raise ConfigError(f"--input {path}: no such file; give a JSONL file of {{prompt, response}} rows")
     items = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SchemaError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, row in iter_json_lines(lines, path, bad_json="{path}:{lineno}: not valid JSON ({e.msg})"):
         if "prompt" not in row or ("response" not in row and "completion" not in row):
             raise SchemaError(f"{path}:{i}: needs `prompt` and `response` (or `completion`), got keys {sorted(row)}")
         response = row.pop("response", None)

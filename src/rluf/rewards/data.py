@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,16 +82,27 @@ def _response(value, where: str) -> str:
     return msgs[-1]["content"]
 
 
+def _require_columns(df: pd.DataFrame, path: Path, required: tuple[str, ...], hint: str) -> None:
+    """SchemaError naming the missing ones of `required`, then `hint` (formatted with got=the columns)."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise SchemaError(f"{path}: missing column(s) {missing}; " + hint.format(got=list(df.columns)))
+
+
+def _cells(df: pd.DataFrame, path: Path, column: str, parse: Callable[[Any, str], Any]) -> list:
+    """`parse(value, where)` on each cell of `column`, where = "<path> row <i> column <column>"."""
+    return [parse(v, f"{path} row {i} column {column}") for i, v in enumerate(df[column])]
+
+
 def check_love_frame(df: pd.DataFrame, path: Path) -> LoveSplit:
     """Validate a curated split (columns prompt, completion, label; optional weight, message_id)."""
-    missing = [c for c in ("prompt", "completion", "label") if c not in df.columns]
-    if missing:
-        raise SchemaError(f"{path}: missing column(s) {missing}; a curated split has prompt, completion, label "
-                          f"(got {list(df.columns)}). Produce it with `rluf curate`.")
+    _require_columns(df, path, ("prompt", "completion", "label"),
+                     "a curated split has prompt, completion, label (got {got}). "
+                     "Produce it with `rluf curate`.")
     if len(df) == 0:
         raise DataError(f"{path}: the split is empty")
-    contexts = [_messages(v, f"{path} row {i} column prompt") for i, v in enumerate(df["prompt"])]
-    responses = [_response(v, f"{path} row {i} column completion") for i, v in enumerate(df["completion"])]
+    contexts = _cells(df, path, "prompt", _messages)
+    responses = _cells(df, path, "completion", _response)
     if df["label"].isna().any():
         row = int(np.flatnonzero(df["label"].isna().to_numpy())[0])
         raise SchemaError(f"{path} row {row}: label is null; labels must be true/false")
@@ -154,15 +167,13 @@ class Pairs:
 
 
 def check_pairs_frame(df: pd.DataFrame, path: Path) -> Pairs:
-    missing = [c for c in ("prompt", "chosen", "rejected") if c not in df.columns]
-    if missing:
-        raise SchemaError(f"{path}: missing column(s) {missing}; preference pairs have prompt, chosen, rejected "
-                          f"(TRL's preference format), got {list(df.columns)}")
+    _require_columns(df, path, ("prompt", "chosen", "rejected"),
+                     "preference pairs have prompt, chosen, rejected (TRL's preference format), got {got}")
     if len(df) == 0:
         raise DataError(f"{path}: no preference pairs")
-    contexts = [_messages(v, f"{path} row {i} column prompt") for i, v in enumerate(df["prompt"])]
-    chosen = [_response(v, f"{path} row {i} column chosen") for i, v in enumerate(df["chosen"])]
-    rejected = [_response(v, f"{path} row {i} column rejected") for i, v in enumerate(df["rejected"])]
+    contexts = _cells(df, path, "prompt", _messages)
+    chosen = _cells(df, path, "chosen", _response)
+    rejected = _cells(df, path, "rejected", _response)
     extra = df.drop(columns=["prompt", "chosen", "rejected"]).reset_index(drop=True)
     return Pairs(contexts, chosen, rejected, extra)
 

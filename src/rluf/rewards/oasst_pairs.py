@@ -10,13 +10,13 @@ and the flat form (one message a line, `message_tree_id` and `parent_id`), as JS
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from rluf.errors import DataError, SchemaError
+from rluf.utils import iter_json_lines
 
 ROLES = {"prompter": "user", "assistant": "assistant"}
 COLUMNS = ["message_id", "parent_id", "tree_id", "role", "text", "rank", "emojis", "deleted"]
@@ -41,13 +41,7 @@ def _records(path: Path) -> list[dict]:
     opener = gzip.open if path.suffix == ".gz" else open
     records = []
     with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SchemaError(f"{path} line {lineno}: not JSON ({e})") from None
+        for lineno, obj in iter_json_lines(f, path):
             records += _flatten_tree(obj, f"{path} line {lineno}") if "prompt" in obj else [obj]
     return records
 

@@ -53,7 +53,8 @@ class Authenticator:
         for key, user in keys.items():
             if len(key) < 16:
                 raise ConfigError(f"auth.api_keys: the key of user {user!r} is shorter than 16 characters; "
-                                  "use a long random key, e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`")
+                                  "use a long random key, e.g. "
+                                  "`python -c 'import secrets; print(secrets.token_urlsafe())'`")
         self._users = {_digest(k): u for k, u in keys.items()}
         secret = os.environ.get(cfg.session_secret_env)
         if not secret and cfg.web_sessions:

@@ -38,7 +38,8 @@ def signals_cmd(
     outcome_days: float = typer.Option(7.0, "--outcome-days", help="Outcome: the user returns within this many days."),
     return_days: float = typer.Option(1.0, "--return-days", help="Window of the derived returned_<N>d signal."),
     min_events: int = typer.Option(30, "--min-events", help="Signals with fewer events are listed but not ranked."),
-    filters: bool = typer.Option(True, "--filters/--no-filters", help="Drop adversarial feedback first (curate's rules)."),
+    filters: bool = typer.Option(True, "--filters/--no-filters",
+                                 help="Drop adversarial feedback first (curate's rules)."),
     rate_gap_factor: float = typer.Option(3.0, "--rate-gap-factor", help="Warn when a signal's raw and filtered "
                                           "rates differ by more than this factor."),
     out: Path | None = typer.Option(None, "--out", help="Folder for signals.json (default: print only)."),
@@ -98,7 +99,8 @@ def _print_removed(res: dict) -> None:
 def curate_cmd(
     logs: Path = typer.Argument(..., help="Logs folder (messages/reactions/users.parquet) or a folder with logs/."),
     out: Path = typer.Option(..., "--out", help="Output folder for train/validation/test.parquet and manifest.json."),
-    signal: str | None = typer.Option(None, "--signal", help="Reaction type or rule, e.g. 'love or like and not dislike'."),
+    signal: str | None = typer.Option(None, "--signal",
+                                      help="Reaction type or rule, e.g. 'love or like and not dislike'."),
     config: Path | None = typer.Option(None, "--config", help="YAML config (see src/rluf/configs/curate.yaml)."),
     truth: Path | None = typer.Option(None, "--truth", help="Simulator truth/ folder: report filter precision/recall."),
     context_turns: int | None = typer.Option(None, "--context-turns", help="Context length in messages "

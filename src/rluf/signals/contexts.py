@@ -235,7 +235,8 @@ class ContextIndex:
         """[{"role": "assistant", "content": the message at sorted position pos}] per row."""
         text = self.text.take(pa.array(self.perm[pos]))
         n = len(text)
-        role = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["assistant"])).cast(pa.string())
+        role = pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(n, np.int32)), pa.array(["assistant"])).cast(pa.string())
         items = pa.StructArray.from_arrays([role, text], fields=list(CHAT.value_type))
         return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), items, type=CHAT)
 

@@ -474,8 +474,9 @@ def no_positive_message(st: Stage, fr: FilterResult, n_lab: int) -> str:
                 " Choose another signal (rluf signals lists them)")
     removed = [f"{rule} removed {v['reactions']} reactions" + (f" and flagged {v['users']} users" if v["users"] else "")
                for rule, v in fr.report.items() if isinstance(v, dict) and (v.get("reactions") or v.get("users"))]
+    too_fast = fr.report.get("too_fast", {}).get("reactions")
     hint = ("; if reaction times are not click times (e.g. an export that stamps reactions with their message's "
-            "time), disable it: filters.too_fast.enabled: false") if fr.report.get("too_fast", {}).get("reactions") else ""
+            "time), disable it: filters.too_fast.enabled: false") if too_fast else ""
     return (f"{head}: before the filters {before} rows were positive; the filters removed them: "
             f"{'; '.join(removed) or 'flagged users lost their rows (filters.drop_flagged_rows)'}{hint}. "
             "Disable or relax that filter (filters.<rule>.enabled: false), or choose another signal")

@@ -68,19 +68,19 @@ def parse_rule(text: str) -> Rule:
             "example: 'love or like and not dislike'"
         )
 
-    def expr() -> Rule:
-        node = term()
-        while peek() == "or":
+    def chain(op: str, sub: Callable[[], Rule]) -> Rule:
+        """`sub (op sub)*`, grouped to the left."""
+        node = sub()
+        while peek() == op:
             take()
-            node = ("or", node, term())
+            node = (op, node, sub())
         return node
 
+    def expr() -> Rule:
+        return chain("or", term)
+
     def term() -> Rule:
-        node = factor()
-        while peek() == "and":
-            take()
-            node = ("and", node, factor())
-        return node
+        return chain("and", factor)
 
     def factor() -> Rule:
         tok = peek()

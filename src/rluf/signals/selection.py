@@ -249,7 +249,8 @@ def signals(
     agg = _aggregate(con, table, cands)
     if agg["n"] == 0:
         raise DataError(
-            f"no assistant message in {logs.where('messages')} is more than outcome_days={outcome_days:g} days before the "
+            f"no assistant message in {logs.where('messages')} is more than "
+            f"outcome_days={outcome_days:g} days before the "
             "end of the logs, so the outcome (returning) cannot be observed; use longer logs or a smaller "
             "--outcome-days"
         )

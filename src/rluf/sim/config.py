@@ -15,6 +15,16 @@ from rluf.config import StrictModel
 from rluf.sim.language import FAMILIES, SEGMENTS
 
 
+def _check_shares(v: dict[str, float], known: tuple[str, ...], keys: str, values: str) -> dict[str, float]:
+    """`v` maps names in `known` to weights >= 0 with a positive sum; `keys`, `values` name them in errors."""
+    unknown = sorted(set(v) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {keys} {unknown}; known: {list(known)}")
+    if any(x < 0 for x in v.values()) or sum(v.values()) <= 0:
+        raise ValueError(f"{values} must be >= 0 with a positive sum")
+    return v
+
+
 class Taste(StrictModel):
     """One user segment: its share and its Love logit terms (added to the population intercept)."""
 
@@ -41,12 +51,7 @@ class Taste(StrictModel):
     @field_validator("families")
     @classmethod
     def _families(cls, v: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(v) - set(FAMILIES))
-        if unknown:
-            raise ValueError(f"unknown prompt families {unknown}; known: {list(FAMILIES)}")
-        if any(x < 0 for x in v.values()) or sum(v.values()) <= 0:
-            raise ValueError("family weights must be >= 0 with a positive sum")
-        return v
+        return _check_shares(v, FAMILIES, "prompt families", "family weights")
 
 
 def _default_tastes() -> dict[str, Taste]:
@@ -195,12 +200,7 @@ class AdversaryConfig(StrictModel):
     def _mix(cls, v: dict[str, float] | None) -> dict[str, float] | None:
         if v is None:
             return v
-        unknown = sorted(set(v) - set(ADVERSARY_KINDS))
-        if unknown:
-            raise ValueError(f"unknown adversary kinds {unknown}; known: {list(ADVERSARY_KINDS)}")
-        if any(x < 0 for x in v.values()) or sum(v.values()) <= 0:
-            raise ValueError("adversary mix shares must be >= 0 with a positive sum")
-        return v
+        return _check_shares(v, ADVERSARY_KINDS, "adversary kinds", "adversary mix shares")
 
     @model_validator(mode="after")
     def _range(self) -> AdversaryConfig:

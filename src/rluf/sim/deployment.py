@@ -84,7 +84,8 @@ def pooled_arm(world: World, sim_dir: str | Path) -> Arm:
     sim_dir = Path(sim_dir)
     path, meta = sim_dir / "truth" / "pool.parquet", sim_dir / "world.json"
     if not path.is_file() or not meta.is_file():
-        raise ConfigError(f"{sim_dir} holds no pooled responses (truth/pool.parquet and world.json from `rluf simulate`)")
+        raise ConfigError(f"{sim_dir} holds no pooled responses "
+                          "(truth/pool.parquet and world.json from `rluf simulate`)")
     theirs = WorldConfig.model_validate_json(meta.read_text())
     ours = world.cfg
     for field, a, b in (("seed", theirs.seed, ours.seed), ("content", theirs.content, ours.content),
