@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers.tiny_run import TINY_RUN
 from rluf.models import build_causal_lm, train_tokenizer
 from rluf.policy import Policy
 from rluf.run.config import load_run_config
@@ -29,25 +30,10 @@ STAGES = [
     "evaluate",
     "plan",
 ]
-# Tiny sizes: two sweep runs of two CRRAFT iterations, short answers, few bootstrap draws.
-TINY = [
+TINY = [  # two sweep runs at a test's size
     "sweep.runs={love_0.3: {weights: {love: 0.3, helpfulness: 0.4, safety: 0.3}, role: candidate}, "
     "help_only: {weights: {helpfulness: 1.0}}}",
-    "optimize.crraft.iterations=2",
-    "optimize.crraft.batch_prompts=4",
-    "optimize.crraft.num_candidates=2",
-    "optimize.crraft.sampling.max_new_tokens=16",
-    "evaluate.prompts.n_prompts=12",
-    "evaluate.bootstrap_reps=100",
-    "evaluate.generation.max_new_tokens=16",
-    *[
-        f"reward_{k}.{v}"
-        for k in ("love", "helpfulness", "safety")
-        for v in ("train.epochs=1", "model.backbone=tiny", "model.max_length=64")
-    ],
-    "curate.split.method=conversation",
-    "curate.split.test_fraction=0.3",
-    "curate.sample.target_rate=natural",
+    *TINY_RUN,
 ]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers.tiny_run import TINY_RUN
 from rluf.config import load_config
 from rluf.models import build_causal_lm, train_tokenizer
 from rluf.policy import Policy
@@ -27,27 +28,11 @@ QUESTIONS = [
     "how far is the moon?",
     "what should I cook tonight?",
 ]
-TINY_RUN = [  # the shortest training that still runs every stage
+RUN = [  # one sweep run at a test's size; the plan's gateway generates briefly on the CPU
     "sweep.runs={love_0.3: {weights: {love: 0.3, helpfulness: 0.4, safety: 0.3}, role: candidate}}",
-    "optimize.crraft.iterations=2",
-    "optimize.crraft.batch_prompts=4",
-    "optimize.crraft.num_candidates=2",
-    "optimize.crraft.sampling.max_new_tokens=12",
-    "evaluate.prompts.n_prompts=8",
-    "evaluate.bootstrap_reps=100",
-    "evaluate.generation.max_new_tokens=12",
-    *[
-        f"reward_{k}.{v}"
-        for k in ("love", "helpfulness", "safety")
-        for v in ("train.epochs=1", "model.backbone=tiny", "model.max_length=64")
-    ],
-    "curate.split.method=conversation",
-    "curate.split.test_fraction=0.3",
-    "curate.sample.target_rate=natural",
-    "plan.serve.backends.baseline.max_new_tokens=12",
-    "plan.serve.backends.candidate.max_new_tokens=12",
-    "plan.serve.backends.baseline.device=cpu",
-    "plan.serve.backends.candidate.device=cpu",
+    *TINY_RUN,
+    *[f"plan.serve.backends.{arm}.{v}" for arm in ("baseline", "candidate")
+      for v in ("max_new_tokens=12", "device=cpu")],
 ]
 
 
@@ -113,7 +98,7 @@ def test_serve_run_serve_analyze(tmp_path, monkeypatch):
     # 2. The loop on the gateway's database, as `rluf run --logs sqlite:///... --policy ...` builds it.
     cfg = load_run_config(
         None,
-        overrides=TINY_RUN,
+        overrides=RUN,
         source={
             "logs": db,
             "policy": str(policy),
