@@ -31,16 +31,29 @@ class Sampling:
 class InverseCdfDraw:
     """Draws the next token as a logits processor (greedy decoding then takes it): one uniform per row and a
     binary search in the cumulative distribution. HF's sampling calls torch.multinomial, which on CPU draws an
-    exponential for every vocabulary entry: a third of the simulator's generation time (2,048 tokens, 512 rows)."""
+    exponential for every vocabulary entry: a third of the simulator's generation time (2,048 tokens, 512 rows).
+
+    With `generators` (one per row), row i draws from its own stream: its sample depends on its seed only,
+    not on which rows share its batch or process (data-parallel CRRAFT selects the same answers on N processes).
+    """
+
+    def __init__(self, generators: list[torch.Generator] | None = None):
+        self.generators = generators
+
+    def _uniforms(self, rows: int, like: torch.Tensor) -> torch.Tensor:
+        if self.generators is None:
+            return torch.rand(rows, 1, dtype=like.dtype, device=like.device)
+        u = [torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators]
+        return torch.stack(u).to(dtype=like.dtype, device=like.device)  # (B, 1)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # HF LogitsProcessor
         cdf = torch.softmax(scores.double(), dim=-1).cumsum(-1)  # (B, V); excluded tokens add 0
-        u = torch.rand(cdf.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]  # (B, 1)
+        u = self._uniforms(cdf.shape[0], cdf) * cdf[:, -1:]  # (B, 1)
         token = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)  # first index with cdf > u
         return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
 
 
-def sampling_processors(sampling: Sampling):
+def sampling_processors(sampling: Sampling, generators: list[torch.Generator] | None = None):
     """HF's temperature, top-k and top-p warpers (in HF's order), then the draw; nothing for greedy."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -51,7 +64,12 @@ def sampling_processors(sampling: Sampling):
         procs.append(TopKLogitsWarper(sampling.top_k))
     if sampling.top_p < 1:
         procs.append(TopPLogitsWarper(sampling.top_p))
-    return LogitsProcessorList([*procs, InverseCdfDraw()])
+    return LogitsProcessorList([*procs, InverseCdfDraw(generators)])
+
+
+def row_seed(*key: int) -> int:
+    """A well-mixed 63-bit seed from integers, e.g. (seed, iteration, prompt id) or (that, candidate k)."""
+    return int(np.random.SeedSequence([int(k) for k in key]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 class Policy:
@@ -99,14 +117,20 @@ class Policy:
     @torch.no_grad()
     def generate(
         self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
-        generator_seed: int | None = None, return_finished: bool = False,
+        generator_seed: int | None = None, return_finished: bool = False, seeds: list[int] | None = None,
     ) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
         """Sample `n` responses per context (batched HF generate with KV cache). Returns [len(contexts)][n];
         with `return_finished`, also a (len(contexts), n) bool array: False where a response was cut off by
-        `max_new_tokens` before its end-of-sequence token."""
+        `max_new_tokens` before its end-of-sequence token.
+
+        `seeds` (one per context) gives answer k of context i its own random stream, seeded by (seeds[i], k):
+        the answers then do not depend on the batch or on the other contexts."""
         sampling = sampling or Sampling()
         if generator_seed is not None:
             torch.manual_seed(generator_seed)
+        if seeds is not None and len(seeds) != len(contexts):
+            raise ValueError(f"generate: {len(seeds)} seeds for {len(contexts)} contexts")
+        row_seeds = [row_seed(s, k) for s in seeds for k in range(n)] if seeds is not None else None
         was_training = self.model.training
         self.model.eval()
         flat = [self.encode_context(c) for c in contexts for _ in range(n)]
@@ -120,7 +144,8 @@ class Policy:
                 attention_mask=mask,
                 max_new_tokens=sampling.max_new_tokens,
                 do_sample=False,  # greedy over the processors' output: with temperature > 0 they have drawn
-                logits_processor=sampling_processors(sampling),
+                logits_processor=sampling_processors(sampling, None if row_seeds is None else [
+                    torch.Generator().manual_seed(row_seeds[i]) for i in idx]),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
                 use_cache=True,

@@ -89,7 +89,7 @@ def test_reward_weighted_sft_loss_hand_computed():
 def test_generate_reports_cut_off_samples_and_crraft_drops_them(tiny_policy_dir, prompt_file, tmp_path):
     from optimize.optimize_helpers import ShareOfA, tiny_config
     from rluf.judges.config import build_judges
-    from rluf.optimize.runner import _build_trainer, _models, build_pool
+    from rluf.optimize.runner import _accelerator, _build_trainer, _models, build_pool
     from rluf.policy import Policy, Sampling
 
     policy = Policy.from_pretrained(tiny_policy_dir, device="cpu")
@@ -104,7 +104,8 @@ def test_generate_reports_cut_off_samples_and_crraft_drops_them(tiny_policy_dir,
     pol, ref = _models(cfg, "cpu")
     objectives = {"a": ShareOfA()}
     judges = build_judges(cfg.judges, objectives)
-    trainer = _build_trainer(cfg, pol, ref, objectives, judges, build_pool(cfg, None, ref), tmp_path, None)
+    trainer = _build_trainer(cfg, pol, ref, objectives, judges, build_pool(cfg, None, ref), tmp_path, None,
+                             _accelerator(cfg, "cpu", tmp_path))
     cand = trainer.candidates(0)
     assert cand.judge_rates["complete"] < 1.0
     assert cand.judge_rates["all"] <= cand.judge_rates["complete"]
