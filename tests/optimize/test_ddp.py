@@ -55,12 +55,19 @@ def _assert_same_run(a: Path, b: Path) -> None:
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def one_process_run(tiny_policy_dir, prompt_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "one"
+    res = _launch(1, out, tiny_policy_dir, prompt_file)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
 @pytest.mark.slow
-def test_two_processes_select_and_train_as_one(tiny_policy_dir, prompt_file, tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    for n, out in ((1, one), (2, two)):
-        res = _launch(n, out, tiny_policy_dir, prompt_file)
-        assert res.returncode == 0, res.stderr[-3000:]
+def test_two_processes_select_and_train_as_one(one_process_run, tiny_policy_dir, prompt_file, tmp_path):
+    one, two = one_process_run, tmp_path / "two"
+    res = _launch(2, two, tiny_policy_dir, prompt_file)
+    assert res.returncode == 0, res.stderr[-3000:]
     _assert_same_run(one, two)
     assert any(c >= 0 for r in _records(one)[1:] for c in r["select/choice"])  # candidates were chosen
     # every prompt of every batch was generated for exactly once, split 3 + 2
@@ -75,3 +82,17 @@ def test_two_processes_select_and_train_as_one(tiny_policy_dir, prompt_file, tmp
     assert len((two / "metrics.jsonl").read_text().splitlines()) == ITERATIONS + 1
     assert json.loads((two / "summary.json").read_text())["finished"]
     assert np.isfinite(_records(two)[-1]["loss"])
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_of_one_rank(one_process_run, tiny_policy_dir, prompt_file, tmp_path):
+    """Rank 1 is SIGKILLed after iteration 2 (its checkpoint may or may not be written); torchrun stops rank 0;
+    `--resume` on 2 processes continues from the last checkpoint and ends as the uninterrupted run."""
+    run = tmp_path / "killed"
+    res = _launch(2, run, tiny_policy_dir, prompt_file, "--die-after-iteration", "2")
+    assert res.returncode != 0
+    assert not (run / "policy").exists()
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["iteration"] in (1, 2)
+    res = _launch(2, run, tiny_policy_dir, prompt_file, "--resume")
+    assert res.returncode == 0, res.stderr[-3000:]
+    _assert_same_run(one_process_run, run)
