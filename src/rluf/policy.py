@@ -72,6 +72,27 @@ def row_seed(*key: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in key]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+def shard(items, rank: int, world: int) -> np.ndarray:
+    """Process `rank`'s contiguous share of `items` under data parallelism: every item once, in order; shares
+    differ by at most one (5 items on 2 processes: 3 + 2)."""
+    return np.array_split(np.asarray(items), world)[rank]
+
+
+def generate_sharded(policy: Policy, contexts: list[Chat], n: int, sampling: Sampling, seed: int,
+                     batch_size: int = 64) -> list[list[str]]:
+    """[M][n] answers, each process of a distributed launch generating its share of the M contexts (one process:
+    all of them), gathered to every process in order. Answer k to context m is seeded by (seed, m, k), so
+    the answers do not depend on the number of processes."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    ids = shard(np.arange(len(contexts)), state.process_index, state.num_processes)
+    mine = policy.generate([contexts[i] for i in ids], n=n, sampling=sampling, batch_size=batch_size,
+                           seeds=[row_seed(seed, i) for i in ids])
+    return gather_object(mine) if state.num_processes > 1 else mine
+
+
 class Policy:
     def __init__(self, model, tokenizer, device: str = "auto", max_context_tokens: int = 384):
         self.device = select_device(device)

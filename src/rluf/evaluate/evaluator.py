@@ -118,13 +118,16 @@ def policy_responses(name: str, spec: PolicySpec, prompts: list[EvalPrompt], cfg
     """[M][k] responses of one policy: read from a file, or sampled from a model folder or object."""
     if isinstance(spec, Path) and spec.is_file():
         return read_responses(spec, prompts, name)
-    from rluf.policy import Policy, Sampling
+    from rluf.policy import Policy, Sampling, generate_sharded
 
     policy = Policy.from_pretrained(spec, device=cfg.device) if isinstance(spec, Path) else spec
     g = cfg.generation
     sampling = Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p)
-    return policy.generate([p.context for p in prompts], n=g.samples_per_prompt, sampling=sampling,
-                           batch_size=g.batch_size, generator_seed=cfg.seed)
+    if not isinstance(policy, Policy):  # another Generator: its own seeding, one process
+        return policy.generate([p.context for p in prompts], n=g.samples_per_prompt, sampling=sampling,
+                               batch_size=g.batch_size, generator_seed=cfg.seed)
+    return generate_sharded(policy, [p.context for p in prompts], g.samples_per_prompt, sampling, cfg.seed,
+                            g.batch_size)
 
 
 def build_table(prompts: list[EvalPrompt], responses: dict[str, list[list[str]]]) -> pd.DataFrame:
@@ -308,5 +311,8 @@ def evaluate(
     table = score_table(table, prompt_set, scorers, judges, world, on_event)
     summary = summarize(table, prompt_set, names, baseline, cfg, world)
     summary["config"] = cfg.model_dump(mode="json")
-    write_outputs(Path(out_dir), table, prompt_set, summary)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under a distributed launch every process holds the same table
+        write_outputs(Path(out_dir), table, prompt_set, summary)
     return summary

@@ -36,7 +36,7 @@ from rluf.judges.mixture import MixtureOfJudges
 from rluf.optimize.config import OptimizeConfig
 from rluf.optimize.objectives import Objective, calibrated_reward, combined_reward
 from rluf.optimize.prompts import PromptItem, batch_indices
-from rluf.policy import Policy, row_seed
+from rluf.policy import Policy, row_seed, shard
 from rluf.utils import JsonlLogger
 
 log = logging.getLogger(__name__)
@@ -126,11 +126,6 @@ class Candidates:
 
 
 ROW_FIELDS = ("prompt_ids", "prompts", "responses", "kl", "R", "R_base", "finished", "passed", "base_passed")
-
-
-def shard(items: np.ndarray, rank: int, world: int) -> np.ndarray:
-    """Process `rank`'s contiguous share of `items`: every item once, shares differ by at most one."""
-    return np.array_split(np.asarray(items), world)[rank]
 
 
 class CRRAFT:
