@@ -26,6 +26,7 @@ class Sampling:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    token_budget: int | None = None  # per generate batch: rows x (longest context + max_new_tokens); None: no cap
 
 
 class InverseCdfDraw:
@@ -65,6 +66,21 @@ def sampling_processors(sampling: Sampling, generators: list[torch.Generator] | 
     if sampling.top_p < 1:
         procs.append(TopPLogitsWarper(sampling.top_p))
     return LogitsProcessorList([*procs, InverseCdfDraw(generators)])
+
+
+def token_budget_batches(lengths: list[int], max_rows: int, new_tokens: int, budget: int | None) -> list[np.ndarray]:
+    """Rows sorted by length, cut into batches of at most `max_rows` whose padded size, rows x (longest length +
+    new_tokens), stays within `budget` tokens (the KV cache and activations grow with it): many short prompts
+    share a batch, a long one gets a small batch (alone if it alone exceeds the budget)."""
+    if budget is None:
+        return length_batches(lengths, max_rows, longest_first=False)
+    batches, current = [], []
+    for i in np.argsort(np.asarray(lengths), kind="stable"):  # ascending: row i is the batch's longest so far
+        if current and (len(current) == max_rows or (len(current) + 1) * (lengths[i] + new_tokens) > budget):
+            batches.append(np.asarray(current))
+            current = []
+        current.append(i)
+    return batches + [np.asarray(current)] if current else batches
 
 
 def row_seed(*key: int) -> int:
@@ -158,7 +174,8 @@ class Policy:
         texts, done = [""] * len(flat), [False] * len(flat)
         # Batches of similar context length: left padding to the longest context of a batch costs compute on
         # every generated token (long multi-turn contexts next to one-line questions).
-        for idx in length_batches([len(s) for s in flat], batch_size, longest_first=False):
+        for idx in token_budget_batches([len(s) for s in flat], batch_size, sampling.max_new_tokens,
+                                        sampling.token_budget):
             ids, mask = self._left_pad([flat[i] for i in idx])  # (B, T)
             gen = self.model.generate(
                 input_ids=ids,
