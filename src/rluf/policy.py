@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -88,13 +89,27 @@ def row_seed(*key: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in key]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+@runtime_checkable
+class GenerationEngine(Protocol):
+    """The seam through which CRRAFT, `rluf evaluate` and the simulator's evaluation generate. `Policy` (Hugging
+    Face `generate` with KV cache) is the engine rluf tests; a faster one (vLLM) would implement this method and
+    receive the trained weights after each optimizer step (docs/crraft.md, "Generation engines").
+
+    Returns [len(contexts)][n] answers (with `return_finished`, also a (len(contexts), n) bool array);
+    `seeds`, one per context, make answer k to context i a function of (seeds[i], k) alone."""
+
+    def generate(self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
+                 generator_seed: int | None = None, return_finished: bool = False,
+                 seeds: list[int] | None = None): ...
+
+
 def shard(items, rank: int, world: int) -> np.ndarray:
     """Process `rank`'s contiguous share of `items` under data parallelism: every item once, in order; shares
     differ by at most one (5 items on 2 processes: 3 + 2)."""
     return np.array_split(np.asarray(items), world)[rank]
 
 
-def generate_sharded(policy: Policy, contexts: list[Chat], n: int, sampling: Sampling, seed: int,
+def generate_sharded(policy: GenerationEngine, contexts: list[Chat], n: int, sampling: Sampling, seed: int,
                      batch_size: int = 64) -> list[list[str]]:
     """[M][n] answers, each process of a distributed launch generating its share of the M contexts (one process:
     all of them), gathered to every process in order. Answer k to context m is seeded by (seed, m, k), so

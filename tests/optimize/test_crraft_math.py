@@ -126,9 +126,10 @@ def test_token_budget_batches_cover_every_row_once_within_the_budget():
 
 def test_answers_do_not_depend_on_the_batching(tiny_policy_dir):
     """Seeded per prompt, the answers are the same in one batch of 12 rows or in batches of a few."""
-    from rluf.policy import Policy, Sampling
+    from rluf.policy import GenerationEngine, Policy, Sampling
 
     policy = Policy.from_pretrained(tiny_policy_dir, device="cpu")
+    assert isinstance(policy, GenerationEngine)  # the seam CRRAFT, evaluation and the simulator generate through
     ctx = [[{"role": "user", "content": q}] for q in ("hi", "Tell me a joke, a long one please.", "How are you?")]
     one = policy.generate(ctx, n=4, sampling=Sampling(max_new_tokens=6), seeds=[1, 2, 3])
     small = policy.generate(ctx, n=4, sampling=Sampling(max_new_tokens=6, token_budget=40), seeds=[1, 2, 3])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -47,14 +47,10 @@ class RewardModel(Protocol):
     def score(self, contexts: list[Chat], responses: list[str]) -> np.ndarray: ...
 
 
-class Generator(Protocol):
-    """A policy that samples `n` responses per context (rluf.policy.Policy)."""
+if TYPE_CHECKING:  # rluf.policy loads torch
+    from rluf.policy import GenerationEngine
 
-    def generate(self, contexts: list[Chat], n: int = 1, sampling=None, batch_size: int = 64,
-                 generator_seed: int | None = None) -> list[list[str]]: ...
-
-
-PolicySpec = str | Path | Generator
+    PolicySpec = str | Path | GenerationEngine
 Event = Callable[[str], None]
 
 
@@ -123,9 +119,6 @@ def policy_responses(name: str, spec: PolicySpec, prompts: list[EvalPrompt], cfg
     policy = Policy.from_pretrained(spec, device=cfg.device) if isinstance(spec, Path) else spec
     g = cfg.generation
     sampling = Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p)
-    if not isinstance(policy, Policy):  # another Generator: its own seeding, one process
-        return policy.generate([p.context for p in prompts], n=g.samples_per_prompt, sampling=sampling,
-                               batch_size=g.batch_size, generator_seed=cfg.seed)
     return generate_sharded(policy, [p.context for p in prompts], g.samples_per_prompt, sampling, cfg.seed,
                             g.batch_size)
 
