@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from rluf.utils import write_json
+
 RESULTS = Path(__file__).parent / "results" / "optimize_ddp.json"
 
 
@@ -82,8 +84,7 @@ def main() -> None:
               "runs": [{k: v for k, v in r.items() if k != "choices"} for r in rows]}
     path = Path(a.out) if a.out else RESULTS if a.write else None
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(path, result)
         print(f"wrote {path}")
 
 
