@@ -47,7 +47,7 @@ class SamplingConfig(StrictModel):
 
 
 class LoraSettings(StrictModel):
-    """Optional LoRA (peft). The reference policy is then the base model with adapters disabled."""
+    """Optional LoRA (peft). The reference policy is then the base model with adapters disabled (no copy)."""
 
     enabled: bool = False
     r: int = Field(8, ge=1)

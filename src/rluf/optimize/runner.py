@@ -89,19 +89,52 @@ def build_pool(cfg: OptimizeConfig, world, reference: Policy) -> list[PromptItem
     return pool
 
 
+class AdaptersOff:
+    """The reference pi_ref of a LoRA run without a second copy of the weights: the policy's own base model,
+    called with its adapters disabled (peft's `disable_adapter`), under the starting weights' frozen values."""
+
+    def __init__(self, peft_model):
+        self.peft_model = peft_model
+
+    def __call__(self, **inputs):
+        with self.peft_model.disable_adapter():
+            return self.peft_model(**inputs)
+
+    def generate(self, **kw):
+        with self.peft_model.disable_adapter():
+            return self.peft_model.generate(**kw)
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    @property
+    def training(self) -> bool:
+        return self.peft_model.training
+
+
 def _models(cfg: OptimizeConfig, device: str) -> tuple[Policy, Policy]:
-    """The policy to train (LoRA-wrapped if asked) and a frozen reference copy."""
+    """The policy to train (LoRA-wrapped if asked) and the frozen reference: `cfg.reference`, else the starting
+    policy (with LoRA, its base with the adapters off, no copy; without, a copy)."""
     policy = Policy.from_pretrained(cfg.policy, device=device)
+    lora = cfg.crraft.lora.enabled
     ref_model = (Policy.from_pretrained(cfg.reference, device=device).model if cfg.reference
-                 else copy.deepcopy(policy.model))
-    ref_model.eval().requires_grad_(False)
-    if cfg.crraft.lora.enabled:
+                 else None if lora else copy.deepcopy(policy.model))
+    if ref_model is not None:
+        ref_model.eval().requires_grad_(False)
+    if lora:
         from peft import LoraConfig, get_peft_model
 
         lc = cfg.crraft.lora
         policy.model = get_peft_model(policy.model, LoraConfig(
             r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
             task_type="CAUSAL_LM"))
+        ref_model = ref_model if ref_model is not None else AdaptersOff(policy.model)
     return policy, Policy(ref_model, policy.tokenizer, device=device)
 
 
