@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -26,21 +27,35 @@ class Sampling:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    token_budget: int | None = None  # per generate batch: rows x (longest context + max_new_tokens); None: no cap
 
 
 class InverseCdfDraw:
     """Draws the next token as a logits processor (greedy decoding then takes it): one uniform per row and a
     binary search in the cumulative distribution. HF's sampling calls torch.multinomial, which on CPU draws an
-    exponential for every vocabulary entry: a third of the simulator's generation time (2,048 tokens, 512 rows)."""
+    exponential for every vocabulary entry: a third of the simulator's generation time (2,048 tokens, 512 rows).
+
+    With `generators` (one per row), row i draws from its own stream: its sample depends on its seed only,
+    not on which rows share its batch or process (data-parallel CRRAFT selects the same answers on N processes).
+    """
+
+    def __init__(self, generators: list[torch.Generator] | None = None):
+        self.generators = generators
+
+    def _uniforms(self, rows: int, like: torch.Tensor) -> torch.Tensor:
+        if self.generators is None:
+            return torch.rand(rows, 1, dtype=like.dtype, device=like.device)
+        u = [torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators]
+        return torch.stack(u).to(dtype=like.dtype, device=like.device)  # (B, 1)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # HF LogitsProcessor
         cdf = torch.softmax(scores.double(), dim=-1).cumsum(-1)  # (B, V); excluded tokens add 0
-        u = torch.rand(cdf.shape[0], 1, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]  # (B, 1)
+        u = self._uniforms(cdf.shape[0], cdf) * cdf[:, -1:]  # (B, 1)
         token = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)  # first index with cdf > u
         return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
 
 
-def sampling_processors(sampling: Sampling):
+def sampling_processors(sampling: Sampling, generators: list[torch.Generator] | None = None):
     """HF's temperature, top-k and top-p warpers (in HF's order), then the draw; nothing for greedy."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
@@ -51,7 +66,62 @@ def sampling_processors(sampling: Sampling):
         procs.append(TopKLogitsWarper(sampling.top_k))
     if sampling.top_p < 1:
         procs.append(TopPLogitsWarper(sampling.top_p))
-    return LogitsProcessorList([*procs, InverseCdfDraw()])
+    return LogitsProcessorList([*procs, InverseCdfDraw(generators)])
+
+
+def token_budget_batches(lengths: list[int], max_rows: int, new_tokens: int, budget: int | None) -> list[np.ndarray]:
+    """Rows sorted by length, cut into batches of at most `max_rows` whose padded size, rows x (longest length +
+    new_tokens), stays within `budget` tokens (the KV cache and activations grow with it): many short prompts
+    share a batch, a long one gets a small batch (alone if it alone exceeds the budget)."""
+    if budget is None:
+        return length_batches(lengths, max_rows, longest_first=False)
+    batches, current = [], []
+    for i in np.argsort(np.asarray(lengths), kind="stable"):  # ascending: row i is the batch's longest so far
+        if current and (len(current) == max_rows or (len(current) + 1) * (lengths[i] + new_tokens) > budget):
+            batches.append(np.asarray(current))
+            current = []
+        current.append(i)
+    return batches + [np.asarray(current)] if current else batches
+
+
+def row_seed(*key: int) -> int:
+    """A well-mixed 63-bit seed from integers, e.g. (seed, iteration, prompt id) or (that, candidate k)."""
+    return int(np.random.SeedSequence([int(k) for k in key]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@runtime_checkable
+class GenerationEngine(Protocol):
+    """The seam through which CRRAFT, `rluf evaluate` and the simulator's evaluation generate. `Policy` (Hugging
+    Face `generate` with KV cache) is the engine rluf tests; a faster one (vLLM) would implement this method and
+    receive the trained weights after each optimizer step (docs/crraft.md, "Generation engines").
+
+    Returns [len(contexts)][n] answers (with `return_finished`, also a (len(contexts), n) bool array);
+    `seeds`, one per context, make answer k to context i a function of (seeds[i], k) alone."""
+
+    def generate(self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
+                 generator_seed: int | None = None, return_finished: bool = False,
+                 seeds: list[int] | None = None): ...
+
+
+def shard(items, rank: int, world: int) -> np.ndarray:
+    """Process `rank`'s contiguous share of `items` under data parallelism: every item once, in order; shares
+    differ by at most one (5 items on 2 processes: 3 + 2)."""
+    return np.array_split(np.asarray(items), world)[rank]
+
+
+def generate_sharded(policy: GenerationEngine, contexts: list[Chat], n: int, sampling: Sampling, seed: int,
+                     batch_size: int = 64) -> list[list[str]]:
+    """[M][n] answers, each process of a distributed launch generating its share of the M contexts (one process:
+    all of them), gathered to every process in order. Answer k to context m is seeded by (seed, m, k), so
+    the answers do not depend on the number of processes."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    ids = shard(np.arange(len(contexts)), state.process_index, state.num_processes)
+    mine = policy.generate([contexts[i] for i in ids], n=n, sampling=sampling, batch_size=batch_size,
+                           seeds=[row_seed(seed, i) for i in ids])
+    return gather_object(mine) if state.num_processes > 1 else mine
 
 
 class Policy:
@@ -99,28 +169,36 @@ class Policy:
     @torch.no_grad()
     def generate(
         self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
-        generator_seed: int | None = None, return_finished: bool = False,
+        generator_seed: int | None = None, return_finished: bool = False, seeds: list[int] | None = None,
     ) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
         """Sample `n` responses per context (batched HF generate with KV cache). Returns [len(contexts)][n];
         with `return_finished`, also a (len(contexts), n) bool array: False where a response was cut off by
-        `max_new_tokens` before its end-of-sequence token."""
+        `max_new_tokens` before its end-of-sequence token.
+
+        `seeds` (one per context) gives answer k of context i its own random stream, seeded by (seeds[i], k):
+        the answers then do not depend on the batch or on the other contexts."""
         sampling = sampling or Sampling()
         if generator_seed is not None:
             torch.manual_seed(generator_seed)
+        if seeds is not None and len(seeds) != len(contexts):
+            raise ValueError(f"generate: {len(seeds)} seeds for {len(contexts)} contexts")
+        row_seeds = [row_seed(s, k) for s in seeds for k in range(n)] if seeds is not None else None
         was_training = self.model.training
         self.model.eval()
         flat = [self.encode_context(c) for c in contexts for _ in range(n)]
         texts, done = [""] * len(flat), [False] * len(flat)
         # Batches of similar context length: left padding to the longest context of a batch costs compute on
         # every generated token (long multi-turn contexts next to one-line questions).
-        for idx in length_batches([len(s) for s in flat], batch_size, longest_first=False):
+        for idx in token_budget_batches([len(s) for s in flat], batch_size, sampling.max_new_tokens,
+                                        sampling.token_budget):
             ids, mask = self._left_pad([flat[i] for i in idx])  # (B, T)
             gen = self.model.generate(
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=sampling.max_new_tokens,
                 do_sample=False,  # greedy over the processors' output: with temperature > 0 they have drawn
-                logits_processor=sampling_processors(sampling),
+                logits_processor=sampling_processors(sampling, None if row_seeds is None else [
+                    torch.Generator().manual_seed(row_seeds[i]) for i in idx]),
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
                 use_cache=True,

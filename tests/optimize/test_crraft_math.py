@@ -89,7 +89,7 @@ def test_reward_weighted_sft_loss_hand_computed():
 def test_generate_reports_cut_off_samples_and_crraft_drops_them(tiny_policy_dir, prompt_file, tmp_path):
     from optimize.optimize_helpers import ShareOfA, tiny_config
     from rluf.judges.config import build_judges
-    from rluf.optimize.runner import _build_trainer, _models, build_pool
+    from rluf.optimize.runner import _accelerator, _build_trainer, _models, build_pool
     from rluf.policy import Policy, Sampling
 
     policy = Policy.from_pretrained(tiny_policy_dir, device="cpu")
@@ -104,7 +104,35 @@ def test_generate_reports_cut_off_samples_and_crraft_drops_them(tiny_policy_dir,
     pol, ref = _models(cfg, "cpu")
     objectives = {"a": ShareOfA()}
     judges = build_judges(cfg.judges, objectives)
-    trainer = _build_trainer(cfg, pol, ref, objectives, judges, build_pool(cfg, None, ref), tmp_path, None)
+    trainer = _build_trainer(cfg, pol, ref, objectives, judges, build_pool(cfg, None, ref), tmp_path, None,
+                             _accelerator(cfg, "cpu", tmp_path))
     cand = trainer.candidates(0)
     assert cand.judge_rates["complete"] < 1.0
     assert cand.judge_rates["all"] <= cand.judge_rates["complete"]
+
+
+def test_token_budget_batches_cover_every_row_once_within_the_budget():
+    from rluf.policy import token_budget_batches
+
+    lengths = [5, 300, 7, 6, 40, 5, 8, 9]
+    batches = token_budget_batches(lengths, max_rows=4, new_tokens=10, budget=100)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 4
+        assert len(b) == 1 or len(b) * (max(lengths[i] for i in b) + 10) <= 100
+    assert [list(b) for b in batches if 1 in b] == [[1]]  # the long prompt alone
+    assert [len(b) for b in token_budget_batches(lengths, 4, 10, None)] == [4, 4]  # no budget: fixed count
+
+
+def test_answers_do_not_depend_on_the_batching(tiny_policy_dir):
+    """Seeded per prompt, the answers are the same in one batch of 12 rows or in batches of a few."""
+    from rluf.policy import GenerationEngine, Policy, Sampling
+
+    policy = Policy.from_pretrained(tiny_policy_dir, device="cpu")
+    assert isinstance(policy, GenerationEngine)  # the seam CRRAFT, evaluation and the simulator generate through
+    ctx = [[{"role": "user", "content": q}] for q in ("hi", "Tell me a joke, a long one please.", "How are you?")]
+    one = policy.generate(ctx, n=4, sampling=Sampling(max_new_tokens=6), seeds=[1, 2, 3])
+    small = policy.generate(ctx, n=4, sampling=Sampling(max_new_tokens=6, token_budget=40), seeds=[1, 2, 3])
+    alone = policy.generate(ctx[1:2], n=4, sampling=Sampling(max_new_tokens=6), seeds=[2])
+    assert one == small and one[1] == alone[0]
+    assert len({a for answers in one for a in answers}) > 3  # they are samples, not one greedy answer

@@ -139,3 +139,25 @@ def test_intermediate_policies_are_saved_and_become_run_candidates(tiny_policy_d
     assert candidate_policies(tmp_path) == {"baseline": tmp_path / "simulate" / "policy",
                                            "love_only@2": run / "policies" / "iter-000002",
                                            "love_only": run / "policy"}
+
+
+def test_lora_reference_is_the_base_with_adapters_off_not_a_copy(tiny_policy_dir, prompt_file):
+    from rluf.optimize.runner import AdaptersOff, _models
+
+    cfg = tiny_config(tiny_policy_dir, prompt_file,
+                      lora=dict(enabled=True, r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    policy, reference = _models(cfg, "cpu")
+    assert isinstance(reference.model, AdaptersOff) and reference.model.peft_model is policy.model
+    ctx, rsp = [[{"role": "user", "content": "hi"}]] * 2, ["Paris is nice", "bye"]
+    base = Policy.from_pretrained(tiny_policy_dir, device="cpu").sequence_logprobs(ctx, rsp)
+    with torch.no_grad():
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.5)  # the adapters now change the policy
+    moved = policy.sequence_logprobs(ctx, rsp)
+    ref = policy.sequence_logprobs(ctx, rsp, model=reference.model)
+    torch.testing.assert_close(ref, base)
+    assert (moved - base).abs().max() > 1e-3
+    assert reference.generate(ctx[:1], n=1, sampling=Sampling(max_new_tokens=3), seeds=[0])[0][0] == \
+        Policy.from_pretrained(tiny_policy_dir, device="cpu").generate(
+            ctx[:1], n=1, sampling=Sampling(max_new_tokens=3), seeds=[0])[0][0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -47,14 +47,10 @@ class RewardModel(Protocol):
     def score(self, contexts: list[Chat], responses: list[str]) -> np.ndarray: ...
 
 
-class Generator(Protocol):
-    """A policy that samples `n` responses per context (rluf.policy.Policy)."""
+if TYPE_CHECKING:  # rluf.policy loads torch
+    from rluf.policy import GenerationEngine
 
-    def generate(self, contexts: list[Chat], n: int = 1, sampling=None, batch_size: int = 64,
-                 generator_seed: int | None = None) -> list[list[str]]: ...
-
-
-PolicySpec = str | Path | Generator
+    PolicySpec = str | Path | GenerationEngine
 Event = Callable[[str], None]
 
 
@@ -118,13 +114,13 @@ def policy_responses(name: str, spec: PolicySpec, prompts: list[EvalPrompt], cfg
     """[M][k] responses of one policy: read from a file, or sampled from a model folder or object."""
     if isinstance(spec, Path) and spec.is_file():
         return read_responses(spec, prompts, name)
-    from rluf.policy import Policy, Sampling
+    from rluf.policy import Policy, Sampling, generate_sharded
 
     policy = Policy.from_pretrained(spec, device=cfg.device) if isinstance(spec, Path) else spec
     g = cfg.generation
     sampling = Sampling(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p)
-    return policy.generate([p.context for p in prompts], n=g.samples_per_prompt, sampling=sampling,
-                           batch_size=g.batch_size, generator_seed=cfg.seed)
+    return generate_sharded(policy, [p.context for p in prompts], g.samples_per_prompt, sampling, cfg.seed,
+                            g.batch_size)
 
 
 def build_table(prompts: list[EvalPrompt], responses: dict[str, list[list[str]]]) -> pd.DataFrame:
@@ -308,5 +304,8 @@ def evaluate(
     table = score_table(table, prompt_set, scorers, judges, world, on_event)
     summary = summarize(table, prompt_set, names, baseline, cfg, world)
     summary["config"] = cfg.model_dump(mode="json")
-    write_outputs(Path(out_dir), table, prompt_set, summary)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under a distributed launch every process holds the same table
+        write_outputs(Path(out_dir), table, prompt_set, summary)
     return summary

@@ -88,13 +88,33 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    path = latest_checkpoint(run_dir)
-    if path is None:
+    """The newest checkpoint that loads: the one latest.json names, else the older ones, newest first.
+
+    A damaged file (cut short by a full disk, a copy that did not finish) is named in a warning and skipped;
+    if none loads, the error names every damaged file."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    newest = latest_checkpoint(run_dir)
+    older = sorted(ckpt_dir.glob("ckpt-*.pt"), reverse=True) if ckpt_dir.is_dir() else []
+    order = ([newest] if newest else []) + [p for p in older if p != newest]
+    if not order:
         raise CheckpointError(
-            f"--resume {run_dir}: no checkpoint found (expected {Path(run_dir) / 'checkpoints' / LATEST}); "
+            f"--resume {run_dir}: no checkpoint found (expected {ckpt_dir / LATEST}); "
             "start a fresh run without --resume, or set checkpoint_every > 0"
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    damaged = []
+    for path in order:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError) as e:  # torch raises RuntimeError on a cut zip
+            log.warning("checkpoint %s is damaged (%s); trying the previous one", path, str(e).splitlines()[0])
+            damaged.append(path)
+            continue
+        if damaged:
+            log.warning("resuming from %s (iteration %d) instead of the damaged %s", path, state["iteration"],
+                        ", ".join(p.name for p in damaged))
+        return state
+    raise CheckpointError(f"--resume {run_dir}: every checkpoint is damaged ({', '.join(map(str, damaged))}); "
+                          "start a fresh run without --resume")
 
 
 def restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:

@@ -35,16 +35,19 @@ class SamplingConfig(StrictModel):
     """0 means greedy, which makes the K samples identical: keep it > 0 for best-of-K."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0)
+    token_budget: int | None = Field(
+        None, ge=1, description="cap on each generation batch's padded tokens, rows x (longest context + "
+        "max_new_tokens), so a long prompt cannot blow a batch's memory; null: batches of 64 rows")
 
     def to_sampling(self):
         """The generation parameters as `rluf.policy.Sampling` (imported here: policy loads torch)."""
         from rluf.policy import Sampling
 
-        return Sampling(self.max_new_tokens, self.temperature, self.top_p, self.top_k)
+        return Sampling(self.max_new_tokens, self.temperature, self.top_p, self.top_k, self.token_budget)
 
 
 class LoraSettings(StrictModel):
-    """Optional LoRA (peft). The reference policy is then the base model with adapters disabled."""
+    """Optional LoRA (peft). The reference policy is then the base model with adapters disabled (no copy)."""
 
     enabled: bool = False
     r: int = Field(8, ge=1)

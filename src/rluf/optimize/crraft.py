@@ -36,7 +36,7 @@ from rluf.judges.mixture import MixtureOfJudges
 from rluf.optimize.config import OptimizeConfig
 from rluf.optimize.objectives import Objective, calibrated_reward, combined_reward
 from rluf.optimize.prompts import PromptItem, batch_indices
-from rluf.policy import Policy
+from rluf.policy import Policy, row_seed, shard
 from rluf.utils import JsonlLogger
 
 log = logging.getLogger(__name__)
@@ -105,25 +105,38 @@ def reward_weighted_sft_loss(logp: torch.Tensor, R: torch.Tensor, n: int | None 
 # -- one iteration's data -----------------------------------------------------------------------------
 @dataclass
 class Candidates:
-    """Everything CRRAFT knows about one iteration's B x K samples."""
+    """Everything CRRAFT knows about one iteration's B x K samples (all B prompts, gathered from every process)."""
 
+    prompt_ids: np.ndarray  # (B,) indices into the pool
     prompts: list[PromptItem]  # B
     responses: list[list[str]]  # (B, K)
     kl: np.ndarray  # (B, K)
     R_k: dict[str, np.ndarray]  # objective -> (B, K) calibrated
     R: np.ndarray  # (B, K) combined
     R_base: np.ndarray  # (B,) combined reward of y_base = sum_k w_k * 0.5
-    judge_rates: dict[str, float]
-    passed: np.ndarray  # (B, K)
+    judge_passed: dict[str, np.ndarray]  # judge -> (B, K)
+    finished: np.ndarray  # (B, K) False where max_new_tokens cut the sample off
+    passed: np.ndarray  # (B, K) every judge (and, with drop_cut_off, the completeness check)
     base_passed: np.ndarray  # (B,)
+
+    @property
+    def judge_rates(self) -> dict[str, float]:
+        return {**{k: float(v.mean()) for k, v in self.judge_passed.items()},
+                "complete": float(self.finished.mean()), "all": float(self.passed.mean())}
+
+
+ROW_FIELDS = ("prompt_ids", "prompts", "responses", "kl", "R", "R_base", "finished", "passed", "base_passed")
 
 
 class CRRAFT:
     """The CRRAFT loop over a prepared policy, reference, objectives, judges and prompt pool.
 
     Built by `rluf.optimize.optimize`, which loads everything from the config; tests build it directly
-    with tiny models. `train_model` is the (possibly accelerate-wrapped) module the loss runs through;
-    `policy.model` stays the plain module used for generation.
+    with tiny models. Under a distributed launch (`accelerator.num_processes` > 1) each process generates,
+    scores and judges its shard of the B prompts, the per-prompt results are gathered so every process
+    selects and logs over all B, and each process backpropagates its own kept rows; the gradients are
+    summed across processes (torch.distributed.all_reduce) before the step, so all processes keep
+    identical weights.
     """
 
     def __init__(
@@ -137,7 +150,6 @@ class CRRAFT:
         optimizer: torch.optim.Optimizer,
         out_dir: str | Path,
         accelerator=None,
-        train_model=None,
         evaluator: Callable[[Policy], dict[str, float]] | None = None,
         checkpoint_fn: Callable[[int], None] | None = None,
     ):
@@ -145,25 +157,30 @@ class CRRAFT:
         self.objectives, self.judges, self.pool, self.optimizer = objectives, judges, pool, optimizer
         self.out_dir = Path(out_dir)
         self.accelerator = accelerator
-        self.train_model = train_model if train_model is not None else policy.model
         self.evaluator = evaluator
         self.checkpoint_fn = checkpoint_fn
         self.weights = {k: w for k, w in cfg.weights.items() if w > 0}
         self.logger = JsonlLogger(self.out_dir / "metrics.jsonl")
-        # under `accelerate launch` only the main process writes files
+        # under a distributed launch only the main process writes files
         self.is_main = accelerator is None or accelerator.is_main_process
+        self.rank = 0 if accelerator is None else accelerator.process_index
+        self.world = 1 if accelerator is None else accelerator.num_processes
         self.sampling = cfg.crraft.sampling.to_sampling()
         self.signoff_pattern = cfg.monitor.signoff_pattern or DEFAULT_SIGNOFF_PATTERN
 
     # -- steps 1-4: sample, score, judge ----------------------------------------------------------------
     def candidates(self, iteration: int) -> Candidates:
+        """This process's shard of the iteration's prompts, scored and judged, then gathered over processes."""
         cfg = self.cfg.crraft
-        idx = batch_indices(len(self.pool), cfg.batch_prompts, self.cfg.seed, iteration)
-        prompts = [self.pool[i] for i in idx]
+        ids = shard(batch_indices(len(self.pool), cfg.batch_prompts, self.cfg.seed, iteration), self.rank, self.world)
+        prompts = [self.pool[i] for i in ids]
         contexts = [p.context for p in prompts]
-        torch.manual_seed(self.cfg.seed * 1_000_003 + iteration)  # same samples after a resume
+        torch.manual_seed(self.cfg.seed * 1_000_003 + iteration)  # any other draw: same after a resume
+        # every sample's random stream is keyed by (seed, iteration, prompt id, k): the same answers on any
+        # number of processes and after a resume
+        seeds = [row_seed(self.cfg.seed, iteration, i) for i in ids]
         responses, finished = self.policy.generate(contexts, n=cfg.num_candidates, sampling=self.sampling,
-                                                   return_finished=True)  # (B, K), (B, K)
+                                                   return_finished=True, seeds=seeds)  # (B, K), (B, K)
         flat_ctx = [c for c in contexts for _ in range(cfg.num_candidates)]  # (B*K,)
         flat_rsp = [r for rs in responses for r in rs]  # (B*K,)
         B, K = len(prompts), cfg.num_candidates
@@ -186,36 +203,94 @@ class CRRAFT:
         passed = verdict.passed[: B * K].reshape(B, K)  # (B*K,) -> (B, K)
         if cfg.drop_cut_off:
             passed = passed & finished
-        rates = {**_rates_on(verdict, B * K), "complete": float(finished.mean()), "all": float(passed.mean())}
-        return Candidates(prompts, responses, kl, R_k, R, R_base, rates, passed=passed,
-                          base_passed=verdict.passed[B * K :])  # (B,)
+        judge_passed = {name: np.array([v.passed for v in vs[: B * K]], bool).reshape(B, K)
+                        for name, vs in verdict.verdicts.items()}
+        local = Candidates(ids, prompts, responses, kl, R_k, R, R_base, judge_passed, finished, passed,
+                           base_passed=verdict.passed[B * K :])  # (B,)
+        return self._gather(local)
+
+    def _gather(self, local: Candidates) -> Candidates:
+        """All processes' shards in rank order (= the prompts' order in the batch): every process sees all B."""
+        if self.world == 1:
+            return local
+        from accelerate.utils import gather_object
+
+        parts = gather_object([local])  # one Candidates per process, rank order
+        cat = {f: [x for part in parts for x in getattr(part, f)] for f in ROW_FIELDS}
+        arrays = {f: np.asarray(v) for f, v in cat.items() if f not in ("prompts", "responses")}
+        K = self.cfg.crraft.num_candidates
+        for f in ("kl", "R", "finished", "passed"):
+            arrays[f] = arrays[f].reshape(-1, K)
+        return Candidates(
+            prompts=cat["prompts"], responses=cat["responses"],
+            R_k={k: np.concatenate([p.R_k[k] for p in parts]).reshape(-1, K) for k in local.R_k},
+            judge_passed={k: np.concatenate([p.judge_passed[k] for p in parts]).reshape(-1, K)
+                          for k in local.judge_passed},
+            **arrays,
+        )
 
     # -- steps 5-6: select and update ----------------------------------------------------------------
+    def my_rows(self, B: int) -> np.ndarray:
+        """Rows 0..B-1 of the gathered batch that this process generated (and so trains on)."""
+        return shard(np.arange(B), self.rank, self.world)
+
     def update(self, cand: Candidates, sel: Selection) -> dict[str, float]:
         cfg = self.cfg.crraft
-        rows = np.flatnonzero(sel.kept)
-        if len(rows) == 0:
+        n = int(sel.kept.sum())  # kept prompts over ALL processes: the 1/n of Eq. 8
+        if n == 0:
             return {"loss": float("nan"), "grad_norm": 0.0}
+        rows = [i for i in self.my_rows(len(cand.prompts)) if sel.kept[i]]
         ctx = [cand.prompts[i].context for i in rows]
         rsp = [(cand.prompts[i].y_base or "") if sel.index[i] == FALLBACK else cand.responses[i][sel.index[i]]
                for i in rows]
-        R = torch.tensor(sel.reward[rows], dtype=torch.float32)  # (n,)
-        n, total, grad_norm = len(rows), 0.0, 0.0
-        self.train_model.train()
+        R = torch.tensor(sel.reward[rows], dtype=torch.float32)  # (n_local,)
+        total, grad_norm = 0.0, 0.0
+        model = self.policy.model
+        model.train()
         for _ in range(cfg.epochs):
             self.optimizer.zero_grad(set_to_none=True)
-            for s in range(0, n, cfg.micro_batch_size):
+            for s in range(0, len(rows), cfg.micro_batch_size):
                 mb = slice(s, s + cfg.micro_batch_size)
-                logp = self.policy.sequence_logprobs(ctx[mb], rsp[mb], grad=True, model=self.train_model)  # (m,)
+                with self._autocast():
+                    logp = self.policy.sequence_logprobs(ctx[mb], rsp[mb], grad=True)  # (m,)
                 if cfg.length_normalize:
                     lengths = torch.tensor([len(self.policy.encode_response(r)) for r in rsp[mb]], device=logp.device)
                     logp = logp / lengths
-                loss = reward_weighted_sft_loss(logp, R[mb].to(logp.device), n)  # Eq. 8
+                loss = reward_weighted_sft_loss(logp, R[mb].to(logp.device), n)  # Eq. 8, this process's terms
                 self._backward(loss)
                 total += loss.item()
+            self._sum_gradients_over_processes()
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self._trainable(), cfg.max_grad_norm))
             self.optimizer.step()
-        return {"loss": total / cfg.epochs, "grad_norm": grad_norm}
+        return {"loss": self._sum_over_processes(total) / cfg.epochs, "grad_norm": grad_norm}
+
+    def _autocast(self):
+        from contextlib import nullcontext
+
+        return nullcontext() if self.accelerator is None else self.accelerator.autocast()
+
+    def _sum_gradients_over_processes(self) -> None:
+        """grad = sum over processes of each one's part of Eq. 8 (each is already divided by the global n).
+
+        Not DDP's hooks: processes keep different numbers of prompts (so run different numbers of backward
+        passes, some none), which DDP's lock-step all-reduce per backward cannot express."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for p in self._trainable():
+            if p.grad is None:  # this process kept no prompt
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+    def _sum_over_processes(self, x: float) -> float:
+        if self.world == 1:
+            return x
+        import torch.distributed as dist
+
+        t = torch.tensor([x], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t.item())
 
     def _backward(self, loss: torch.Tensor) -> None:
         if self.accelerator is not None:
@@ -224,7 +299,7 @@ class CRRAFT:
             loss.backward()
 
     def _trainable(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.train_model.parameters() if p.requires_grad]
+        return [p for p in self.policy.model.parameters() if p.requires_grad]
 
     # -- one full iteration ----------------------------------------------------------------------------
     def iteration(self, t: int) -> dict[str, Any]:
@@ -246,6 +321,7 @@ class CRRAFT:
         kept = sel.kept
         m["reward/selected"] = float(np.nanmean(sel.reward)) if kept.any() else float("nan")
         m.update({f"judge/{k}_pass": v for k, v in cand.judge_rates.items()})
+        m["select/choice"] = [int(i) for i in sel.index]  # per prompt: candidate k, -1 y_base, -2 skipped
         m["judge/y_base_pass"] = float(cand.base_passed.mean())
         m["kl/mean"] = float(cand.kl.mean())
         m["kl/max"] = float(cand.kl.max())
@@ -302,11 +378,3 @@ class CRRAFT:
             if self.checkpoint_fn and cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == n_iter):
                 self.checkpoint_fn(done)
         return record
-
-
-def _rates_on(verdict, n: int) -> dict[str, float]:
-    """Pass rates of each judge over the first n items (the candidates, not the y_base rows)."""
-    rates = {name: float(np.mean([v.passed for v in vs[:n]])) if n else 1.0 for name, vs in verdict.verdicts.items()}
-    rates["all"] = float(verdict.passed[:n].mean()) if n else 1.0
-    return rates
-

@@ -13,6 +13,7 @@ Run directory (`out_dir`)::
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import shutil
 import time
@@ -88,19 +89,52 @@ def build_pool(cfg: OptimizeConfig, world, reference: Policy) -> list[PromptItem
     return pool
 
 
+class AdaptersOff:
+    """The reference pi_ref of a LoRA run without a second copy of the weights: the policy's own base model,
+    called with its adapters disabled (peft's `disable_adapter`), under the starting weights' frozen values."""
+
+    def __init__(self, peft_model):
+        self.peft_model = peft_model
+
+    def __call__(self, **inputs):
+        with self.peft_model.disable_adapter():
+            return self.peft_model(**inputs)
+
+    def generate(self, **kw):
+        with self.peft_model.disable_adapter():
+            return self.peft_model.generate(**kw)
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    @property
+    def training(self) -> bool:
+        return self.peft_model.training
+
+
 def _models(cfg: OptimizeConfig, device: str) -> tuple[Policy, Policy]:
-    """The policy to train (LoRA-wrapped if asked) and a frozen reference copy."""
+    """The policy to train (LoRA-wrapped if asked) and the frozen reference: `cfg.reference`, else the starting
+    policy (with LoRA, its base with the adapters off, no copy; without, a copy)."""
     policy = Policy.from_pretrained(cfg.policy, device=device)
+    lora = cfg.crraft.lora.enabled
     ref_model = (Policy.from_pretrained(cfg.reference, device=device).model if cfg.reference
-                 else copy.deepcopy(policy.model))
-    ref_model.eval().requires_grad_(False)
-    if cfg.crraft.lora.enabled:
+                 else None if lora else copy.deepcopy(policy.model))
+    if ref_model is not None:
+        ref_model.eval().requires_grad_(False)
+    if lora:
         from peft import LoraConfig, get_peft_model
 
         lc = cfg.crraft.lora
         policy.model = get_peft_model(policy.model, LoraConfig(
             r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
             task_type="CAUSAL_LM"))
+        ref_model = ref_model if ref_model is not None else AdaptersOff(policy.model)
     return policy, Policy(ref_model, policy.tokenizer, device=device)
 
 
@@ -127,34 +161,38 @@ def optimize(
     cfg.check(names)  # everything validated before any model loads
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
+    acc = _accelerator(cfg, device, out_dir)
     objectives = objectives if objectives is not None else load_objectives(cfg.objectives, device, world)
     judges = build_judges(cfg.judges, objectives)
     policy, reference = _models(cfg, device)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if resume:
-        pool = load_pool(out_dir / "pool.jsonl")
-    else:
-        pool = build_pool(cfg, world, reference)
-        save_pool(out_dir / "pool.jsonl", pool)
-        write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-    trainer = _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, world)
+    if acc.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            save_pool(out_dir / "pool.jsonl", build_pool(cfg, world, reference))
+            write_json(out_dir / "config.json", cfg.model_dump(mode="json"))
+            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    acc.wait_for_everyone()  # the other processes read the pool rank 0 drew (and its y_base samples)
+    pool = load_pool(out_dir / "pool.jsonl")
+    trainer = _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, world, acc)
     start = _restore(trainer, out_dir) if resume else 0
     last = trainer.train(start, on_iteration=_iteration_hook(trainer, on_iteration, out_dir))
-    if trainer.accelerator is not None and cfg.report_to:
-        trainer.accelerator.end_training()
+    if cfg.report_to:
+        acc.end_training()
     return _finish(cfg, trainer, out_dir, last, time.time() - t_start)
 
 
-def _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, world) -> CRRAFT:
+def _accelerator(cfg: OptimizeConfig, device: str, out_dir: Path):
+    """accelerate's view of the launch: one process, or N under `accelerate launch` / `torchrun`; bf16 autocast."""
     from accelerate import Accelerator
 
-    bf16 = cfg.crraft.bf16 == "yes" or (cfg.crraft.bf16 == "auto" and bf16_supported(policy.device))
-    acc = Accelerator(cpu=policy.device == "cpu", mixed_precision="bf16" if bf16 else "no",
-                      log_with=list(cfg.report_to) or None, project_dir=str(out_dir))
+    bf16 = cfg.crraft.bf16 == "yes" or (cfg.crraft.bf16 == "auto" and bf16_supported(device))
+    return Accelerator(cpu=device == "cpu", mixed_precision="bf16" if bf16 else "no",
+                       log_with=list(cfg.report_to) or None, project_dir=str(out_dir))
+
+
+def _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, world, acc) -> CRRAFT:
     params = [p for p in policy.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.crraft.lr, weight_decay=cfg.crraft.weight_decay)
-    train_model, opt = acc.prepare(policy.model, opt)
     if cfg.report_to:
         acc.init_trackers("rluf-optimize", config=cfg.model_dump(mode="json"))
     evaluator = None
@@ -171,9 +209,10 @@ def _build_trainer(cfg, policy, reference, objectives, judges, pool, out_dir, wo
     def save(iteration: int) -> None:
         if acc.is_main_process:
             ckpt.save_checkpoint(out_dir, iteration, policy.model, opt, config_dump, cfg.keep_checkpoints)
+        acc.wait_for_everyone()
 
     return CRRAFT(cfg, policy, reference, objectives, judges, pool, opt, out_dir, accelerator=acc,
-                  train_model=train_model, evaluator=evaluator, checkpoint_fn=save)
+                  evaluator=evaluator, checkpoint_fn=save)
 
 
 def _restore(trainer: CRRAFT, out_dir: Path) -> int:
@@ -181,13 +220,26 @@ def _restore(trainer: CRRAFT, out_dir: Path) -> int:
     state = ckpt.load_checkpoint(out_dir)
     start = ckpt.restore(state, trainer.policy.model, trainer.optimizer)
     path = out_dir / "metrics.jsonl"
-    if path.is_file():
-        import json
-
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["iteration"] <= start]
-        path.write_text("".join(ln + "\n" for ln in keep))
+    if trainer.is_main and path.is_file():
+        keep = [r for r in read_records(path) if r["iteration"] <= start]
+        path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    trainer.accelerator.wait_for_everyone()
     log.info("resumed %s at iteration %d", out_dir, start)
     return start
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's records; a last line cut short by a kill is dropped (resume redoes that iteration)."""
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    records = []
+    for i, ln in enumerate(lines):
+        try:
+            records.append(json.loads(ln))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ckpt.CheckpointError(f"{path}: line {i + 1} is not valid JSON (and not the last line)") from None
+            log.warning("%s: dropping the last line, cut short (%d characters)", path, len(ln))
+    return records
 
 
 def _iteration_hook(trainer: CRRAFT, on_iteration, out_dir: Path):
@@ -207,8 +259,10 @@ def _iteration_hook(trainer: CRRAFT, on_iteration, out_dir: Path):
 
 
 def _save_policy(cfg: OptimizeConfig, trainer: CRRAFT, path: Path) -> None:
-    """The current policy as a Hugging Face folder (LoRA merged), written beside `path` and renamed into place."""
+    """The current policy as a Hugging Face folder (LoRA merged), written beside `path` and renamed into place
+    by the main process; the others wait for it."""
     if not trainer.is_main:
+        trainer.accelerator.wait_for_everyone()
         return
     model = trainer.policy.model
     if cfg.crraft.lora.enabled:
@@ -218,12 +272,12 @@ def _save_policy(cfg: OptimizeConfig, trainer: CRRAFT, path: Path) -> None:
     Policy(model, trainer.policy.tokenizer, device=trainer.policy.device).save_pretrained(tmp)
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
+    trainer.accelerator.wait_for_everyone()
 
 
 def _finish(cfg: OptimizeConfig, trainer: CRRAFT, out_dir: Path, last: dict[str, Any], wall: float) -> dict:
-    import json
-
-    records = [json.loads(ln) for ln in (out_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    trainer.accelerator.wait_for_everyone()  # metrics.jsonl complete
+    records = read_records(out_dir / "metrics.jsonl")
     done = max((r["iteration"] for r in records), default=0)
     finished = done >= cfg.crraft.iterations
     if finished:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from accelerate import PartialState
 
 from rluf.config import load_config
 from rluf.errors import ConfigError
@@ -148,7 +149,8 @@ def sweep(
     report = {"baseline": _means(base), "runs": results, "claims": claims(results, _means(base)),
               "n_eval": len(evaluation.items), "eval_items": cfg.eval.items,
               "samples_per_prompt": cfg.eval.samples_per_prompt}
-    write_json(out_dir / "sweep.json", report)
+    if PartialState().is_main_process:
+        write_json(out_dir / "sweep.json", report)
     return report
 
 
@@ -160,6 +162,8 @@ def _run_one(cfg: OptimizeConfig, run_dir: Path, on_iteration, objectives) -> di
         log.info("sweep: %s already finished with this config, reused", run_dir)
         return read_json(summary_path)
     resume = same and (run_dir / "checkpoints" / "latest.json").is_file()
-    if not resume and run_dir.exists():
+    state = PartialState()  # under a distributed launch every process runs each setting; rank 0 writes
+    state.wait_for_everyone()  # every process has decided before rank 0 touches the folder
+    if not resume and run_dir.exists() and state.is_main_process:
         shutil.rmtree(run_dir)  # a different config or a half-written start: begin again
     return optimize(cfg, run_dir, resume=resume, on_iteration=on_iteration, objectives=objectives)

@@ -45,6 +45,8 @@ def train_reward(
     device: str | None = typer.Option(None, "--device"),
     seed: int | None = typer.Option(None, "--seed"),
     overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE, dotted: --set train.epochs=4"),
+    resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last checkpoint in "
+                                "OUT/trainer/ (give the same data and options)"),
 ) -> None:
     """Train a reward model and write an HF folder + rluf_reward.json + eval.json."""
     from rluf.rewards.train import train_reward as run
@@ -54,7 +56,7 @@ def train_reward(
         "train.epochs": epochs, "train.learning_rate": learning_rate, "train.max_train_examples": max_train_examples, "train.device": device,
         "train.seed": seed, "calibration.method": calibration,
     }, overrides)
-    report = run(objective.value, data, out, cfg, truth=truth, progress=True)
+    report = run(objective.value, data, out, cfg, truth=truth, progress=True, resume=resume)
     from rluf.rewards.common import is_main_process
 
     if not is_main_process():  # torchrun / accelerate launch: rank 0 reports

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import rluf
+from rluf.errors import ConfigError
 from rluf.rewards.backbone import unwrap_lora, wrap_lora
 from rluf.rewards.config import RewardConfig
 from rluf.rewards.hf_trainer import training_args
@@ -19,13 +21,17 @@ log = logging.getLogger(__name__)
 
 
 def fit(trainer_cls, model, cfg: RewardConfig, dataset, collator, out: Path, device: str,
-        progress: bool) -> tuple[Any, dict[str, Any]]:
-    """Train `model` on `dataset` with `trainer_cls`; returns the (LoRA-merged) model and train stats."""
+        progress: bool, resume: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Train `model` on `dataset` with `trainer_cls`; returns the (LoRA-merged) model and train stats.
+
+    With `resume`, the Trainer continues from the last checkpoint in out/trainer/ (weights, optimizer,
+    scheduler, RNG states and the position in the data)."""
     model = wrap_lora(model, cfg.model)
     args = training_args(cfg.train, out, device, progress)
+    checkpoint = last_checkpoint(out) if resume else None
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator)
     t0 = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
     history = [h for h in trainer.state.log_history if "loss" in h]
     logger = JsonlLogger(out / "train_log.jsonl")
@@ -45,6 +51,18 @@ def fit(trainer_cls, model, cfg: RewardConfig, dataset, collator, out: Path, dev
     log.info("trained %d examples x %.1f epochs in %.1fs (%.0f examples/s), loss %s -> %s", len(dataset),
              cfg.train.epochs, seconds, stats["examples_per_s"], stats["first_loss"], stats["last_loss"])
     return unwrap_lora(trainer.model), stats
+
+
+def last_checkpoint(out: Path) -> str:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out / "trainer"
+    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if found is None:
+        raise ConfigError(f"--resume: no Trainer checkpoint in {folder} (train.checkpoint_steps = 0, or the run "
+                              "was killed before its first checkpoint); train again without --resume")
+    log.info("resuming reward-model training from %s", found)
+    return found
 
 
 def is_main_process() -> bool:
@@ -76,6 +94,7 @@ def save_reward_folder(model, tokenizer, meta: dict[str, Any], out: Path, report
     tokenizer.save_pretrained(str(out))
     write_json(out / META_FILE, {"rluf_version": rluf.__version__, **meta})
     write_json(out / "eval.json", report)
+    shutil.rmtree(out / "trainer", ignore_errors=True)  # the checkpoints: the folder is complete now
     wait_for_everyone()
 
 

@@ -87,6 +87,9 @@ class TrainSection(StrictModel):
         "fp32", description="mixed precision of the forward/backward (the weights stay fp32): bf16 on recent GPUs "
         "and CPUs, fp16 on CUDA only")
     logging_steps: int = Field(20, ge=1)
+    checkpoint_steps: int = Field(
+        200, ge=0, description="save a Trainer checkpoint (weights, optimizer, scheduler, RNG) every this many "
+        "steps, keeping the last two, so `rluf train-reward --resume` continues a killed run (0: none)")
     report_to: list[str] = Field(default_factory=list, description="HF trackers, e.g. [tensorboard]")
     device: str = Field("auto", description="auto | cpu | cuda | mps")
     seed: int = 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from rluf.errors import ConfigError
 from rluf.rewards.config import TrainSection
@@ -20,7 +21,7 @@ from rluf.rewards.scorer import pad_right
 
 
 def training_args(cfg: TrainSection, out: Path, device: str, progress: bool) -> TrainingArguments:
-    """TrainingArguments from the `train` section; no checkpoints (the run is minutes on a CPU)."""
+    """TrainingArguments from the `train` section; checkpoints in out/trainer/ every `checkpoint_steps`."""
     if cfg.precision == "fp16" and not device.startswith("cuda"):
         raise ConfigError(f"train.precision = fp16 needs a CUDA device (this run uses {device}); use bf16 or fp32")
     return TrainingArguments(
@@ -40,7 +41,9 @@ def training_args(cfg: TrainSection, out: Path, device: str, progress: bool) -> 
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         report_to=cfg.report_to or "none",
-        save_strategy="no",
+        save_strategy="steps" if cfg.checkpoint_steps else "no",
+        save_steps=cfg.checkpoint_steps or 500,
+        save_total_limit=2,
         eval_strategy="no",
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -102,7 +105,31 @@ class PairCollator:
         return {"input_ids": ids, "attention_mask": mask}
 
 
-class LoveTrainer(Trainer):
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """HF's length-grouped order, drawn from a generator seeded by (seed, epoch) (the Trainer calls set_epoch):
+    a run resumed mid-epoch sees the same batches as the uninterrupted run. HF's own draws from the global
+    RNG, whose state at a checkpoint is not the one the epoch's order was drawn with."""
+
+    def __init__(self, *args, seed: int, **kw):
+        super().__init__(*args, **kw)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+
+
+class ResumableOrder:
+    """Mixin for the Trainers below: the training order is a function of (seed, epoch) only."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return EpochSeededLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, dataset=dataset,
+            lengths=dataset[self.args.length_column_name], seed=self.args.data_seed)
+
+
+class LoveTrainer(ResumableOrder, Trainer):
     """Trainer whose loss is the weighted BCE of P[Love] (`losses.love_bce_loss`)."""
 
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean: let the Trainer divide by accumulation steps
@@ -114,7 +141,7 @@ class LoveTrainer(Trainer):
         return (loss, {"logits": z}) if return_outputs else loss
 
 
-class BradleyTerryTrainer(Trainer):
+class BradleyTerryTrainer(ResumableOrder, Trainer):
     """Trainer whose loss is the Bradley-Terry pairwise loss (`losses.bradley_terry_loss`)."""
 
     loss_is_scaled_for_ga = False

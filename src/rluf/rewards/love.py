@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = None, *,
-               truth: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+               truth: str | Path | None = None, progress: bool = False, resume: bool = False) -> dict[str, Any]:
     """Train, calibrate, evaluate and save a P[Love] model. Returns the eval.json contents.
 
     Args:
@@ -46,6 +46,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
         config: a validated RewardConfig (objective must be "love"); None for defaults.
         truth: the simulator's truth/ folder (or a file) with true p_love per message_id, for Bayes figures.
         progress: show the Trainer's progress bar.
+        resume: continue from the last checkpoint in out/trainer/ (`rluf train-reward --resume`).
     Raises:
         DataError, SchemaError: unusable curated data; ConfigError: bad backbone.
     """
@@ -73,7 +74,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
 
     # 2. train
     model, train_stats = fit(LoveTrainer, model, cfg, dataset, LoveCollator(tokenizer.pad_token_id), out,
-                             device, progress)
+                             device, progress, resume)
     if not is_main_process():  # a distributed launch: rank 0 evaluates and saves, this rank waits for it
         return report_from_main(out)
 

@@ -32,7 +32,7 @@ TRUE_SCORE_COLUMNS = [("chosen_true", "rejected_true"), ("true_chosen", "true_re
 
 
 def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | None = None, *,
-                   progress: bool = False) -> dict[str, Any]:
+                   progress: bool = False, resume: bool = False) -> dict[str, Any]:
     """Train and evaluate a Bradley-Terry reward model; returns the eval.json contents.
 
     Args:
@@ -40,6 +40,7 @@ def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | Non
         out: the model folder to write.
         config: a validated RewardConfig with objective helpfulness or safety.
         progress: show the Trainer's progress bar.
+        resume: continue from the last checkpoint in out/trainer/.
     """
     cfg = config or RewardConfig(objective="helpfulness")
     if cfg.objective not in PAIRWISE_OBJECTIVES:
@@ -60,7 +61,7 @@ def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | Non
     dataset = pairs_dataset(encoder.encode_many(train.contexts, train.chosen),
                             encoder.encode_many(train.contexts, train.rejected))
     model, train_stats = fit(BradleyTerryTrainer, model, cfg, dataset, PairCollator(tokenizer.pad_token_id),
-                             out, device, progress)
+                             out, device, progress, resume)
     if not is_main_process():  # a distributed launch: rank 0 evaluates and saves, this rank waits for it
         return report_from_main(out)
 

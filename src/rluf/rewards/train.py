@@ -14,7 +14,7 @@ __all__ = ["train_love", "train_pairwise", "train_reward"]
 
 
 def train_reward(objective: str, data: str | Path, out: str | Path, config: RewardConfig | None = None, *,
-                 truth: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+                 truth: str | Path | None = None, progress: bool = False, resume: bool = False) -> dict[str, Any]:
     """Train the `objective` reward model ("love", "helpfulness" or "safety"); returns its eval report.
 
     `config.objective` is set to `objective` (a copy; the caller's config is not changed).
@@ -24,5 +24,5 @@ def train_reward(objective: str, data: str | Path, out: str | Path, config: Rewa
         raise ConfigError(f"objective = {objective!r}; choose love, helpfulness or safety")
     cfg = (config or RewardConfig()).model_copy(update={"objective": objective})
     if objective == "love":
-        return train_love(data, out, cfg, truth=truth, progress=progress)
-    return train_pairwise(data, out, cfg, progress=progress)
+        return train_love(data, out, cfg, truth=truth, progress=progress, resume=resume)
+    return train_pairwise(data, out, cfg, progress=progress, resume=resume)

@@ -25,9 +25,11 @@ class PolicyEvaluation:
         self.users = [it.get("user_id") for it in self.items]
 
     def responses(self, policy) -> list[str]:
-        """Prompt-major: prompt i's answers at i*samples .. i*samples+samples-1."""
-        gens = policy.generate(self.contexts, n=self.samples, sampling=self.sampling,
-                               generator_seed=self.seed)
+        """Prompt-major: prompt i's answers at i*samples .. i*samples+samples-1. Under a distributed launch each
+        process generates its share of the prompts (`generate_sharded`); every process gets all answers."""
+        from rluf.policy import generate_sharded
+
+        gens = generate_sharded(policy, self.contexts, self.samples, self.sampling, self.seed)
         return [r for g in gens for r in g]
 
     def metrics(self, policy) -> dict[str, Any]:
