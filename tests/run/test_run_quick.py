@@ -38,6 +38,7 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     check_judges_ran(tmp_path / "sweep", sweep)
     check_findings_match_the_figures(sweep, html)
+    check_the_world_is_big_enough_to_measure(tmp_path, html)
 
     events.clear()
     run(cfg, tmp_path, on_event=lambda s, e: events.append((s, e)))  # resume: nothing left to do
@@ -48,6 +49,30 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
         assert info["images"] and all(i["ok"] for i in info["images"]), info["images"]
         for table in ("signals-table", "sweep-table", "claims-table", "ranking-table", "agreement-table", "abtest-table"):
             assert table in info["tables"]
+
+
+FIGURES = ["reward_love/roc.png", "reward_love/reliability.png", "evaluate/agreement/offline_online.png",
+           "figures/ab_lift.png"] + [f"figures/iter_{k}.png" for k in ("reward", "judges", "kl", "hack")]
+
+
+def check_the_world_is_big_enough_to_measure(run_dir, html):
+    """The quick world gives P[Love] positives in every split, a held-out AUROC above chance, every figure of
+    the report, and an A/B confidence interval narrow enough to read (docs/run.md, "The quick run")."""
+    output = json.loads((run_dir / "curate" / "manifest.json").read_text())["counts"]["output"]
+    assert output["train"]["positives"] >= 200, output
+    for split in ("validation", "test"):
+        assert output[split]["positives"] >= 20, output
+    test = json.loads((run_dir / "reward_love" / "eval.json").read_text())["test"]
+    assert test["positives"] >= 20 and isinstance(test["auroc"], float) and test["auroc"] > 0.5, test
+    for figure in FIGURES:
+        assert (run_dir / figure).is_file(), figure
+    assert "not drawn." not in html
+    ab = json.loads((run_dir / "abtest" / "abtest.json").read_text())
+    lo, hi = ab["delta"]["lift_ci"]
+    assert lo <= ab["lift"] <= hi and hi - lo < 0.5, (ab["lift"], lo, hi)
+    assert min(ab["control"]["events"], ab["treatment"]["events"]) >= 200, ab
+    agree = json.loads((run_dir / "evaluate" / "agreement" / "offline_online.json").read_text())
+    assert isinstance(agree["spearman"], float), agree
 
 
 JUDGES = ("length", "degenerate", "exact_answer", "false_refusal")
