@@ -47,7 +47,8 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     if CHROMIUM and __import__("pathlib").Path(CHROMIUM).is_file():
         info = inspect_page(tmp_path / "report.html")
         assert info["images"] and all(i["ok"] for i in info["images"]), info["images"]
-        for table in ("signals-table", "sweep-table", "claims-table", "ranking-table", "agreement-table", "abtest-table"):
+        for table in ("signals-table", "sweep-table", "claims-table", "ranking-table", "agreement-table",
+                      "abtest-table"):
             assert table in info["tables"]
 
 

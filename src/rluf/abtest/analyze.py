@@ -352,8 +352,8 @@ def analyze(
                             "a user-clustered analysis needs at least 2 per arm")
     if y_t.sum() + y_c.sum() == 0:
         why = (f"; the adversarial filters flagged {len(filt['bad_users'])} account(s) and removed "
-               f"{filt['excluded_events']} event(s) ({_rules_that_removed(filt['by_rule'])}): if that is wrong for these logs "
-               "(scripted traffic, say), analyze with --no-filters") if filt else ""
+               f"{filt['excluded_events']} event(s) ({_rules_that_removed(filt['by_rule'])}): "
+               "if that is wrong for these logs (scripted traffic, say), analyze with --no-filters") if filt else ""
         raise DataError(f"signal {cfg.signal!r} occurs in the logs but on no response of arms {control!r} or "
                         f"{treatment!r} (after exclusions); nothing to compare{why}")
     result: dict[str, Any] = {

@@ -370,7 +370,8 @@ def claim_rows(claims: dict[str, Any], candidate: dict[str, Any]) -> list[dict[s
     for run, h in (claims.get("hack") or {}).items():
         rows.append({"finding (RLUF)": f"{run}: sign-off share rises by {100 * SIGNOFF_RISE:.0f} points or more, "
                                        "flagged by the monitor",
-                     "measured": f"{100 * h['signoff_rise']:+.1f} points, {'flagged' if h['flagged'] else 'not flagged'}",
+                     "measured": f"{100 * h['signoff_rise']:+.1f} points, "
+                                 f"{'flagged' if h['flagged'] else 'not flagged'}",
                      "holds": held(h.get("ok"))})
     if "hack_ok" in claims:
         rows.append({"finding (RLUF)": "pushing Love hard learns the sign-off hack (either run above)",
@@ -409,8 +410,10 @@ def signal_rows(sig: dict) -> list[dict[str, Any]]:
         rows.append({
             "rank": x.get("rank"), "signal": x.get("signal"), "kind": x.get("kind"),
             "rate per message": a.get("rate_per_message"), "users who emit it": a.get("user_share"),
-            "lift (message)": m.get("lift"), "lift 95% CI": m.get("lift_ci") and f"[{m['lift_ci'][0]:.3g}, {m['lift_ci'][1]:.3g}]",
-            "corr (message)": m.get("corr"), "lift (user)": u.get("lift"), "score": x.get("score"), "note": x.get("note"),
+            "lift (message)": m.get("lift"),
+            "lift 95% CI": m.get("lift_ci") and f"[{m['lift_ci'][0]:.3g}, {m['lift_ci'][1]:.3g}]",
+            "corr (message)": m.get("corr"), "lift (user)": u.get("lift"), "score": x.get("score"),
+            "note": x.get("note"),
         })
     return rows
 
@@ -443,7 +446,8 @@ def ranking_rows(ev: dict, truth: bool = True) -> list[dict[str, Any]]:
         rows.append({"rank": x.get("rank"), "policy": x.get("policy"), "P[Love] (natural rate)": x.get("mean"),
                      "95% CI": None if None in ci else f"[{ci[0]:.3g}, {ci[1]:.3g}]", "P(best)": x.get("p_best"),
                      "true Love rate": true.get("love_rate"), "true helpfulness": true.get("helpfulness"),
-                     "true safety violations": true.get("safety_violation_rate"), "sign-off rate": true.get("signoff_rate")})
+                     "true safety violations": true.get("safety_violation_rate"),
+                     "sign-off rate": true.get("signoff_rate")})
         if not truth:
             rows[-1] = {k: v for k, v in rows[-1].items()
                         if not k.startswith("true") and k != "sign-off rate"}
@@ -457,7 +461,8 @@ def ab_rows(ab: dict) -> list[dict[str, Any]]:
     rows = []
     for arm in ("control", "treatment"):
         a = ab.get(arm) or {}
-        rows.append({"arm": arm, "users": a.get("users"), "responses": a.get("responses"), "Love events": a.get("events"),
+        rows.append({"arm": arm, "users": a.get("users"), "responses": a.get("responses"),
+                     "Love events": a.get("events"),
                      "Love rate": a.get("rate"), "true Love rate": true.get(f"{arm}_rate")})
     d, b = ab.get("delta") or {}, ab.get("bootstrap") or {}
     ci = lambda v: None if not v or None in v else f"[{v[0]:+.1%}, {v[1]:+.1%}]"  # noqa: E731
