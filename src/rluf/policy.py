@@ -109,15 +109,23 @@ def shard(items, rank: int, world: int) -> np.ndarray:
     return np.array_split(np.asarray(items), world)[rank]
 
 
+def process_state():
+    """accelerate's view of the launch (rank, number of processes). Made with `cpu=True` where there is no GPU:
+    a bare PartialState() under torchrun on a CPU-only machine reports one process, and, being shared, would
+    make every later Accelerator a 1-process one too."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def generate_sharded(policy: GenerationEngine, contexts: list[Chat], n: int, sampling: Sampling, seed: int,
                      batch_size: int = 64) -> list[list[str]]:
     """[M][n] answers, each process of a distributed launch generating its share of the M contexts (one process:
     all of them), gathered to every process in order. Answer k to context m is seeded by (seed, m, k), so
     the answers do not depend on the number of processes."""
-    from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    state = process_state()
     ids = shard(np.arange(len(contexts)), state.process_index, state.num_processes)
     mine = policy.generate([contexts[i] for i in ids], n=n, sampling=sampling, batch_size=batch_size,
                            seeds=[row_seed(seed, i) for i in ids])

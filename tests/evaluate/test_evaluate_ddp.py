@@ -12,8 +12,16 @@ import pytest
 from .conftest import PROMPTS
 
 WORKER = """
-import sys
+import os, sys
+from pathlib import Path
 from rluf.evaluate import EvaluateConfig, evaluate
+from rluf.policy import Policy
+generate = Policy.generate
+def counted(self, contexts, *args, **kw):  # how many contexts each process generates for
+    with open(Path(sys.argv[4] + ".calls"), "a") as f:
+        f.write(f"{os.environ.get('RANK', 0)} {len(contexts)}\\n")
+    return generate(self, contexts, *args, **kw)
+Policy.generate = counted
 cfg = EvaluateConfig(bootstrap_reps=200, device="cpu")
 cfg.generation.max_new_tokens = 12
 cfg.generation.samples_per_prompt = 2
@@ -42,5 +50,8 @@ def test_two_processes_evaluate_as_one(tmp_path, tiny_policies):
     one, two = (pd.read_parquet(tmp_path / d / "responses.parquet") for d in ("one", "two"))
     assert len(one) == 2 * 5 * 2 and one["response"].str.len().sum() > 0
     pd.testing.assert_frame_equal(one, two, check_exact=False, rtol=1e-6)
+    calls = sorted((tmp_path / "two.calls").read_text().split("\n")[:-1])
+    assert calls == ["0 3", "0 3", "1 2", "1 2"]  # per policy: 3 prompts on rank 0, 2 on rank 1
+    assert (tmp_path / "one.calls").read_text().split("\n")[:-1] == ["0 5", "0 5"]
     a, b = (json.loads((tmp_path / d / "evaluate.json").read_text()) for d in ("one", "two"))
     assert a["ranking"] == b["ranking"] and a["policies"].keys() == b["policies"].keys()

@@ -304,8 +304,8 @@ def evaluate(
     table = score_table(table, prompt_set, scorers, judges, world, on_event)
     summary = summarize(table, prompt_set, names, baseline, cfg, world)
     summary["config"] = cfg.model_dump(mode="json")
-    from accelerate import PartialState
+    from rluf.policy import process_state
 
-    if PartialState().is_main_process:  # under a distributed launch every process holds the same table
+    if process_state().is_main_process:  # under a distributed launch every process holds the same table
         write_outputs(Path(out_dir), table, prompt_set, summary)
     return summary

@@ -40,6 +40,12 @@ def build_config(config: Path | None, sim: Path | None, policy: Path | None, obj
     return load_config(OptimizeConfig, config, {**options, **parse_set(overrides)})
 
 
+def _is_main() -> bool:
+    from rluf.policy import process_state
+
+    return process_state().is_main_process
+
+
 class _Progress:
     """A rich progress bar over iterations showing the reward, KL and sign-off rate."""
 
@@ -47,7 +53,7 @@ class _Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+                            TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=not _is_main())
         self.task = self.bar.add_task(label, total=total, info="")
 
     def __enter__(self):
@@ -93,6 +99,8 @@ def optimize_cmd(
     with _Progress(total, "crraft") as bar:
         summary = optimize(cfg if resume is None or config else None, out or resume, resume=resume is not None,
                            on_iteration=bar.update)
+    if not _is_main():  # torchrun / accelerate launch: rank 0 reports
+        return
     typer.echo(json.dumps({k: summary[k] for k in ("iterations_done", "finished", "policy", "wall_s")}, indent=2))
     typer.echo(f"wrote {out or resume} (metrics.jsonl, summary.json{', policy/' if summary['finished'] else ''})")
 
@@ -115,6 +123,8 @@ def sweep_cmd(
     with _Progress(cfg.crraft.iterations, "sweep") as bar:
         report = sweep(cfg, out, on_event=lambda name, state: bar.relabel(f"{name}: {state}"),
                        on_iteration=bar.update)
+    if not _is_main():
+        return
     print_table(report)
     typer.echo(f"wrote {out / 'sweep.json'}")
 

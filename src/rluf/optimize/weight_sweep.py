@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from accelerate import PartialState
 
 from rluf.config import load_config
 from rluf.errors import ConfigError
@@ -33,7 +32,7 @@ from rluf.optimize.config import PAPER_SWEEP, OptimizeConfig, SweepRun
 from rluf.optimize.objectives import Objective
 from rluf.optimize.runner import optimize, resolve_config
 from rluf.optimize.simbridge import load_world
-from rluf.policy import Policy
+from rluf.policy import Policy, process_state
 from rluf.sim.evaluation import PolicyEvaluation
 from rluf.utils import read_json, write_json
 
@@ -149,7 +148,7 @@ def sweep(
     report = {"baseline": _means(base), "runs": results, "claims": claims(results, _means(base)),
               "n_eval": len(evaluation.items), "eval_items": cfg.eval.items,
               "samples_per_prompt": cfg.eval.samples_per_prompt}
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         write_json(out_dir / "sweep.json", report)
     return report
 
@@ -162,7 +161,7 @@ def _run_one(cfg: OptimizeConfig, run_dir: Path, on_iteration, objectives) -> di
         log.info("sweep: %s already finished with this config, reused", run_dir)
         return read_json(summary_path)
     resume = same and (run_dir / "checkpoints" / "latest.json").is_file()
-    state = PartialState()  # under a distributed launch every process runs each setting; rank 0 writes
+    state = process_state()  # under a distributed launch every process runs each setting; rank 0 writes
     state.wait_for_everyone()  # every process has decided before rank 0 touches the folder
     if not resume and run_dir.exists() and state.is_main_process:
         shutil.rmtree(run_dir)  # a different config or a half-written start: begin again
