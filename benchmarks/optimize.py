@@ -114,7 +114,8 @@ def run_kto(start: Path, curated: Path, budget_s: float, out: Path) -> Policy:
 
     pol = Policy.from_pretrained(start, device="cpu")
     df = pd.read_parquet(curated / "train.parquet")[["prompt", "completion", "label"]]
-    rows = [{"prompt": list(r.prompt), "completion": list(r.completion), "label": bool(r.label)} for r in df.itertuples()]
+    rows = [{"prompt": list(r.prompt), "completion": list(r.completion), "label": bool(r.label)}
+            for r in df.itertuples()]
     pos = sum(r["label"] for r in rows)
     # TRL's guidance: desirable_weight * n_pos ~ undesirable_weight * n_neg (within 1 : 1.33)
     args = KTOConfig(**_trl_common(out), per_device_train_batch_size=16, learning_rate=5e-5, beta=0.1,
@@ -189,7 +190,8 @@ def main() -> None:
     log.info("crraft: %.0fs, lift %+.1f%%", crraft_wall, 100 * rows["crraft"]["love_lift"])
 
     bo4, oracle, bo4_wall = best_of_k(start, ev, objectives, judges)
-    rows["best_of_4"] = {**compare(bo4, base), "wall_s": bo4_wall, "note": "inference only: wall_s is eval-set inference"}
+    rows["best_of_4"] = {**compare(bo4, base), "wall_s": bo4_wall,
+                         "note": "inference only: wall_s is eval-set inference"}
     rows["oracle"] = {**compare(oracle, base), "wall_s": 0.0}
     if "grpo" not in skip:
         t0 = time.time()
@@ -227,10 +229,12 @@ def report(rows: dict, base: dict, a) -> None:
     if results_path:
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         write_json(results_path, out)
-    print(f"{'method':10s} {'love lift':>10s} {'help Δ':>8s} {'unsafe Δ':>9s} {'hack':>6s} {'of oracle':>9s} {'wall s':>7s}")
+    print(f"{'method':10s} {'love lift':>10s} {'help Δ':>8s} {'unsafe Δ':>9s} {'hack':>6s} {'of oracle':>9s} "
+          f"{'wall s':>7s}")
     for name, m in methods.items():
         share = f"{m['share_of_oracle']:.0%}" if m["share_of_oracle"] is not None else "-"
-        print(f"{name:10s} {m['love_lift']:>+10.1%} {m['helpfulness_delta']:>+8.3f} {m['safety_violation_delta']:>+9.3f} "
+        print(f"{name:10s} {m['love_lift']:>+10.1%} {m['helpfulness_delta']:>+8.3f} "
+              f"{m['safety_violation_delta']:>+9.3f} "
               f"{m['hack_rate']:>6.1%} {share:>9s} {m['wall_s']:>7.0f}")
     print(f"oracle love lift (best-of-4 on true P[Love], safe only): {oracle_lift:+.1%}")
     print(json.dumps({"baseline": out["baseline"]}, default=str)[:400])

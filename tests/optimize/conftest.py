@@ -26,7 +26,8 @@ def prompt_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("prompts") / "prompts.jsonl"
     with path.open("w") as f:
         for i, q in enumerate(QUESTIONS * 4):
-            row = {"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": "Paris"}],
+            row = {"prompt": [{"role": "user", "content": q}],
+                   "completion": [{"role": "assistant", "content": "Paris"}],
                    "reference": "Paris" if "France" in q else None, "id": i}
             f.write(json.dumps(row) + "\n")
     return path

@@ -36,7 +36,8 @@ CRRAFT._gather = gather_and_record
 
 
 def maybe_die(record):
-    if die_after is not None and record["iteration"] == die_after and rank == min(1, int(os.environ.get("WORLD_SIZE", 1)) - 1):
+    last_rank = min(1, int(os.environ.get("WORLD_SIZE", 1)) - 1)
+    if die_after is not None and record["iteration"] == die_after and rank == last_rank:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

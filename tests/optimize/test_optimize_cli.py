@@ -46,9 +46,11 @@ def test_cli_errors_are_config_errors(tmp_path, tiny_policy_dir, prompt_file):
     res = CliRunner().invoke(app, ["optimize", "--resume", str(tmp_path / "nothing")])
     assert isinstance(res.exception, RlufError) and "not an rluf optimize run" in str(res.exception)
     cfg = _yaml(tmp_path, tiny_policy_dir, prompt_file)
-    res = CliRunner().invoke(app, ["optimize", "--config", str(cfg), "--weight", "lov=0.1", "--out", str(tmp_path / "x")])
+    res = CliRunner().invoke(app, ["optimize", "--config", str(cfg), "--weight", "lov=0.1",
+                                   "--out", str(tmp_path / "x")])
     assert isinstance(res.exception, ConfigError) and "unknown objective 'lov'" in str(res.exception)
-    res = CliRunner().invoke(app, ["optimize", "--config", str(cfg), "--weight", "a=lots", "--out", str(tmp_path / "x")])
+    res = CliRunner().invoke(app, ["optimize", "--config", str(cfg), "--weight", "a=lots",
+                                   "--out", str(tmp_path / "x")])
     assert isinstance(res.exception, ConfigError) and "'lots' is not a number" in str(res.exception)
 
 

@@ -89,7 +89,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
         device="cpu", objectives={"love": "sim:love", "helpfulness": "sim:helpfulness", "safety": "sim:safety"},
         judges=[{"type": "length", "min_words": 0, "max_words": 100}],
         prompts=dict(source="sim", path=str(sim), max_prompts=16), eval=dict(n_prompts=12),
-        crraft=dict(iterations=2, batch_prompts=4, num_candidates=2, sampling=dict(max_new_tokens=6)), checkpoint_every=0,
+        crraft=dict(iterations=2, batch_prompts=4, num_candidates=2, sampling=dict(max_new_tokens=6)),
+        checkpoint_every=0,
     ))
     runs = {"love_0.1": {"weights": {"helpfulness": 0.7, "safety": 0.3, "love": 0.1}, "role": "candidate"},
             "love_only": {"weights": {"love": 1.0}, "role": "hack_check"}}

@@ -71,7 +71,8 @@ def test_bad_backbone_names_the_choices(tmp_path):
 
 
 def test_score_command_on_pairs(tmp_path, bt_run):
-    res = runner.invoke(app, ["score", str(bt_run["model"]), str(bt_run["pairs"]), "--out", str(tmp_path / "s.parquet")])
+    res = runner.invoke(app, ["score", str(bt_run["model"]), str(bt_run["pairs"]),
+                              "--out", str(tmp_path / "s.parquet")])
     assert res.exit_code == 0, res.output
     s = pd.read_parquet(tmp_path / "s.parquet")
     assert {"chosen_score", "rejected_score"} <= set(s.columns) and "prob" not in s.columns

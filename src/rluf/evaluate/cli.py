@@ -68,8 +68,10 @@ def print_summary(res: dict[str, Any]) -> None:
 def evaluate(
     policies: list[str] = typer.Option(..., "--policies", help="Policies: NAME=PATH or PATH (HF folder or "
                                        "responses file); list them after --policies."),
-    more: list[str] = typer.Argument(None, help="More policies (so that `--policies A B C` works).", show_default=False),
-    prompts: Path = typer.Option(None, "--prompts", help="Prompt set (Parquet/JSONL) or a curated folder (its test.parquet)."),
+    more: list[str] = typer.Argument(None, help="More policies (so that `--policies A B C` works).",
+                                     show_default=False),
+    prompts: Path = typer.Option(None, "--prompts",
+                                 help="Prompt set (Parquet/JSONL) or a curated folder (its test.parquet)."),
     love: Path = typer.Option(None, "--love", help="P[Love] reward-model folder."),
     helpfulness: Path = typer.Option(None, "--helpfulness", help="Helpfulness reward-model folder."),
     safety: Path = typer.Option(None, "--safety", help="Safety reward-model folder."),

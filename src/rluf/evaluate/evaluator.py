@@ -185,7 +185,8 @@ def policy_summary(
     judge_cols = [c for c in rows.columns if c.startswith("judge/")]
     out: dict[str, Any] = {
         "n_responses": len(rows),
-        "judges": {c.split("/", 1)[1]: float(rows[c].mean()) for c in judge_cols} | {"all": float(rows["judge_pass"].mean())},
+        "judges": {c.split("/", 1)[1]: float(rows[c].mean()) for c in judge_cols}
+        | {"all": float(rows["judge_pass"].mean())},
         "monitor": hack_metrics(responses),
     }
     out["flags"] = flag_hacking(out["monitor"], baseline_monitor) if baseline_monitor is not None else []

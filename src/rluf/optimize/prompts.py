@@ -34,7 +34,8 @@ def _check_context(value: Any, where: str) -> Chat:
     if hasattr(value, "tolist"):
         value = value.tolist()
     if not isinstance(value, list) or not value:
-        raise SchemaError(f"{where}: `prompt` must be a non-empty list of {{role, content}} messages, got {value!r:.80}")
+        raise SchemaError(f"{where}: `prompt` must be a non-empty list of {{role, content}} messages, "
+                          f"got {value!r:.80}")
     for m in value:
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise SchemaError(f"{where}: every message needs `role` and `content`, got {m!r:.80}")

@@ -33,7 +33,8 @@ def train_reward(
                               "(prompt/chosen/rejected) or HH-RLHF .jsonl.gz"),
     out: Path = typer.Option(..., "--out", help="model folder to write"),
     model: str | None = typer.Option(None, "--model", help="backbone: tiny | small | base | minilm | HF folder"),
-    tokenizer: str | None = typer.Option(None, "--tokenizer", help="tokenizer folder for a preset (e.g. SIMDIR/policy)"),
+    tokenizer: str | None = typer.Option(None, "--tokenizer",
+                                         help="tokenizer folder for a preset (e.g. SIMDIR/policy)"),
     config: Path | None = typer.Option(None, "--config", help="YAML (default: RewardConfig's defaults)"),
     truth: Path | None = typer.Option(None, "--truth", help="love: the simulator's truth/ folder, for Bayes figures"),
     epochs: float | None = typer.Option(None, "--epochs"),
@@ -53,7 +54,8 @@ def train_reward(
 
     cfg = resolve_config(objective.value, config, {
         "model.backbone": model, "model.tokenizer": tokenizer, "model.lora.enabled": lora,
-        "train.epochs": epochs, "train.learning_rate": learning_rate, "train.max_train_examples": max_train_examples, "train.device": device,
+        "train.epochs": epochs, "train.learning_rate": learning_rate,
+        "train.max_train_examples": max_train_examples, "train.device": device,
         "train.seed": seed, "calibration.method": calibration,
     }, overrides)
     report = run(objective.value, data, out, cfg, truth=truth, progress=True, resume=resume)
