@@ -36,3 +36,23 @@ def test_a_figure_that_could_not_be_drawn_is_explained_in_words(tmp_path):
             "reliability need both positives and negatives.") in html
     assert ("Predicted vs true Love rate: not drawn. Its stage did not write agreement/offline_online.png."
             in html)
+
+
+def test_signals_warnings_and_raw_rate_reach_the_report(tmp_path):
+    """What the filters did to a signal (raw vs filtered rate) and the traits its positives concentrate on
+    are in signals.json; the report must show them, not only the log."""
+    import html as html_lib
+    import json
+
+    from rluf.run.report import build_report
+
+    (tmp_path / "signals").mkdir()
+    warning = "'love' positives concentrate on 'sending love': 80% of them against 2.0% of all answers"
+    (tmp_path / "signals" / "signals.json").write_text(json.dumps({
+        "outcome": "returned_7d", "signals": [{"rank": 1, "signal": "love", "kind": "reaction",
+                                               "availability": {"rate_per_message": 0.001,
+                                                                "raw_rate_per_message": 0.009}}],
+        "warnings": [warning]}))
+    html = build_report(tmp_path).read_text()
+    assert html_lib.escape(warning) in html
+    assert "raw rate (no filters)" in html and "0.009" in html

@@ -147,6 +147,8 @@ def build_report(run_dir: str | Path) -> Path:
     elif sig:
         r.paragraph(f"Outcome: {sig.get('outcome')}. Trade-off: {sig.get('tradeoff')}", "note")
     r.table(signal_rows(sig), table_id="signals-table")
+    for warning in sig.get("warnings") or []:  # raw vs filtered rate gaps, traits the positives concentrate on
+        r.paragraph(warning, "warn")
     chosen = ((_load(run_dir / "curate" / "_stage.json") or {}).get("summary") or {})
     if real and chosen.get("signal"):
         r.paragraph(f"Learned from: {chosen['signal']}, {chosen.get('signal_why')}.", "")
@@ -409,7 +411,8 @@ def signal_rows(sig: dict) -> list[dict[str, Any]]:
         a, m, u = x.get("availability") or {}, x.get("message") or {}, x.get("user") or {}
         rows.append({
             "rank": x.get("rank"), "signal": x.get("signal"), "kind": x.get("kind"),
-            "rate per message": a.get("rate_per_message"), "users who emit it": a.get("user_share"),
+            "rate per message": a.get("rate_per_message"), "raw rate (no filters)": a.get("raw_rate_per_message"),
+            "users who emit it": a.get("user_share"),
             "lift (message)": m.get("lift"),
             "lift 95% CI": m.get("lift_ci") and f"[{m['lift_ci'][0]:.3g}, {m['lift_ci'][1]:.3g}]",
             "corr (message)": m.get("corr"), "lift (user)": u.get("lift"), "score": x.get("score"),
