@@ -55,4 +55,4 @@ def test_signals_warnings_and_raw_rate_reach_the_report(tmp_path):
         "warnings": [warning]}))
     html = build_report(tmp_path).read_text()
     assert html_lib.escape(warning) in html
-    assert "raw rate (no filters)" in html and "0.009" in html
+    assert "raw rate (no filters)" in html and "9.00e-03" in html
