@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "optimize": {"judges", "rewards", "sim"},
     "evaluate": {"judges", "rewards", "sim"},
     "abtest": {"signals", "sim"},
-    "run": {"sim", "signals", "rewards", "judges", "optimize", "evaluate", "abtest"},
+    "run": {"ingest", "serve", "sim", "signals", "rewards", "judges", "optimize", "evaluate", "abtest"},
 }
 
 
