@@ -4,8 +4,8 @@ other jobs keep busy.
 PyTorch's default is one thread per core of the machine. On a shared machine that is wrong twice: a cgroup
 quota or an affinity mask may give the process fewer CPUs than the machine has, and when another CPU-bound
 job holds a core, the threads of one parallel region wait for the one that is descheduled at every
-barrier. Measured on 2 cores with one competing job: a small GPT-2 forward loop took 3.6x as long with 2
-threads and 1.6x with 1 thread (benchmarks/README.md, "Threads on a shared machine").
+barrier. Measured on 2 cores beside one competing job: a small GPT-2 forward loop took 3.8x as long as alone
+with 2 threads and 1.8x with 1 thread (benchmarks/README.md, `threads.py`).
 """
 
 from __future__ import annotations
