@@ -88,7 +88,8 @@ def configure_threads() -> int:
             threads = int(os.environ[name])
             break
     else:
-        cpus, busy = available_cpus(), busy_cpus()
+        cpus = available_cpus()
+        busy = busy_cpus() if cpus > 1 else 0.0  # one CPU leaves nothing to choose: skip the 0.2 s sample
         threads = choose_threads(cpus, busy)
         if threads < cpus:
             logging.getLogger("rluf").info(
