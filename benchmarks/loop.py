@@ -1,8 +1,15 @@
-"""Benchmark of the whole loop: wall time and peak memory of `rluf run` (default and --quick), and the
-headline results of the default run. With --write, writes benchmarks/results/loop.json.
+"""Benchmark of the whole loop: wall time, seconds per stage and peak memory of `rluf run` (default and
+--quick), and the headline results of the default run, for one seed or several. With --write, writes
+benchmarks/results/loop.json.
 
-    python benchmarks/loop.py                # both runs, fresh run directories under benchmarks/work/loop
+    python benchmarks/loop.py                          # both runs, fresh run directories under benchmarks/work/loop
     python benchmarks/loop.py --only quick
+    python benchmarks/loop.py --only default --seeds 0,1,2 --write     # the shipped config over three seeds
+    python benchmarks/loop.py --only default --seeds 0,1 --as fast --set ...   # another config, kept apart
+
+The default run's keys (`run_s`, `stage_s`, the headline figures) are those of the first seed; `seeds` holds
+every seed's, and `range` each figure's minimum and maximum over them. `--as NAME` stores a run of another
+config under NAME (and `NAME_run_s`, its slowest seed) without touching the shipped config's keys.
 """
 
 from __future__ import annotations
@@ -18,6 +25,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+
+def stage_seconds(run_dir: Path) -> dict[str, float]:
+    """Seconds per stage, as the run recorded them (a stage beside another overlaps it in wall time)."""
+    run = json.loads((run_dir / "run.json").read_text())
+    return {k: v["wall_s"] for k, v in run.items() if isinstance(v, dict) and "wall_s" in v}
 
 
 def timed_run(args: list[str], run_dir: Path) -> tuple[float, float]:
@@ -47,15 +60,43 @@ def headline(run_dir: Path) -> dict:
         "hack_rate": (true.get("treatment") or {}).get("signoff_rate"),
         "sweep_love_0.1": cand,
         "offline_online_spearman": agree.get("spearman"),
+        "love_only_signoff": ((sweep.get("runs") or {}).get("love_only") or {}).get("signoff_rate"),
+        "love_only_flagged": ((sweep.get("claims") or {}).get("hack") or {}).get("love_only", {}).get("flagged"),
+        "expected_auroc": ((load("reward_love/eval.json").get("expected") or {}).get("model") or {}).get("auroc"),
     }
+
+
+FIGURES = ("ab_love_lift", "ab_true_love_lift", "offline_online_spearman", "love_only_signoff", "expected_auroc")
+
+
+def default_runs(seeds: list[int], extra: list[str], work: Path) -> dict:
+    """The default run for every seed: run_s, stage_s, peak memory and the headline figures."""
+    per_seed = {}
+    for seed in seeds:
+        run_dir = work / f"default_seed{seed}"
+        run_s, peak = timed_run(["--seed", str(seed), *extra], run_dir)
+        per_seed[str(seed)] = {"run_s": run_s, "peak_rss_mb": peak, "stage_s": stage_seconds(run_dir),
+                               **headline(run_dir)}
+        per_seed[str(seed)]["sweep_love_0.1_lift"] = per_seed[str(seed)]["sweep_love_0.1"].get("love_lift")
+        print(json.dumps({seed: {k: per_seed[str(seed)][k] for k in ("run_s", "stage_s", *FIGURES)}}, default=str),
+              flush=True)
+    figures = ("run_s", "sweep_love_0.1_lift", *FIGURES)
+    ranges = {k: [min(v[k] for v in per_seed.values()), max(v[k] for v in per_seed.values())] for k in figures
+              if all(isinstance(v.get(k), (int, float)) for v in per_seed.values())}
+    return {"seeds": per_seed, "range": ranges}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", choices=["default", "quick"], default=None)
     ap.add_argument("--work", type=Path, default=HERE / "work" / "loop")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds of the default run")
+    ap.add_argument("--set", action="append", default=[], help="KEY=VALUE into the run config (rluf run --set)")
+    ap.add_argument("--as", dest="label", default=None, help="store the default runs under this key")
     ap.add_argument("--write", action="store_true", help="write benchmarks/results/loop.json")
     a = ap.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
+    extra = [arg for kv in a.set for arg in ("--set", kv)]
     results = HERE / "results" / "loop.json"
     out: dict = json.loads(results.read_text()) if results.is_file() else {}  # --only keeps the other run's keys
     load_at_start = os.getloadavg()
@@ -63,8 +104,14 @@ def main() -> None:
         out["quick_s"], out["quick_peak_rss_mb"] = timed_run(["--quick"], a.work / "quick")
         out["quick"] = headline(a.work / "quick")
     if a.only in (None, "default"):
-        out["run_s"], out["peak_rss_mb"] = timed_run([], a.work / "default")
-        out.update(headline(a.work / "default"))
+        runs = default_runs(seeds, extra, a.work)
+        if a.label:
+            out[a.label] = {"set": a.set, **runs}
+            out[f"{a.label}_run_s"] = max(v["run_s"] for v in runs["seeds"].values())
+        else:
+            first = runs["seeds"][str(seeds[0])]
+            out.update({k: v for k, v in first.items() if k != "sweep_love_0.1_lift"})
+            out.update(runs)
     out[f"machine_{a.only or 'both'}"] = {"cpus": os.cpu_count(), "load_avg_at_start": load_at_start,
                                           "load_avg_at_end": os.getloadavg()}
     print(json.dumps(out, indent=2, default=str))

@@ -105,6 +105,20 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert "love_only" in saved["claims"]["hack"] and saved["runs"]["love_only"]["role"] == "hack_check"
     assert (tmp_path / "sweep" / "love_only" / "policy" / "config.json").is_file()
 
+    # --parallel-runs 2: both settings at once in worker processes (one thread each, as this process runs
+    # under the suite's OMP_NUM_THREADS=1): the same selections and the same table
+    parallel = sweep(ocfg, tmp_path / "parallel", runs=runs, parallel_runs=2)
+    def choices(root, name):
+        return [json.loads(line).get("select/choice") for line in (root / name / "metrics.jsonl").open()]
+
+    for name in runs:
+        assert choices(tmp_path / "parallel", name) == choices(tmp_path / "sweep", name)
+        for key in ("love_rate", "helpfulness", "kl", "love_lift"):
+            assert parallel["runs"][name][key] == pytest.approx(report["runs"][name][key], abs=1e-6)
+    assert list(parallel["runs"]) == list(runs) and parallel["baseline"] == report["baseline"]
+    with pytest.raises(Exception, match="given objective objects"):
+        sweep(ocfg, tmp_path / "x", runs=runs, parallel_runs=2, objectives={"love": None})
+
 
 def test_policy_evaluation_averages_several_answers_per_prompt():
     import copy

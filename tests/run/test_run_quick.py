@@ -8,8 +8,9 @@ from helpers.browser import CHROMIUM, inspect_page
 from rluf.run.config import load_run_config
 from rluf.run.pipeline import run
 
-STAGES = ["simulate", "signals", "curate", "reward_helpfulness", "reward_safety", "reward_love", "sweep",
-          "evaluate", "abtest"]
+# in the order the pipeline starts them: the safety model beside signals..helpfulness, the A/B test beside evaluate
+STAGES = ["simulate", "reward_safety", "signals", "curate", "reward_helpfulness", "reward_love", "sweep", "abtest",
+          "evaluate"]
 
 
 @pytest.mark.slow

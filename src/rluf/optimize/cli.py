@@ -115,6 +115,8 @@ def sweep_cmd(
     seed: int | None = SEED,
     device: str | None = DEVICE,
     overrides: list[str] | None = SET,
+    parallel_runs: int = typer.Option(1, "--parallel-runs", min=1, help="settings trained at once, each in "
+                                      "its own process with a share of the CPUs (docs/crraft.md: which to pick)"),
 ) -> None:
     """The paper's sweep: love 0.0 / 0.1 / 0.3 (helpfulness 0.7, safety 0.3) and love-only, in one table."""
     from rluf.optimize.weight_sweep import sweep
@@ -122,7 +124,7 @@ def sweep_cmd(
     cfg = build_config(config, sim, policy, objective, None, iterations, seed, device, overrides)
     with _Progress(cfg.crraft.iterations, "sweep") as bar:
         report = sweep(cfg, out, on_event=lambda name, state: bar.relabel(f"{name}: {state}"),
-                       on_iteration=bar.update)
+                       on_iteration=bar.update, parallel_runs=parallel_runs)
     if not _is_main():
         return
     print_table(report)

@@ -38,6 +38,7 @@ from rluf.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 
+BASELINE = "_baseline"  # the starting policy's evaluation, a job like the runs
 TARGET_LIFT = 0.28  # RLUF: +28% Love reactions at love weight 0.1
 SIGNOFF_RISE = 0.10  # the hack counts as "rising" when the sign-off share grows by 10 points
 
@@ -117,8 +118,13 @@ def sweep(
     on_event: Callable[[str, str], None] | None = None,
     on_iteration: Callable[[dict[str, Any]], None] | None = None,
     objectives: dict[str, Objective] | None = None,
+    parallel_runs: int = 1,
 ) -> dict[str, Any]:
-    """Run every setting of `runs` (default: PAPER_SWEEP) and compare them; writes out_dir/sweep.json."""
+    """Run every setting of `runs` (default: PAPER_SWEEP) and compare them; writes out_dir/sweep.json.
+
+    `parallel_runs` > 1 trains that many settings at once, each in a worker process with a share of the CPUs
+    (rluf.parallel); the runs and their figures are those of a one-by-one sweep (each is seeded by its config
+    alone), up to floating-point reduction order."""
     out_dir = Path(out_dir)
     cfg = config if isinstance(config, OptimizeConfig) else load_config(OptimizeConfig, config)
     if cfg.prompts.source != "sim":
@@ -128,29 +134,66 @@ def sweep(
     cfg = resolve_config(cfg, world)
     for run in runs.values():  # validate every run before training any
         cfg.model_copy(update={"weights": run.weights}).check(list(objectives or cfg.objectives))
-    evaluation = PolicyEvaluation(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(),
-                                  seed=cfg.seed + 13, samples=cfg.eval.samples_per_prompt,
-                                  items=cfg.eval.items)
-    start = Policy.from_pretrained(cfg.policy, device=cfg.device)
-    base = evaluation.per_prompt(start, start)
-    results: dict[str, dict[str, Any]] = {}
-    for name, run in runs.items():
-        if on_event:
-            on_event(name, "running")
-        no_eval = cfg.eval.model_copy(update={"enabled": False})
-        run_cfg = cfg.model_copy(update={"weights": run.weights, "eval": no_eval})
-        summary = _run_one(run_cfg, out_dir / name, on_iteration, objectives)
-        trained = Policy.from_pretrained(summary["policy"], device=cfg.device)
-        results[name] = {"weights": run.weights, "role": run.role, "wall_s": summary["wall_s"],
-                         **compare(evaluation.per_prompt(trained, start), base)}
+    if parallel_runs > 1 and process_state().num_processes > 1:
+        raise ConfigError(f"sweep: --parallel-runs {parallel_runs} under a distributed launch; use one or the "
+                          "other (docs/crraft.md, 'Several processes')")
+    if parallel_runs > 1 and objectives is not None:
+        raise ConfigError("sweep: parallel runs load their objectives from the config in each worker; "
+                          "given objective objects need parallel_runs = 1")
+    jobs = {name: (cfg.model_copy(update={"weights": run.weights, "eval": cfg.eval.model_copy(
+        update={"enabled": False})}), out_dir / name) for name, run in runs.items()}
+    def finished(name: str, summary: dict[str, Any]) -> None:
         if on_event:
             on_event(name, f"done in {summary['wall_s']:.0f}s")
+
+    if parallel_runs > 1:
+        from concurrent.futures import as_completed
+
+        from rluf.parallel import Workers
+
+        with Workers(min(parallel_runs, len(jobs))) as pool:  # each run in its own process, a share of the CPUs
+            futures = {pool.submit(train_and_evaluate, run_cfg, run_dir): name
+                       for name, (run_cfg, run_dir) in jobs.items()}
+            futures[pool.submit(train_and_evaluate, cfg, None)] = BASELINE
+            for name in jobs:
+                if on_event:
+                    on_event(name, "running beside")
+            done = {}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                if futures[future] != BASELINE:
+                    finished(futures[future], done[futures[future]][0])
+    else:
+        done = {BASELINE: train_and_evaluate(cfg, None, world=world)}
+        for name, (run_cfg, run_dir) in jobs.items():
+            if on_event:
+                on_event(name, "running")
+            done[name] = train_and_evaluate(run_cfg, run_dir, on_iteration, objectives, world)
+            finished(name, done[name][0])
+    base = done[BASELINE][1]
+    results = {name: {"weights": run.weights, "role": run.role, "wall_s": done[name][0]["wall_s"],
+                      **compare(done[name][1], base)} for name, run in runs.items()}  # in the runs' order
     report = {"baseline": _means(base), "runs": results, "claims": claims(results, _means(base)),
-              "n_eval": len(evaluation.items), "eval_items": cfg.eval.items,
+              "n_eval": len(base["p_love"]), "eval_items": cfg.eval.items,
               "samples_per_prompt": cfg.eval.samples_per_prompt}
     if process_state().is_main_process:
         write_json(out_dir / "sweep.json", report)
     return report
+
+
+def train_and_evaluate(cfg: OptimizeConfig, run_dir: Path | None, on_iteration=None, objectives=None,
+                       world=None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One sweep run (`run_dir`; None: no training, the starting policy) and its per-prompt truth on the
+    world's fixed evaluation sample. Top-level, so a worker process can run it."""
+    world = world if world is not None else load_world(cfg.prompts.path)
+    evaluation = PolicyEvaluation(world, cfg.eval.n_prompts, cfg.crraft.sampling.to_sampling(),
+                                  seed=cfg.seed + 13, samples=cfg.eval.samples_per_prompt, items=cfg.eval.items)
+    start = Policy.from_pretrained(cfg.policy, device=cfg.device)
+    if run_dir is None:
+        return {"wall_s": 0.0}, evaluation.per_prompt(start, start)
+    summary = _run_one(cfg, run_dir, on_iteration, objectives)
+    trained = Policy.from_pretrained(summary["policy"], device=cfg.device)
+    return summary, evaluation.per_prompt(trained, start)
 
 
 def _run_one(cfg: OptimizeConfig, run_dir: Path, on_iteration, objectives) -> dict[str, Any]:

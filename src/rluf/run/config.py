@@ -107,6 +107,18 @@ class RunConfig(StrictModel):
     evaluate: dict[str, Any] = Field(default_factory=dict, description="EvaluateConfig overrides")
     abtest: dict[str, Any] = Field(default_factory=dict, description="simulated A/B test: WorldConfig overrides")
     plan: PlanSection = Field(default_factory=lambda: PlanSection())
+    workers: int | None = Field(None, ge=1, description="processes for independent work side by side (stages, "
+                                "sweep runs); None: the CPUs this process may use, or 1 where a GPU is to share")
+
+    def resolved_workers(self) -> int:
+        """`workers`, or its default: the available CPUs (rluf.threads) without a GPU, else 1."""
+        if self.workers is not None:
+            return self.workers
+        import torch
+
+        from rluf.threads import available_cpus
+
+        return 1 if torch.cuda.is_available() else available_cpus()
 
     @model_validator(mode="after")
     def _source_or_simulate(self) -> RunConfig:

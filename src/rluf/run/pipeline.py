@@ -4,20 +4,24 @@
              -> evaluate (offline, offline-online agreement) -> abtest (simulated) -> report.html
 
 Every stage writes into `<run>/<stage>/` and is skipped when it already finished with the same config
-fingerprint (rluf.run.stages), so a killed run resumes at the stage in flight.
+fingerprint (rluf.run.stages), so a killed run resumes at the stage in flight. With `workers` >= 2 (the
+default on a machine with two CPUs or more and no GPU), stages that do not depend on each other run side by
+side in worker processes (rluf.parallel): the safety model beside signals, curation and helpfulness; the A/B
+test beside the offline evaluation; and the sweep's runs two at a time.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rluf.config import deep_merge
 from rluf.errors import ConfigError
 from rluf.run.config import RunConfig, stage_config
-from rluf.run.stages import run_stage
+from rluf.run.stages import run_stage, start_stage
 from rluf.utils import write_json
 
 log = logging.getLogger(__name__)
@@ -101,17 +105,41 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
         S[name] = run_stage(run_dir, name, _dump(config), inputs, fn, fps, on_event)
         return S[name]
 
+    def beside(pool, name, config, inputs, fn) -> Callable[[], dict[str, Any]]:
+        """Start a stage in a worker process of `pool` (None: run it now); returns a wait() for its summary."""
+        wait = start_stage(pool, run_dir, name, _dump(config), inputs, fn, fps, on_event)
+
+        def done() -> dict[str, Any]:
+            S[name] = wait()
+            return S[name]
+
+        return done
+
     if cfg.source is not None:
         run_real(cfg, run_dir, stage)
     else:
-        run_simulated(cfg, run_dir, stage)
+        run_simulated(cfg, run_dir, stage, beside)
     S["report"] = str(build_report(run_dir))
     write_json(run_dir / "run.json", S)
     return S
 
 
-def run_simulated(cfg: RunConfig, run_dir: Path, stage) -> None:
-    """The loop on the simulated deployment; `stage(name, config, inputs, fn)` runs or skips one stage."""
+def side_by_side(cfg: RunConfig):
+    """A one-worker pool for a stage that runs beside the main process (each with half the CPUs), or None
+    (`workers: 1`, or a GPU to share)."""
+    from contextlib import nullcontext
+
+    from rluf.parallel import Workers
+    from rluf.threads import available_cpus
+
+    if cfg.resolved_workers() < 2:
+        return nullcontext(None)
+    return Workers(1, threads=max(1, available_cpus() // 2))
+
+
+def run_simulated(cfg: RunConfig, run_dir: Path, stage, beside) -> None:
+    """The loop on the simulated deployment; `stage(name, config, inputs, fn)` runs or skips one stage;
+    `beside(pool, ...)` starts one in a worker process and returns a wait() for it."""
     from rluf.abtest.simulated import simulate as abtest_simulate
     from rluf.evaluate.agreement import offline_online
     from rluf.evaluate.evaluator import evaluate
@@ -128,32 +156,41 @@ def run_simulated(cfg: RunConfig, run_dir: Path, stage) -> None:
 
     # 1. The simulated deployment of the baseline policy: logs, ground truth, expert pairs, baseline.
     stage("simulate", sc["world"], [], lambda d: simulate(sc["world"], d))
-    # 2. Signal selection: which reaction is available and tied to users coming back.
-    stage("signals", cfg.signals, ["simulate"],
-          lambda d: _top(signals(logs, outcome_days=cfg.signals.outcome_days, out_dir=d)))
-    # 3. Curation: contexts, labels, adversarial filters, time splits, resampling to 10% Love.
-    stage("curate", sc["curate"], ["simulate"], lambda d: curate(logs, d, sc["curate"], truth_dir=truth))
-    # 4. Reward models: helpfulness and safety (Bradley-Terry) on the expert pairs; P[Love] (BCE) on the
-    #    curated data, started from the helpfulness model when the config says so (then it depends on it).
-    for name in ("helpfulness", "safety"):
-        stage(f"reward_{name}", sc["rewards"][name], ["simulate"],
-              lambda d, n=name: train_reward(n, sim / "pairs" / f"{n}.parquet", d, sc["rewards"][n]))
+    # 2-4. Signal selection, curation and the helpfulness model here, the safety model beside them: it needs
+    #      only the simulated pairs.
+    with side_by_side(cfg) as pool:
+        safety = beside(pool, "reward_safety", sc["rewards"]["safety"], ["simulate"], partial(
+            train_reward, "safety", sim / "pairs" / "safety.parquet", config=sc["rewards"]["safety"]))
+        # 2. Signal selection: which reaction is available and tied to users coming back.
+        stage("signals", cfg.signals, ["simulate"],
+              lambda d: _top(signals(logs, outcome_days=cfg.signals.outcome_days, out_dir=d)))
+        # 3. Curation: contexts, labels, adversarial filters, time splits, resampling to 10% Love.
+        stage("curate", sc["curate"], ["simulate"], lambda d: curate(logs, d, sc["curate"], truth_dir=truth))
+        # 4. Reward models: helpfulness and safety (Bradley-Terry) on the expert pairs; P[Love] (BCE) on the
+        #    curated data, started from the helpfulness model when the config says so (then it depends on it).
+        stage("reward_helpfulness", sc["rewards"]["helpfulness"], ["simulate"], lambda d: train_reward(
+            "helpfulness", sim / "pairs" / "helpfulness.parquet", d, sc["rewards"]["helpfulness"]))
+        safety()
     love_from_help = sc["rewards"]["love"].model.backbone == str(run_dir / "reward_helpfulness")
     stage("reward_love", sc["rewards"]["love"], ["curate"] + (["reward_helpfulness"] if love_from_help else []),
           lambda d: train_reward("love", run_dir / "curate", d, sc["rewards"]["love"], truth=truth))
     # 5. CRRAFT with the Mixture of Judges, over the paper's weight sweep.
     stage("sweep", [sc["optimize"], cfg.sweep], ["simulate", "reward_love", "reward_helpfulness", "reward_safety"],
-          lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.all_runs()))
+          lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.all_runs(), parallel_runs=cfg.resolved_workers()))
     policies = candidate_policies(run_dir)
     rewards = {k: run_dir / f"reward_{k}" for k in ("love", "helpfulness", "safety")}
-    # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator.
-    stage("evaluate", sc["evaluate"], ["curate", "sweep"], lambda d: _evaluate(
-        evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"]))
-    # 7. The simulated A/B test: baseline (control) against the promoted sweep run (treatment). The control
-    #    arm reuses the baseline's pooled answers from step 1 (same content, new users): no generation.
     treatment = run_dir / "sweep" / cfg.sweep.candidate / "policy"
-    stage("abtest", [sc["abtest_world"], cfg.sweep.candidate, "control_pool"], ["sweep"],
-          lambda d: abtest_simulate(sim / "policy", treatment, d, config=sc["abtest_world"], control_pool=sim))
+    with side_by_side(cfg) as pool:
+        # 7. The simulated A/B test (beside step 6): baseline (control) against the promoted sweep run
+        #    (treatment). The control arm reuses the baseline's pooled answers from step 1 (same content, new
+        #    users): no generation.
+        abtest = beside(pool, "abtest", [sc["abtest_world"], cfg.sweep.candidate, "control_pool"], ["sweep"],
+                        partial(abtest_simulate, sim / "policy", treatment, config=sc["abtest_world"],
+                                control_pool=sim))
+        # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator.
+        stage("evaluate", sc["evaluate"], ["curate", "sweep"], lambda d: _evaluate(
+            evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"]))
+        abtest()
 
 
 def candidate_policies(run_dir: Path) -> dict[str, Path]:

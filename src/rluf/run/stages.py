@@ -60,3 +60,34 @@ def run_stage(
     if on_event:
         on_event(name, f"done in {summary['wall_s']:.0f}s")
     return summary
+
+
+def start_stage(
+    pool,
+    run_dir: Path,
+    name: str,
+    config: Any,
+    inputs: list[str],
+    fn: Callable[[Path], dict[str, Any]],
+    fingerprints: dict[str, str],
+    on_event: Callable[[str, str], None] | None = None,
+) -> Callable[[], dict[str, Any]]:
+    """`run_stage` in a worker of `pool` (rluf.parallel.Workers; `fn` must pickle: a top-level function or a
+    functools.partial of one), while this process goes on. Returns a `wait()` that gives the stage's summary.
+    A stage that is up to date, or no pool, runs here and now."""
+    fp = fingerprint(name, config, [fingerprints[i] for i in inputs])
+    if pool is None or stage_done(run_dir / name, fp) is not None:
+        summary = run_stage(run_dir, name, config, inputs, fn, fingerprints, on_event)
+        return lambda: summary
+    fingerprints[name] = fp
+    if on_event:
+        on_event(name, "running beside")
+    future = pool.submit(run_stage, run_dir, name, config, inputs, fn, dict(fingerprints))
+
+    def wait() -> dict[str, Any]:
+        summary = future.result()
+        if on_event:
+            on_event(name, f"done in {summary['wall_s']:.0f}s")
+        return summary
+
+    return wait
