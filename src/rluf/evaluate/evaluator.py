@@ -73,12 +73,12 @@ def check_policies(policies: Mapping[str, PolicySpec]) -> dict[str, PolicySpec]:
     return out
 
 
-def _load_scorer(spec: Any, objective: str, device: str) -> Any:
+def _load_scorer(spec: Any, objective: str, device: str, precision: str = "auto") -> Any:
     if spec is None or not isinstance(spec, str | Path):
         return spec
     from rluf.rewards.scorer import Scorer
 
-    return Scorer.from_pretrained(spec, device=device)
+    return Scorer.from_pretrained(spec, device=device, precision=precision)
 
 
 def resolve_prompts(prompts: Any, cfg: EvaluateConfig, world: Any) -> list[EvalPrompt]:
@@ -288,8 +288,8 @@ def evaluate(
         raise ConfigError(f"baseline = {baseline!r} is not one of the policies {names}; set baseline to one of them")
     prompt_set = resolve_prompts(prompts, cfg, world)
     given = {"love": love_model, "helpfulness": help_model, "safety": safety_model}
-    scorers = {o: _load_scorer(given[o] if given[o] is not None else getattr(cfg.models, o), o, cfg.device)
-               for o in OBJECTIVES}
+    scorers = {o: _load_scorer(given[o] if given[o] is not None else getattr(cfg.models, o), o, cfg.device,
+                               cfg.models.precision) for o in OBJECTIVES}
     if scorers["love"] is not None and not isinstance(scorers["love"], LoveModel):
         raise ConfigError("love_model must give natural-rate probabilities (a `prob` method, rluf.rewards.Scorer)")
     if not isinstance(judges, MixtureOfJudges):

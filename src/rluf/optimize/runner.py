@@ -37,7 +37,8 @@ from rluf.utils import bf16_supported, read_json, seed_everything, select_device
 
 log = logging.getLogger(__name__)
 
-MUST_MATCH = ("seed", "policy", "reference", "objectives", "weights", "judges", "prompts", "crraft")
+MUST_MATCH = ("seed", "policy", "reference", "objectives", "reward_precision", "weights", "judges", "prompts",
+              "crraft")
 
 
 def resolve_config(cfg: OptimizeConfig, world) -> OptimizeConfig:
@@ -162,7 +163,8 @@ def optimize(
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     acc = _accelerator(cfg, device, out_dir)
-    objectives = objectives if objectives is not None else load_objectives(cfg.objectives, device, world)
+    objectives = objectives if objectives is not None else load_objectives(cfg.objectives, device, world,
+                                                                           cfg.reward_precision)
     judges = build_judges(cfg.judges, objectives)
     policy, reference = _models(cfg, device)
     if acc.is_main_process:
