@@ -98,6 +98,9 @@ class CrraftConfig(StrictModel):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     bf16: Literal["auto", "yes", "no"] = "auto"
     """Mixed precision through accelerate; 'auto' uses bf16 only on a GPU that supports it."""
+    gradient_checkpointing: bool = False
+    """Recompute the policy's activations in the backward pass (one decoder layer's kept at a time): the same
+    gradients for less memory, at the cost of one more forward pass per update (docs/crraft.md, "Capacity")."""
 
     renamed_keys = {"k": "num_candidates"}
 
