@@ -251,7 +251,8 @@ class Policy:
             resp_mask[i, T - len(r) :] = 1
         with torch.set_grad_enabled(grad):
             pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits  # (B, T, V)
+            # one forward pass: a KV cache would only hold memory (and gradient checkpointing refuses one)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits  # (B, T, V)
             logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V): predicts token t+1
             tok_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
             return (tok_logp * resp_mask[:, 1:]).sum(-1)  # (B,)

@@ -46,13 +46,29 @@ def tiny_policies(tmp_path_factory, tokenizer):
     return paths
 
 
+LOVE_META = {"objective": "love", "loss_positive_rate": 0.1, "natural_rate": 0.001, "max_length": 128}
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_dirs(tmp_path_factory, tokenizer):
+    """The three reward models of `tiny_scorers` saved as `rluf train-reward` folders (for subprocesses)."""
+    import json
+
+    root = tmp_path_factory.mktemp("rewards")
+    for seed, obj in ((2, "love"), (3, "helpfulness"), (4, "safety")):
+        build_classifier(tokenizer, "tiny", max_positions=256, seed=seed).save_pretrained(root / obj)
+        tokenizer.save_pretrained(root / obj)
+        meta = LOVE_META if obj == "love" else {"objective": obj, "max_length": 128}
+        (root / obj / "rluf_reward.json").write_text(json.dumps(meta))
+    return {obj: root / obj for obj in ("love", "helpfulness", "safety")}
+
+
 @pytest.fixture(scope="session")
 def tiny_scorers(tokenizer):
     """Real rluf Scorers around tiny untrained classifiers: love (BCE, prior-shifted) and two BT models."""
     from rluf.rewards.scorer import Scorer
 
-    love_meta = {"objective": "love", "loss_positive_rate": 0.1, "natural_rate": 0.001, "max_length": 128}
-    out = {"love": Scorer(build_classifier(tokenizer, "tiny", max_positions=256, seed=2), tokenizer, love_meta, "cpu")}
+    out = {"love": Scorer(build_classifier(tokenizer, "tiny", max_positions=256, seed=2), tokenizer, LOVE_META, "cpu")}
     for seed, obj in ((3, "helpfulness"), (4, "safety")):
         model = build_classifier(tokenizer, "tiny", max_positions=256, seed=seed)
         out[obj] = Scorer(model, tokenizer, {"objective": obj, "max_length": 128}, "cpu")

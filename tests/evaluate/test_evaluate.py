@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,26 @@ def test_config_errors_and_shipped_yaml(tmp_path):
     p.write_text("bootstrap_reps: 50\nrank_by: length\njudges:\n  - {type: nope}\n")
     with pytest.raises(ConfigError, match=r"judges\.0[\s\S]*rank_by = 'length'[\s\S]*bootstrap_reps = 50"):
         load_config(EvaluateConfig, p)
+    assert cfg.models.precision == "auto"
+    p.write_text("models: {precision: fp16}\n")
+    with pytest.raises(ConfigError, match=r"models.precision = 'fp16': Input should be 'auto', 'bf16' or 'fp32'"):
+        load_config(EvaluateConfig, p)
+
+
+def test_models_precision_reaches_the_reward_models(tmp_path, prompt_file, monkeypatch):
+    from rluf.rewards.scorer import Scorer
+
+    seen = []
+
+    def loaded(path, device="auto", precision="auto"):
+        seen.append((Path(path).name, precision))
+        return LoveFake() if Path(path).name == "love" else WordsFake()
+
+    monkeypatch.setattr(Scorer, "from_pretrained", staticmethod(loaded))
+    cfg = _cfg()
+    cfg.models.love, cfg.models.helpfulness, cfg.models.precision = tmp_path / "love", tmp_path / "help", "bf16"
+    evaluate({"base": _responses(tmp_path, "base", BASE_TEXTS)}, tmp_path / "o", prompts=prompt_file, config=cfg)
+    assert seen == [("love", "bf16"), ("help", "bf16")]
 
 
 def test_cli_evaluate_with_response_files(tmp_path, prompt_file):

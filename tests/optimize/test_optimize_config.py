@@ -3,8 +3,10 @@
 
 import pytest
 
+from optimize.optimize_helpers import tiny_config
 from rluf.config import load_config, validate_config
 from rluf.errors import ConfigError
+from rluf.optimize import optimize
 from rluf.optimize.config import DEFAULT_WEIGHTS, OptimizeConfig
 from rluf.optimize.objectives import load_objectives
 
@@ -56,6 +58,31 @@ def test_unknown_key_and_bad_judge_type():
         validate_config(OptimizeConfig, {"crraft": {"kl_maxx": 3}})
     with pytest.raises(ConfigError, match="judges.0"):
         validate_config(OptimizeConfig, {"judges": [{"type": "vibes"}]})
+
+
+def test_reward_precision_and_gradient_checkpointing():
+    cfg = OptimizeConfig()
+    assert cfg.reward_precision == "auto" and cfg.crraft.gradient_checkpointing is False
+    assert validate_config(OptimizeConfig, {"reward_precision": "bf16"}).reward_precision == "bf16"
+    with pytest.raises(ConfigError, match=r"reward_precision = 'fp16': Input should be 'auto', 'bf16' or 'fp32'"):
+        validate_config(OptimizeConfig, {"reward_precision": "fp16"}, source="opt.yaml")
+
+
+def test_reward_precision_reaches_the_reward_models(tmp_path, monkeypatch, tiny_policy_dir, prompt_file):
+    from rluf.rewards.scorer import Scorer
+
+    class Loaded(Exception):
+        pass
+
+    def loaded(path, device="auto", precision="auto"):
+        raise Loaded(precision)
+
+    monkeypatch.setattr(Scorer, "from_pretrained", staticmethod(loaded))
+    (tmp_path / "love").mkdir()
+    cfg = tiny_config(tiny_policy_dir, prompt_file).model_copy(update={
+        "objectives": {"love": str(tmp_path / "love")}, "weights": {"love": 1.0}, "reward_precision": "bf16"})
+    with pytest.raises(Loaded, match="bf16"):
+        optimize(cfg, tmp_path / "run")
 
 
 def test_prompt_file_needs_a_path():

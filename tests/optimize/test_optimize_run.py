@@ -161,3 +161,62 @@ def test_lora_reference_is_the_base_with_adapters_off_not_a_copy(tiny_policy_dir
     assert reference.generate(ctx[:1], n=1, sampling=Sampling(max_new_tokens=3), seeds=[0])[0][0] == \
         Policy.from_pretrained(tiny_policy_dir, device="cpu").generate(
             ctx[:1], n=1, sampling=Sampling(max_new_tokens=3), seeds=[0])[0][0]
+
+
+def _counting_checkpoint(monkeypatch) -> list[int]:
+    """Counts the decoder layers Hugging Face runs through torch's checkpoint (looked up when it is enabled)."""
+    import transformers.modeling_utils as mu
+
+    calls, real = [], mu.checkpoint
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(mu, "checkpoint", counted)
+    return calls
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_gradient_checkpointing_gives_the_same_run(tiny_policy_dir, prompt_file, tmp_path, monkeypatch, lora):
+    calls = _counting_checkpoint(monkeypatch)
+    extra = dict(lr=5e-2, lora=dict(enabled=True, r=4, alpha=8, target_modules=["q_proj", "v_proj"])) if lora else {}
+    runs, layers = {}, {}
+    for on in (False, True):
+        calls.clear()
+        cfg = tiny_config(tiny_policy_dir, prompt_file, iterations=2, drop_cut_off=False, gradient_checkpointing=on,
+                          **extra)
+        optimize(cfg, tmp_path / str(on), objectives={"a": ShareOfA()})
+        runs[on], layers[on] = _strip(_records(tmp_path / str(on))), len(calls)
+    assert layers[False] == 0 and layers[True] > 0  # the layers were recomputed, in the training passes only
+    for x, y in zip(runs[False], runs[True], strict=True):
+        assert x.keys() == y.keys() and x.get("select/choice") == y.get("select/choice")
+        for k, v in x.items():
+            if isinstance(v, float):  # the recomputed forward is the same arithmetic: equal to float32 rounding
+                assert y[k] == pytest.approx(v, rel=1e-5, abs=1e-5), k
+    assert all(r["select/n"] > 0 and np.isfinite(r["loss"]) for r in runs[True][1:])  # both iterations trained
+    a = Policy.from_pretrained(tmp_path / "False" / "policy", device="cpu").model.state_dict()
+    b = Policy.from_pretrained(tmp_path / "True" / "policy", device="cpu").model.state_dict()
+    start = Policy.from_pretrained(tiny_policy_dir, device="cpu").model.state_dict()
+    assert any(not torch.equal(a[k], start[k]) for k in a)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5)
+
+
+def test_generation_under_gradient_checkpointing_keeps_its_kv_cache(tiny_policy_dir, monkeypatch):
+    from rluf.optimize.runner import checkpoint_activations
+
+    calls = _counting_checkpoint(monkeypatch)
+    plain, ckpt = (Policy.from_pretrained(tiny_policy_dir, device="cpu") for _ in range(2))
+    checkpoint_activations(ckpt.model)
+    ckpt.model.train()  # as CRRAFT leaves it after an update
+    fed = []  # tokens fed to each forward pass of generate: 1 per step once the KV cache holds the context
+    ckpt.model.register_forward_pre_hook(lambda m, args, kw: fed.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    ctx, s = [[{"role": "user", "content": "What is the capital of France?"}]] * 2, Sampling(max_new_tokens=5)
+    got = ckpt.generate(ctx, n=2, sampling=s, seeds=[1, 2])
+    assert got == plain.generate(ctx, n=2, sampling=s, seeds=[1, 2])
+    assert len(fed) > 1 and fed[0] > 1 and set(fed[1:]) == {1}
+    assert calls == [] and ckpt.model.training
+    assert any(getattr(m, "gradient_checkpointing", False) for m in ckpt.model.modules())  # still enabled
+    ckpt.sequence_logprobs(ctx, ["Paris", "Paris is"], grad=True).sum().backward()
+    assert calls  # a training pass does recompute

@@ -22,6 +22,9 @@ class ModelsConfig(StrictModel):
     """Bradley-Terry helpfulness model (raw reward)."""
     safety: Path | None = None
     """Bradley-Terry safety model (raw reward)."""
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """Weights of the folders above at scoring time: 'auto' is bf16 on a CUDA GPU that supports it (half the
+    memory of fp32) and fp32 elsewhere (on CPU the scores of fp32)."""
 
 
 class PromptsConfig(StrictModel):

@@ -8,6 +8,9 @@ summary rank the policies with bootstrap CIs over prompts, paired differences to
         flags, and the correlations between objectives over responses
 output  evaluate.json and responses.parquet in `out_dir`
 
+Under `torchrun` / `accelerate launch` each process generates for its share of the prompts and scores its share
+of the responses; both are gathered, so every process summarizes the whole table and rank 0 writes it.
+
 RLUF (Han et al., 2025) used P[Love]'s mean natural-rate probability on held-out conversations as the
 offline evaluator gating releases (Pearson r = 0.95 with the online change in Love rate), and reported
 Love as positively correlated with helpfulness and negatively with safety.
@@ -73,12 +76,12 @@ def check_policies(policies: Mapping[str, PolicySpec]) -> dict[str, PolicySpec]:
     return out
 
 
-def _load_scorer(spec: Any, objective: str, device: str) -> Any:
+def _load_scorer(spec: Any, objective: str, device: str, precision: str = "auto") -> Any:
     if spec is None or not isinstance(spec, str | Path):
         return spec
     from rluf.rewards.scorer import Scorer
 
-    return Scorer.from_pretrained(spec, device=device)
+    return Scorer.from_pretrained(spec, device=device, precision=precision)
 
 
 def resolve_prompts(prompts: Any, cfg: EvaluateConfig, world: Any) -> list[EvalPrompt]:
@@ -167,6 +170,28 @@ def score_table(
         table["true_safe"] = world.safe(contexts, responses)
         table["true_signoff"] = world.signoff_hack(responses)
     return table
+
+
+def score_sharded(
+    table: pd.DataFrame, prompts: list[EvalPrompt], scorers: dict[str, Any], judges: Any, world: Any,
+    on_event: Event,
+) -> pd.DataFrame:
+    """`score_table` with each process of a distributed launch scoring its contiguous share of the rows (one
+    process: all of them), gathered to every process in row order. Every score depends on its own row only, so
+    the table is the one process's (to float rounding: the reward models' batches are padded differently)."""
+    from rluf.policy import process_state, shard
+
+    state = process_state()
+    if state.num_processes == 1:
+        return score_table(table, prompts, scorers, judges, world, on_event)
+    from accelerate.utils import gather_object
+
+    rows = shard(np.arange(len(table)), state.process_index, state.num_processes)
+    mine = table.iloc[rows].reset_index(drop=True)
+    if len(mine):  # more processes than rows leaves some with none
+        mine = score_table(mine, prompts, scorers, judges, world, on_event)
+    parts = gather_object([mine])  # one frame per process, rank order
+    return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
 
 def per_prompt_matrix(table: pd.DataFrame, column: str, names: list[str], n_prompts: int) -> np.ndarray:
@@ -288,8 +313,8 @@ def evaluate(
         raise ConfigError(f"baseline = {baseline!r} is not one of the policies {names}; set baseline to one of them")
     prompt_set = resolve_prompts(prompts, cfg, world)
     given = {"love": love_model, "helpfulness": help_model, "safety": safety_model}
-    scorers = {o: _load_scorer(given[o] if given[o] is not None else getattr(cfg.models, o), o, cfg.device)
-               for o in OBJECTIVES}
+    scorers = {o: _load_scorer(given[o] if given[o] is not None else getattr(cfg.models, o), o, cfg.device,
+                               cfg.models.precision) for o in OBJECTIVES}
     if scorers["love"] is not None and not isinstance(scorers["love"], LoveModel):
         raise ConfigError("love_model must give natural-rate probabilities (a `prob` method, rluf.rewards.Scorer)")
     if not isinstance(judges, MixtureOfJudges):
@@ -302,11 +327,11 @@ def evaluate(
     table = build_table(prompt_set, responses)
     if table.empty:
         raise DataError("no responses to evaluate")
-    table = score_table(table, prompt_set, scorers, judges, world, on_event)
+    table = score_sharded(table, prompt_set, scorers, judges, world, on_event)
     summary = summarize(table, prompt_set, names, baseline, cfg, world)
     summary["config"] = cfg.model_dump(mode="json")
     from rluf.policy import process_state
 
-    if process_state().is_main_process:  # under a distributed launch every process holds the same table
+    if process_state().is_main_process:  # under a distributed launch every process holds the whole table
         write_outputs(Path(out_dir), table, prompt_set, summary)
     return summary

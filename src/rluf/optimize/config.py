@@ -98,6 +98,9 @@ class CrraftConfig(StrictModel):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     bf16: Literal["auto", "yes", "no"] = "auto"
     """Mixed precision through accelerate; 'auto' uses bf16 only on a GPU that supports it."""
+    gradient_checkpointing: bool = False
+    """Recompute the policy's activations in the backward pass (one decoder layer's kept at a time): the same
+    gradients for less memory, at the cost of one more forward pass per update (docs/crraft.md, "Capacity")."""
 
     renamed_keys = {"k": "num_candidates"}
 
@@ -180,6 +183,9 @@ class OptimizeConfig(StrictModel):
     objectives: dict[str, str] = Field(default_factory=dict)
     """Objective name -> reward-model folder written by `rluf train-reward` (any scorer can be one);
     `sim:love`, `sim:helpfulness`, `sim:safety` use the simulator's ground truth (oracle runs)."""
+    reward_precision: Literal["auto", "bf16", "fp32"] = "auto"
+    """Weights of the reward-model objectives at scoring time: 'auto' is bf16 on a CUDA GPU that supports it
+    (half the memory of fp32) and fp32 elsewhere (on CPU the scores of fp32)."""
     weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     """w_k in R = sum_k w_k R_k; every key must name a configured objective."""
     judges: list[JudgeConfig] = Field(default_factory=lambda: [dict(j) for j in DEFAULT_JUDGES],

@@ -62,10 +62,10 @@ class ScorerObjective:
         self.name, self.scorer, self.batch_size = name, scorer, batch_size
 
     @classmethod
-    def from_folder(cls, name: str, path: str | Path, device: str = "auto") -> ScorerObjective:
+    def from_folder(cls, name: str, path: str | Path, device: str = "auto", precision: str = "auto") -> ScorerObjective:
         from rluf.rewards.scorer import Scorer
 
-        return cls(name, Scorer.from_pretrained(path, device=device))
+        return cls(name, Scorer.from_pretrained(path, device=device, precision=precision))
 
     def score(self, contexts: Sequence[Chat], responses: Sequence[str]) -> np.ndarray:
         return self.scorer.score(list(contexts), list(responses), batch_size=self.batch_size)
@@ -87,9 +87,10 @@ def import_objective(name: str, src: str) -> Objective:
     return obj
 
 
-def load_objectives(sources: Mapping[str, str], device: str = "auto", world=None) -> dict[str, Objective]:
-    """Objective name -> Objective from config sources: a reward-model folder, `sim:<truth>` (the
-    simulator's ground truth) or `py:module:attr` (any Python scorer)."""
+def load_objectives(sources: Mapping[str, str], device: str = "auto", world=None,
+                    precision: str = "auto") -> dict[str, Objective]:
+    """Objective name -> Objective from config sources: a reward-model folder (scored in `precision`, auto | bf16 |
+    fp32), `sim:<truth>` (the simulator's ground truth) or `py:module:attr` (any Python scorer)."""
     out: dict[str, Objective] = {}
     for name, src in sources.items():
         if src.startswith("py:"):
@@ -106,7 +107,7 @@ def load_objectives(sources: Mapping[str, str], device: str = "auto", world=None
                     f"objectives.{name} = {src!r}: no such reward-model folder; "
                     f"train one with `rluf train-reward {name} --out DIR` or fix the path"
                 )
-            out[name] = ScorerObjective.from_folder(name, src, device=device)
+            out[name] = ScorerObjective.from_folder(name, src, device=device, precision=precision)
     return out
 
 

@@ -37,7 +37,8 @@ from rluf.utils import bf16_supported, read_json, seed_everything, select_device
 
 log = logging.getLogger(__name__)
 
-MUST_MATCH = ("seed", "policy", "reference", "objectives", "weights", "judges", "prompts", "crraft")
+MUST_MATCH = ("seed", "policy", "reference", "objectives", "reward_precision", "weights", "judges", "prompts",
+              "crraft")
 
 
 def resolve_config(cfg: OptimizeConfig, world) -> OptimizeConfig:
@@ -118,6 +119,18 @@ class AdaptersOff:
         return self.peft_model.training
 
 
+def checkpoint_activations(model) -> None:
+    """Gradient checkpointing of a Hugging Face model: each decoder layer keeps only its input and recomputes the
+    rest in the backward pass. It acts only in train mode with gradients on, so generation (eval mode, no_grad)
+    keeps its KV cache. Non-reentrant checkpoints pass gradients to LoRA adapters even though the frozen
+    embeddings' output needs none (the reentrant kind would need `enable_input_require_grads`)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5's name; the old one warns there
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def _models(cfg: OptimizeConfig, device: str) -> tuple[Policy, Policy]:
     """The policy to train (LoRA-wrapped if asked) and the frozen reference: `cfg.reference`, else the starting
     policy (with LoRA, its base with the adapters off, no copy; without, a copy)."""
@@ -127,6 +140,8 @@ def _models(cfg: OptimizeConfig, device: str) -> tuple[Policy, Policy]:
                  else None if lora else copy.deepcopy(policy.model))
     if ref_model is not None:
         ref_model.eval().requires_grad_(False)
+    if cfg.crraft.gradient_checkpointing:  # after the copy: the frozen reference runs no backward
+        checkpoint_activations(policy.model)
     if lora:
         from peft import LoraConfig, get_peft_model
 
@@ -162,7 +177,8 @@ def optimize(
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     acc = _accelerator(cfg, device, out_dir)
-    objectives = objectives if objectives is not None else load_objectives(cfg.objectives, device, world)
+    objectives = objectives if objectives is not None else load_objectives(cfg.objectives, device, world,
+                                                                           cfg.reward_precision)
     judges = build_judges(cfg.judges, objectives)
     policy, reference = _models(cfg, device)
     if acc.is_main_process:

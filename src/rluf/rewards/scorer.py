@@ -5,6 +5,9 @@
     p = scorer.prob(contexts, responses)        # (N,) P[Love] at the natural rate (BCE models only)
 
 Rows are sorted by token length and batched so that padding stays small; results come back in input order.
+Scoring runs under `torch.inference_mode()` (no autograd records at all) and, with `precision`, in bf16: half the
+memory of the frozen weights (docs/crraft.md, "Capacity"). `auto` is bf16 only on a CUDA device that supports
+it, so on CPU the scores are the fp32 ones.
 """
 
 from __future__ import annotations
@@ -21,11 +24,20 @@ from rluf.errors import DataError, ModelFolderError
 from rluf.rewards.backbone import check_scalar_head
 from rluf.rewards.calibration import apply_calibration, prior_shift
 from rluf.rewards.data import Chat, Encoder
-from rluf.utils import length_batches, read_json, select_device
+from rluf.utils import bf16_supported, length_batches, read_json, select_device
 
 log = logging.getLogger(__name__)
 
 META_FILE = "rluf_reward.json"
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def score_dtype(precision: str, device: str) -> torch.dtype:
+    """The weights' dtype for scoring: bf16 when asked, or with `auto` on a CUDA device that supports it; else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision = {precision!r}: use one of {', '.join(PRECISIONS)}")
+    bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(device))
+    return torch.bfloat16 if bf16 else torch.float32
 
 
 def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,9 +54,12 @@ def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 class Scorer:
     """A scalar-head reward model with its tokenizer, encoder and rluf metadata."""
 
-    def __init__(self, model, tokenizer, meta: dict[str, Any], device: str = "auto"):
+    def __init__(self, model, tokenizer, meta: dict[str, Any], device: str = "auto", precision: str | None = None):
+        """`precision` (auto | bf16 | fp32) casts the model in place, as the move to `device` does; None keeps the
+        model's own dtype: a model that training wraps to evaluate it, then saves, stays as it is."""
         self.device = select_device(device)
-        self.model = model.to(self.device).eval()
+        dtype = None if precision is None else score_dtype(precision, self.device)
+        self.model = (model.to(self.device) if dtype is None else model.to(self.device, dtype)).eval()
         self.tokenizer = tokenizer
         self.meta = meta
         self.encoder = Encoder(tokenizer, int(meta.get("max_length", 256)))
@@ -54,8 +69,9 @@ class Scorer:
         return self.meta["objective"]
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "auto") -> Scorer:
-        """Load a folder written by `rluf train-reward`. Raises ModelFolderError for anything else."""
+    def from_pretrained(cls, path: str | Path, device: str = "auto", precision: str = "auto") -> Scorer:
+        """Load a folder written by `rluf train-reward` for scoring, its weights in `precision` (auto | bf16 | fp32).
+        Raises ModelFolderError for anything else."""
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         from rluf.models import load_tokenizer
@@ -71,13 +87,15 @@ class Scorer:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)
         check_scalar_head(config, path)
         meta = read_json(path / META_FILE)
+        device = select_device(device)
+        # loaded straight in the scoring dtype: a bf16 model never holds an fp32 copy
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(path), trust_remote_code=False, use_safetensors=True
+            str(path), trust_remote_code=False, use_safetensors=True, dtype=score_dtype(precision, device)
         )
-        return cls(model, load_tokenizer(path), meta, device=device)
+        return cls(model, load_tokenizer(path), meta, device=device, precision=precision)
 
     # -- scoring --------------------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()  # frozen at scoring time: not even version counters or views are tracked
     def score_ids(self, seqs: list[list[int]], batch_size: int = 64,
                   progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Raw scalar outputs for pre-encoded sequences, in input order. Shape (N,)."""
