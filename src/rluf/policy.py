@@ -14,7 +14,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from rluf.utils import length_batches, select_device
+from rluf.utils import chat_key, length_batches, select_device
+
+ENCODED_CONTEXTS_KEPT = 200_000  # Policy's cache of encoded contexts (a few MB of token ids)
 
 Chat = list[dict[str, str]]
 
@@ -138,6 +140,9 @@ class Policy:
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
         self.max_context_tokens = max_context_tokens
+        # a context is encoded once: CRRAFT renders each prompt for K samples, two log-prob passes and every
+        # iteration; the evaluations render the same fixed sample for every policy
+        self._encoded: dict[str, list[int]] = {}
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto", **kw) -> Policy:
@@ -154,14 +159,27 @@ class Policy:
     # -- encoding -------------------------------------------------------------------------------------
     def encode_context(self, context: Chat) -> list[int]:
         """Chat-template the context with the generation prompt; keep the most recent tokens (left-truncate)."""
-        text = self.tokenizer.apply_chat_template(context, add_generation_prompt=True, tokenize=False)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > self.max_context_tokens:
-            ids = [self.tokenizer.bos_token_id] + ids[-(self.max_context_tokens - 1) :]
-        return ids
+        key = chat_key(context)
+        ids = self._encoded.get(key)
+        if ids is None:
+            text = self.tokenizer.apply_chat_template(context, add_generation_prompt=True, tokenize=False)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) > self.max_context_tokens:
+                ids = [self.tokenizer.bos_token_id] + ids[-(self.max_context_tokens - 1) :]
+            if len(self._encoded) >= ENCODED_CONTEXTS_KEPT:
+                self._encoded.clear()
+            self._encoded[key] = ids
+        return list(ids)
 
     def encode_response(self, response: str) -> list[int]:
-        return self.tokenizer(response, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        return self.encode_responses([response])[0]
+
+    def encode_responses(self, responses: list[str]) -> list[list[int]]:
+        """Token ids of each response plus the closing eos (one batched tokenizer call)."""
+        if not responses:
+            return []
+        eos = self.tokenizer.eos_token_id
+        return [ids + [eos] for ids in self.tokenizer(list(responses), add_special_tokens=False)["input_ids"]]
 
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         T = max(len(s) for s in seqs)
@@ -233,7 +251,7 @@ class Policy:
         """
         model = model if model is not None else self.model
         ctx = [self.encode_context(c) for c in contexts]
-        rsp = [self.encode_response(r) for r in responses]
+        rsp = self.encode_responses(responses)
         out = torch.zeros(len(ctx), device=self.device)  # (N,)
         # Batches of similar total length (as in generate): padding costs a full forward per padded token.
         for idx in length_batches([len(c) + len(r) for c, r in zip(ctx, rsp, strict=True)], batch_size,

@@ -166,3 +166,8 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def chat_key(context: list[dict]) -> str:
+    """A hashable identity of a chat: its messages, every key, in order (for caching what is rendered from it)."""
+    return json.dumps(context, ensure_ascii=False, sort_keys=True)

@@ -117,7 +117,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
             assert parallel["runs"][name][key] == pytest.approx(report["runs"][name][key], abs=1e-6)
     assert list(parallel["runs"]) == list(runs) and parallel["baseline"] == report["baseline"]
     with pytest.raises(Exception, match="given objective objects"):
-        sweep(ocfg, tmp_path / "x", runs=runs, parallel_runs=2, objectives={"love": None})
+        sweep(ocfg, tmp_path / "x", runs=runs, parallel_runs=2,
+              objectives=dict.fromkeys(("love", "helpfulness", "safety")))
 
 
 def test_policy_evaluation_averages_several_answers_per_prompt():

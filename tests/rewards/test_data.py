@@ -89,6 +89,21 @@ def test_encoder_overlong_response_keeps_its_start():
     assert len(ids) == 8 and ids[0] == tok.bos_token_id
 
 
+def test_encode_many_renders_a_shared_context_once_and_equals_row_by_row():
+    tok = _tok()
+    enc = Encoder(tok, max_length=16)
+    a = [{"role": "user", "content": "river stone " * 10}]
+    b = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "ok"}]
+    contexts, responses = [a, a, b, a, [], b], ["stone", "river " * 30, "hi", "", "yo", "ok"]
+    calls = []
+    render = tok.apply_chat_template
+    tok.apply_chat_template = lambda chat, **kw: calls.append(kw.get("add_generation_prompt")) or render(chat, **kw)
+    rows = enc.encode_many(contexts, responses)
+    assert calls.count(True) == 2  # a and b rendered once each with the generation prompt
+    assert rows == [enc.encode(c, r) for c, r in zip(contexts, responses, strict=True)]
+    assert all(len(r) <= 16 for r in rows)
+
+
 def test_encoder_fallback_template_for_tokenizers_without_one():
     tok = _tok()
     tok.chat_template = None

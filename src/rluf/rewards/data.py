@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rluf.errors import DataError, SchemaError
-from rluf.utils import read_json
+from rluf.utils import chat_key, read_json
 
 log = logging.getLogger(__name__)
 
@@ -308,20 +308,43 @@ class Encoder:
         self.suffix = empty[len(self.prefix):]
         self.keep_first = tokenizer.bos_token_id  # a BOS rendered by the chat template is kept too
 
-    def texts(self, context: Chat, response: str) -> tuple[str, str]:
+    def texts(self, context: Chat, response: str, head: str | None = None) -> tuple[str, str]:
+        """The rendered context (with the generation prompt; `head` if already rendered) and the rest."""
         tok = self.tokenizer
         full = tok.apply_chat_template([*context, {"role": "assistant", "content": response}], tokenize=False)
         if context:
-            head = tok.apply_chat_template(context, add_generation_prompt=True, tokenize=False)
+            if head is None:
+                head = tok.apply_chat_template(context, add_generation_prompt=True, tokenize=False)
             if full.startswith(head):
                 return head, full[len(head):]
         return "", full
 
     def encode(self, context: Chat, response: str) -> list[int]:
-        head, tail = self.texts(context, response)
+        return self.encode_many([context], [response])[0]
+
+    def encode_many(self, contexts: list[Chat], responses: list[str]) -> list[list[int]]:
+        """`encode` of every row. A context shared by several rows (K answers to one prompt, a chosen and a
+        rejected answer) is rendered once, and the texts go through the tokenizer in two batched calls."""
+        if len(contexts) != len(responses):
+            raise DataError(f"encode_many: {len(contexts)} contexts but {len(responses)} responses")
         tok = self.tokenizer
-        ctx = tok(head, add_special_tokens=False, verbose=False)["input_ids"] if head else []
-        rsp = tok(tail, add_special_tokens=False, verbose=False)["input_ids"]
+        rendered: dict[str, str] = {}
+        heads, tails = [], []
+        for c, r in zip(contexts, responses, strict=True):
+            key = chat_key(c)
+            if c and key not in rendered:
+                rendered[key] = tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+            head, tail = self.texts(c, r, rendered.get(key))
+            heads.append(head)
+            tails.append(tail)
+        unique = list(dict.fromkeys(h for h in heads if h))
+        head_ids = dict(zip(unique, tok(unique, add_special_tokens=False, verbose=False)["input_ids"] if unique
+                            else [], strict=True))
+        tail_ids = tok(tails, add_special_tokens=False, verbose=False)["input_ids"] if tails else []
+        return [self._cut(head_ids[h] if h else [], t) for h, t in zip(heads, tail_ids, strict=True)]
+
+    def _cut(self, ctx: list[int], rsp: list[int]) -> list[int]:
+        """prefix + context + response + suffix within max_length: the oldest context tokens go first."""
         budget = self.max_length - len(self.prefix) - len(self.suffix)
         lead = ctx[:1] if ctx and ctx[0] == self.keep_first else []
         rest = ctx[len(lead):]
@@ -331,5 +354,3 @@ class Encoder:
         rest = rest[-keep:] if keep > 0 else []
         return self.prefix + lead + rest + rsp + self.suffix
 
-    def encode_many(self, contexts: list[Chat], responses: list[str]) -> list[list[int]]:
-        return [self.encode(c, r) for c, r in zip(contexts, responses, strict=True)]
