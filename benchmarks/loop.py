@@ -33,7 +33,12 @@ def stage_seconds(run_dir: Path) -> dict[str, float]:
     return {k: v["wall_s"] for k, v in run.items() if isinstance(v, dict) and "wall_s" in v}
 
 
-def timed_run(args: list[str], run_dir: Path) -> tuple[float, float]:
+def timed_run(args: list[str], run_dir: Path, reuse: bool = False) -> tuple[float, float | None]:
+    """(seconds, peak RSS MB) of `rluf run ARGS --out RUN_DIR` in a fresh directory; with `reuse`, a finished
+    run already there is not run again: its seconds are the ones `rluf run` recorded (run.json's wall_s)."""
+    done = run_dir / "run.json"
+    if reuse and done.is_file() and "wall_s" in json.loads(done.read_text()):
+        return json.loads(done.read_text())["wall_s"], None
     if run_dir.exists():
         shutil.rmtree(run_dir)
     t0 = time.time()
@@ -69,12 +74,12 @@ def headline(run_dir: Path) -> dict:
 FIGURES = ("ab_love_lift", "ab_true_love_lift", "offline_online_spearman", "love_only_signoff", "expected_auroc")
 
 
-def default_runs(seeds: list[int], extra: list[str], work: Path) -> dict:
+def default_runs(seeds: list[int], extra: list[str], work: Path, reuse: bool = False) -> dict:
     """The default run for every seed: run_s, stage_s, peak memory and the headline figures."""
     per_seed = {}
     for seed in seeds:
         run_dir = work / f"default_seed{seed}"
-        run_s, peak = timed_run(["--seed", str(seed), *extra], run_dir)
+        run_s, peak = timed_run(["--seed", str(seed), *extra], run_dir, reuse)
         per_seed[str(seed)] = {"run_s": run_s, "peak_rss_mb": peak, "stage_s": stage_seconds(run_dir),
                                **headline(run_dir)}
         per_seed[str(seed)]["sweep_love_0.1_lift"] = per_seed[str(seed)]["sweep_love_0.1"].get("love_lift")
@@ -92,6 +97,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=HERE / "work" / "loop")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds of the default run")
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE into the run config (rluf run --set)")
+    ap.add_argument("--reuse", action="store_true", help="keep finished run folders under --work (their own "
+                    "recorded wall time) instead of running them again")
     ap.add_argument("--as", dest="label", default=None, help="store the default runs under this key")
     ap.add_argument("--write", action="store_true", help="write benchmarks/results/loop.json")
     a = ap.parse_args()
@@ -104,7 +111,7 @@ def main() -> None:
         out["quick_s"], out["quick_peak_rss_mb"] = timed_run(["--quick"], a.work / "quick")
         out["quick"] = headline(a.work / "quick")
     if a.only in (None, "default"):
-        runs = default_runs(seeds, extra, a.work)
+        runs = default_runs(seeds, extra, a.work, a.reuse)
         if a.label:
             out[a.label] = {"set": a.set, **runs}
             out[f"{a.label}_run_s"] = max(v["run_s"] for v in runs["seeds"].values())

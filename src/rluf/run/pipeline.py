@@ -13,6 +13,7 @@ test beside the offline evaluation; and the sweep's runs two at a time.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -96,6 +97,7 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
     from rluf.run.real import run_real
     from rluf.run.report import build_report
 
+    t0 = time.time()
     run_dir = Path(run_dir).resolve()  # stage fingerprints hold paths: the same run however it is spelled
     run_dir.mkdir(parents=True, exist_ok=True)
     fps: dict[str, str] = {}
@@ -120,44 +122,9 @@ def run(cfg: RunConfig, run_dir: str | Path, on_event: Event | None = None) -> d
     else:
         run_simulated(cfg, run_dir, stage, beside)
     S["report"] = str(build_report(run_dir))
+    S["wall_s"] = round(time.time() - t0, 1)  # this invocation's (a resumed run: the resumed part)
     write_json(run_dir / "run.json", S)
     return S
-
-
-def train_reward_in_processes(objective: str, data: Path, out: Path, config, *, truth: Path | None = None,
-                              processes: int = 1) -> dict[str, Any]:
-    """`rluf.rewards.train_reward`, data-parallel over `processes` local processes when more than one:
-    `torchrun` runs `rluf train-reward` (DDP; gloo on CPU), each process with its share of the CPUs and of the
-    batch, so the global batch stays `train.batch_size`; rank 0 evaluates and writes the folder. Its output goes
-    to OUT/launch.log, whose end a failure shows."""
-    import os
-    import subprocess
-    import sys
-
-    from rluf.errors import RlufError
-    from rluf.rewards.train import train_reward
-    from rluf.threads import available_cpus
-    from rluf.utils import read_json
-
-    if processes < 2:
-        return {**train_reward(objective, data, out, config, truth=truth), "processes": 1}
-    train = config.train.model_copy(update={"batch_size": max(1, config.train.batch_size // processes)})
-    launch_config = out.parent / f".{out.name}.launch.yaml"  # JSON is YAML
-    launch_config.write_text(config.model_copy(update={"train": train}).model_dump_json())
-    threads = str(max(1, available_cpus() // processes))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-           "-m", "rluf", "train-reward", objective, "--data", str(data), "--out", str(out),
-           "--config", str(launch_config), *(["--truth", str(truth)] if truth is not None else [])]
-    log_path = out / "launch.log"
-    with log_path.open("w") as log_file:
-        done = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                              env={**os.environ, "OMP_NUM_THREADS": threads, "RLUF_NUM_THREADS": threads})
-    launch_config.unlink(missing_ok=True)
-    if done.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise RlufError(f"training the {objective} reward model on {processes} processes failed (exit "
-                        f"{done.returncode}; {log_path}):\n{tail}")
-    return {**read_json(out / "eval.json"), "processes": processes}
 
 
 def side_by_side(cfg: RunConfig):
@@ -180,8 +147,7 @@ def run_simulated(cfg: RunConfig, run_dir: Path, stage, beside) -> None:
     from rluf.evaluate.agreement import offline_online
     from rluf.evaluate.evaluator import evaluate
     from rluf.optimize.weight_sweep import sweep
-    from rluf.signals.curate import curate
-    from rluf.signals.selection import signals
+    from rluf.rewards.train import train_reward
     from rluf.sim.deployment import simulate
     from rluf.sim.world import World
 
@@ -191,22 +157,26 @@ def run_simulated(cfg: RunConfig, run_dir: Path, stage, beside) -> None:
 
     # 1. The simulated deployment of the baseline policy: logs, ground truth, expert pairs, baseline.
     stage("simulate", sc["world"], [], lambda d: simulate(sc["world"], d))
-    # 2. Signal selection: which reaction is available and tied to users coming back.
-    stage("signals", cfg.signals, ["simulate"],
-          lambda d: _top(signals(logs, outcome_days=cfg.signals.outcome_days, out_dir=d)))
-    # 3. Curation: contexts, labels, adversarial filters, time splits, resampling to 10% Love.
-    stage("curate", sc["curate"], ["simulate"], lambda d: curate(logs, d, sc["curate"], truth_dir=truth))
-    # 4. Reward models: helpfulness and safety (Bradley-Terry) on the expert pairs; P[Love] (BCE) on the
-    #    curated data, started from the helpfulness model when the config says so (then it depends on it).
-    #    Each trains data-parallel over `workers` processes (the same global batch).
-    n = cfg.resolved_workers()
-    for name in ("helpfulness", "safety"):
-        stage(f"reward_{name}", sc["rewards"][name], ["simulate"], lambda d, k=name: train_reward_in_processes(
-            k, sim / "pairs" / f"{k}.parquet", d, sc["rewards"][k], processes=n))
+    # 2-4. The helpfulness model trains here (the longest step, and P[Love] starts from it); beside it, in a
+    #      worker, one after another: signal selection (which reaction is available and tied to users coming
+    #      back), curation (contexts, labels, adversarial filters, time splits, resampling to 10% Love) and the
+    #      safety model. Helpfulness and safety are Bradley-Terry on the expert pairs.
+    with side_by_side(cfg) as pool:
+        waits = [
+            beside(pool, "signals", cfg.signals, ["simulate"], partial(signals_stage, logs, cfg.signals.outcome_days)),
+            beside(pool, "curate", sc["curate"], ["simulate"], partial(curate_stage, logs, sc["curate"], truth)),
+            beside(pool, "reward_safety", sc["rewards"]["safety"], ["simulate"], partial(
+                train_reward, "safety", sim / "pairs" / "safety.parquet", config=sc["rewards"]["safety"])),
+        ]
+        stage("reward_helpfulness", sc["rewards"]["helpfulness"], ["simulate"], lambda d: train_reward(
+            "helpfulness", sim / "pairs" / "helpfulness.parquet", d, sc["rewards"]["helpfulness"]))
+        for wait in waits:
+            wait()
+    # 4. P[Love] (BCE) on the curated data, started from the helpfulness model when the config says so (then
+    #    it depends on it).
     love_from_help = sc["rewards"]["love"].model.backbone == str(run_dir / "reward_helpfulness")
     stage("reward_love", sc["rewards"]["love"], ["curate"] + (["reward_helpfulness"] if love_from_help else []),
-          lambda d: train_reward_in_processes("love", run_dir / "curate", d, sc["rewards"]["love"], truth=truth,
-                                              processes=n))
+          lambda d: train_reward("love", run_dir / "curate", d, sc["rewards"]["love"], truth=truth))
     # 5. CRRAFT with the Mixture of Judges, over the paper's weight sweep.
     stage("sweep", [sc["optimize"], cfg.sweep], ["simulate", "reward_love", "reward_helpfulness", "reward_safety"],
           lambda d: sweep(sc["optimize"], d, runs=cfg.sweep.all_runs(), parallel_runs=cfg.resolved_workers()))
@@ -224,6 +194,18 @@ def run_simulated(cfg: RunConfig, run_dir: Path, stage, beside) -> None:
         stage("evaluate", sc["evaluate"], ["curate", "sweep"], lambda d: _evaluate(
             evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"]))
         abtest()
+
+
+def signals_stage(logs: Path, outcome_days: float, out_dir: Path) -> dict[str, Any]:
+    from rluf.signals.selection import signals
+
+    return _top(signals(logs, outcome_days=outcome_days, out_dir=out_dir))
+
+
+def curate_stage(logs: Path, config, truth: Path, out_dir: Path) -> dict[str, Any]:
+    from rluf.signals.curate import curate
+
+    return curate(logs, out_dir, config, truth_dir=truth)
 
 
 def candidate_policies(run_dir: Path) -> dict[str, Path]:
