@@ -254,7 +254,8 @@ class CRRAFT:
                 with self._autocast():
                     logp = self.policy.sequence_logprobs(ctx[mb], rsp[mb], grad=True)  # (m,)
                 if cfg.length_normalize:
-                    lengths = torch.tensor([len(self.policy.encode_response(r)) for r in rsp[mb]], device=logp.device)
+                    lengths = torch.tensor([len(ids) for ids in self.policy.encode_responses(rsp[mb])],
+                                           device=logp.device)
                     logp = logp / lengths
                 loss = reward_weighted_sft_loss(logp, R[mb].to(logp.device), n)  # Eq. 8, this process's terms
                 self._backward(loss)

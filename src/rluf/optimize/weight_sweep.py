@@ -142,6 +142,7 @@ def sweep(
                           "given objective objects need parallel_runs = 1")
     jobs = {name: (cfg.model_copy(update={"weights": run.weights, "eval": cfg.eval.model_copy(
         update={"enabled": False})}), out_dir / name) for name, run in runs.items()}
+
     def finished(name: str, summary: dict[str, Any]) -> None:
         if on_event:
             on_event(name, f"done in {summary['wall_s']:.0f}s")
@@ -160,9 +161,10 @@ def sweep(
                     on_event(name, "running beside")
             done = {}
             for future in as_completed(futures):
-                done[futures[future]] = future.result()
-                if futures[future] != BASELINE:
-                    finished(futures[future], done[futures[future]][0])
+                name = futures[future]
+                done[name] = future.result()
+                if name != BASELINE:
+                    finished(name, done[name][0])
     else:
         done = {BASELINE: train_and_evaluate(cfg, None, world=world)}
         for name, (run_cfg, run_dir) in jobs.items():

@@ -6,8 +6,8 @@
 Every stage writes into `<run>/<stage>/` and is skipped when it already finished with the same config
 fingerprint (rluf.run.stages), so a killed run resumes at the stage in flight. With `workers` >= 2 (the
 default on a machine with two CPUs or more and no GPU), stages that do not depend on each other run side by
-side in worker processes (rluf.parallel): the safety model beside signals, curation and helpfulness; the A/B
-test beside the offline evaluation; and the sweep's runs two at a time.
+side in worker processes (rluf.parallel): signals, curation and the safety model beside the helpfulness model;
+the A/B test beside the offline evaluation; and the sweep's runs `workers` at a time.
 """
 
 from __future__ import annotations
