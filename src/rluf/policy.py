@@ -44,31 +44,43 @@ class InverseCdfDraw:
     def __init__(self, generators: list[torch.Generator] | None = None):
         self.generators = generators
 
-    def _uniforms(self, rows: int, like: torch.Tensor) -> torch.Tensor:
+    def uniforms(self, rows: int, like: torch.Tensor) -> torch.Tensor:
+        """(rows, 1) uniforms: one from each row's generator, or `rows` from the global stream."""
         if self.generators is None:
             return torch.rand(rows, 1, dtype=like.dtype, device=like.device)
         u = [torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators]
         return torch.stack(u).to(dtype=like.dtype, device=like.device)  # (B, 1)
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # HF LogitsProcessor
+    @staticmethod
+    def draw(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """(B,) tokens: the first index whose cumulative probability exceeds u (B, 1) of the total."""
         cdf = torch.softmax(scores.double(), dim=-1).cumsum(-1)  # (B, V); excluded tokens add 0
-        u = self._uniforms(cdf.shape[0], cdf) * cdf[:, -1:]  # (B, 1)
-        token = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)  # first index with cdf > u
+        return torch.searchsorted(cdf, u.to(cdf.dtype) * cdf[:, -1:], right=True).clamp_(max=cdf.shape[1] - 1)[:, 0]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:  # HF LogitsProcessor
+        token = self.draw(scores, self.uniforms(scores.shape[0], scores.double()))[:, None]  # (B, 1)
         return torch.full_like(scores, float("-inf")).scatter_(1, token, 0.0)
 
 
-def sampling_processors(sampling: Sampling, generators: list[torch.Generator] | None = None):
-    """HF's temperature, top-k and top-p warpers (in HF's order), then the draw; nothing for greedy."""
+def logit_warpers(sampling: Sampling):
+    """HF's temperature, top-k and top-p warpers, in HF's order."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    if sampling.temperature <= 0:
-        return LogitsProcessorList()
     procs = [TemperatureLogitsWarper(sampling.temperature)]
     if sampling.top_k > 0:
         procs.append(TopKLogitsWarper(sampling.top_k))
     if sampling.top_p < 1:
         procs.append(TopPLogitsWarper(sampling.top_p))
-    return LogitsProcessorList([*procs, InverseCdfDraw(generators)])
+    return LogitsProcessorList(procs)
+
+
+def sampling_processors(sampling: Sampling, generators: list[torch.Generator] | None = None):
+    """The warpers then the draw, as one HF LogitsProcessorList (for `model.generate`); nothing for greedy."""
+    from transformers import LogitsProcessorList
+
+    if sampling.temperature <= 0:
+        return LogitsProcessorList()
+    return LogitsProcessorList([*logit_warpers(sampling), InverseCdfDraw(generators)])
 
 
 def token_budget_batches(lengths: list[int], max_rows: int, new_tokens: int, budget: int | None) -> list[np.ndarray]:
@@ -134,6 +146,17 @@ def generate_sharded(policy: GenerationEngine, contexts: list[Chat], n: int, sam
     return gather_object(mine) if state.num_processes > 1 else mine
 
 
+def forward_parameters(model) -> set[str]:
+    """The names the forward of `model` takes, through peft and AdaptersOff wrappers: newer transformers name
+    the KV cache argument `cache` (`past_key_values` is deprecated there)."""
+    import inspect
+
+    model = getattr(model, "peft_model", model)  # rluf.optimize.runner.AdaptersOff
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return set(inspect.signature(type(model).forward).parameters)
+
+
 class Policy:
     def __init__(self, model, tokenizer, device: str = "auto", max_context_tokens: int = 384):
         self.device = select_device(device)
@@ -197,8 +220,7 @@ class Policy:
         self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
         generator_seed: int | None = None, return_finished: bool = False, seeds: list[int] | None = None,
     ) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
-        """Sample `n` responses per context (batched HF generate with KV cache). Returns [len(contexts)][n];
-        with `return_finished`, also a (len(contexts), n) bool array: False where a response was cut off by
+        """Sample `n` responses per context (batches of similar length; `_decode`). Returns [len(contexts)][n]; with `return_finished`, also a (len(contexts), n) bool array: False where a response was cut off by
         `max_new_tokens` before its end-of-sequence token.
 
         `seeds` (one per context) gives answer k of context i its own random stream, seeded by (seeds[i], k):
@@ -218,21 +240,10 @@ class Policy:
         for idx in token_budget_batches([len(s) for s in flat], batch_size, sampling.max_new_tokens,
                                         sampling.token_budget):
             ids, mask = self._left_pad([flat[i] for i in idx])  # (B, T)
-            gen = self.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=sampling.max_new_tokens,
-                do_sample=False,  # greedy over the processors' output: with temperature > 0 they have drawn
-                logits_processor=sampling_processors(sampling, None if row_seeds is None else [
-                    torch.Generator().manual_seed(row_seeds[i]) for i in idx]),
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id,
-                use_cache=True,
-            )
-            new = gen[:, ids.shape[1] :]  # (B, new_tokens)
+            new, ended = self._decode(ids, mask, sampling, None if row_seeds is None else [
+                torch.Generator().manual_seed(row_seeds[i]) for i in idx])  # (B, new_tokens), (B,)
             answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            ended = (new == self.tokenizer.eos_token_id).any(dim=1).tolist()
-            for i, text, end in zip(idx, answers, ended, strict=True):  # back to the callers' order
+            for i, text, end in zip(idx, answers, ended.tolist(), strict=True):  # back to the callers' order
                 texts[i], done[i] = text.strip(), end
         if was_training:
             self.model.train()
@@ -240,6 +251,64 @@ class Policy:
         if return_finished:
             return nested, np.array(done, dtype=bool).reshape(len(contexts), n)
         return nested
+
+    def _decode(self, ids: torch.Tensor, mask: torch.Tensor, sampling: Sampling,
+                generators: list[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample a left-padded batch token by token from the model's KV cache. Returns the (B, max_new_tokens)
+        new tokens (pad after a row's eos) and a (B,) bool: the row ended with eos.
+
+        The tokens `model.generate` gives with `sampling_processors` (the same forward passes, warpers and
+        uniforms), in our own loop for two reasons: rows that have ended leave the batch (answers are short:
+        most rows end long before the longest), and a step is one forward pass and a draw, without the
+        per-token machinery of `generate` that costs as much as the forward of a small model."""
+        from transformers import DynamicCache
+
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        B, max_new = ids.shape[0], sampling.max_new_tokens
+        warpers = logit_warpers(sampling) if sampling.temperature > 0 else None
+        new = torch.full((B, max_new), pad, dtype=torch.long, device=ids.device)
+        ended = torch.zeros(B, dtype=torch.bool, device=ids.device)
+        rows = torch.arange(B, device=ids.device)  # the batch's rows still in the cache
+        running = torch.ones(B, dtype=torch.bool, device=ids.device)  # of those, the ones without eos yet
+        cache = DynamicCache()
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
+        logits = self._forward(ids, mask, pos, cache, prefill=True)  # (B, V): the next token's
+        pos = pos[:, -1:]
+        for t in range(max_new):
+            scores = logits.float()
+            if warpers is None:
+                token = scores.argmax(-1)
+            else:
+                if generators is None:  # the global stream, one uniform per row of the whole batch (as generate)
+                    u = torch.rand(B, 1, dtype=torch.float64)[rows]
+                else:
+                    u = torch.stack([torch.rand(1, generator=generators[i], dtype=torch.float64)
+                                     for i in rows[running].tolist()])
+                    u = torch.zeros(len(rows), 1, dtype=torch.float64).masked_scatter_(running[:, None], u)
+                token = InverseCdfDraw.draw(warpers(None, scores), u.to(scores.device))  # (rows,)
+            token = torch.where(running, token, eos)
+            new[rows[running], t] = token[running]
+            ended[rows[running & (token == eos)]] = True
+            running &= token != eos
+            if not running.any() or t == max_new - 1:
+                break
+            if running.sum() <= 0.75 * len(rows):  # drop ended rows: the cache copy costs less than their steps
+                keep = running.nonzero()[:, 0]
+                cache.batch_select_indices(keep)
+                rows, running, token, mask, pos = rows[keep], running[keep], token[keep], mask[keep], pos[keep]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+            pos = pos + 1
+            logits = self._forward(token[:, None], mask, pos, cache)
+        return new, ended
+
+    def _forward(self, ids, mask, pos, cache, prefill: bool = False) -> torch.Tensor:
+        """The last position's logits (B, V), extending `cache`."""
+        params = forward_parameters(self.model)
+        kw = {"cache" if "cache" in params else "past_key_values": cache}
+        if prefill and "logits_to_keep" in params:
+            kw["logits_to_keep"] = 1  # the LM head on the last position only
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **kw)
+        return out.logits[:, -1]
 
     # -- log-probabilities ----------------------------------------------------------------------------
     def sequence_logprobs(

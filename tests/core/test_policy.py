@@ -74,3 +74,41 @@ def test_sampling_draws_from_the_warped_distribution():
         assert counts[~keep].sum() == 0  # tokens the warpers removed are never drawn
         assert chisquare(counts[keep], exp[keep] / exp[keep].sum() * counts.sum()).pvalue > 1e-3
     assert len(sampling_processors(Sampling(temperature=0))) == 0  # greedy: no draw at all
+
+
+def _hf_generate(p, contexts, sampling, seeds=None):
+    """The reference: transformers' own `generate` with our warpers and draw, one batch."""
+    from rluf.policy import row_seed, sampling_processors
+
+    ids, mask = p._left_pad([p.encode_context(c) for c in contexts])
+    gens = None if seeds is None else [torch.Generator().manual_seed(row_seed(s, 0)) for s in seeds]
+    out = p.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=sampling.max_new_tokens,
+                           do_sample=False, logits_processor=sampling_processors(sampling, gens),
+                           pad_token_id=p.tokenizer.pad_token_id, eos_token_id=p.tokenizer.eos_token_id)
+    new = out[:, ids.shape[1]:]
+    return ([t.strip() for t in p.tokenizer.batch_decode(new, skip_special_tokens=True)],
+            (new == p.tokenizer.eos_token_id).any(1).tolist())
+
+
+def test_own_decode_loop_gives_the_tokens_of_transformers_generate():
+    # rluf samples in its own loop (rows that end leave the batch); it must draw exactly what HF's generate draws
+    p = _policy()
+    with torch.no_grad():  # a large eos embedding: rows end at scattered steps, so the batch really shrinks
+        p.model.get_input_embeddings().weight[p.tokenizer.eos_token_id] *= 12
+        for layer in p.model.model.layers:  # sharp attention: a wrong position or mask changes the tokens
+            layer.self_attn.q_proj.weight *= 8
+            layer.self_attn.k_proj.weight *= 8
+    ctx = [[{"role": "user", "content": "What is the capital? " * (i + 1)}] for i in range(12)]  # sorted by length
+    ends = []
+    for sampling, seeds, global_seed in ((Sampling(max_new_tokens=24), list(range(12)), None),
+                                         (Sampling(max_new_tokens=24, temperature=0.8, top_k=20, top_p=0.9), None, 5),
+                                         (Sampling(max_new_tokens=24, temperature=0.0), None, None)):
+        if global_seed is not None:
+            torch.manual_seed(global_seed)
+        expected, expected_ended = _hf_generate(p, ctx, sampling, seeds)
+        ours, ended = p.generate(ctx, n=1, sampling=sampling, batch_size=12, return_finished=True, seeds=seeds,
+                                 generator_seed=global_seed)
+        assert [o[0] for o in ours] == expected
+        assert ended[:, 0].tolist() == expected_ended
+        ends.append(sum(expected_ended))
+    assert any(0 < e < len(ctx) for e in ends)  # some rows ended early, some ran to the limit
