@@ -220,7 +220,8 @@ class Policy:
         self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
         generator_seed: int | None = None, return_finished: bool = False, seeds: list[int] | None = None,
     ) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
-        """Sample `n` responses per context (batches of similar length; `_decode`). Returns [len(contexts)][n]; with `return_finished`, also a (len(contexts), n) bool array: False where a response was cut off by
+        """Sample `n` responses per context (batches of similar length; `_decode`). Returns [len(contexts)][n];
+        with `return_finished`, also a (len(contexts), n) bool array: False where a response was cut off by
         `max_new_tokens` before its end-of-sequence token.
 
         `seeds` (one per context) gives answer k of context i its own random stream, seeded by (seeds[i], k):
