@@ -240,9 +240,12 @@ class Policy:
         # every generated token (long multi-turn contexts next to one-line questions).
         for idx in token_budget_batches([len(s) for s in flat], batch_size, sampling.max_new_tokens,
                                         sampling.token_budget):
-            ids, mask = self._left_pad([flat[i] for i in idx])  # (B, T)
+            # the n copies of a context share one prefill: the batch's distinct contexts, and each row's one
+            distinct: dict[tuple[int, ...], int] = {}
+            copy_of = torch.tensor([distinct.setdefault(tuple(flat[i]), len(distinct)) for i in idx])  # (B,)
+            ids, mask = self._left_pad([list(c) for c in distinct])  # (distinct, T)
             new, ended = self._decode(ids, mask, sampling, None if row_seeds is None else [
-                torch.Generator().manual_seed(row_seeds[i]) for i in idx])  # (B, new_tokens), (B,)
+                torch.Generator().manual_seed(row_seeds[i]) for i in idx], copy_of.to(self.device))  # (B, new), (B,)
             answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             for i, text, end in zip(idx, answers, ended.tolist(), strict=True):  # back to the callers' order
                 texts[i], done[i] = text.strip(), end
@@ -254,9 +257,10 @@ class Policy:
         return nested
 
     def _decode(self, ids: torch.Tensor, mask: torch.Tensor, sampling: Sampling,
-                generators: list[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample a left-padded batch token by token from the model's KV cache. Returns the (B, max_new_tokens)
-        new tokens (pad after a row's eos) and a (B,) bool: the row ended with eos.
+                generators: list[torch.Generator] | None, copy_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample a batch token by token from the model's KV cache: row b continues the left-padded context
+        `ids[copy_of[b]]` (each context's prefill is computed once). Returns the (B, max_new_tokens) new tokens
+        (pad after a row's eos) and a (B,) bool: the row ended with eos.
 
         The tokens `model.generate` gives with `sampling_processors` (the same forward passes, warpers and
         uniforms), in our own loop for two reasons: rows that have ended leave the batch (answers are short:
@@ -265,7 +269,7 @@ class Policy:
         from transformers import DynamicCache
 
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
-        B, max_new = ids.shape[0], sampling.max_new_tokens
+        B, max_new = len(copy_of), sampling.max_new_tokens
         warpers = logit_warpers(sampling) if sampling.temperature > 0 else None
         new = torch.full((B, max_new), pad, dtype=torch.long, device=ids.device)
         ended = torch.zeros(B, dtype=torch.bool, device=ids.device)
@@ -273,8 +277,9 @@ class Policy:
         running = torch.ones(B, dtype=torch.bool, device=ids.device)  # of those, the ones without eos yet
         cache = DynamicCache()
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
-        logits = self._forward(ids, mask, pos, cache, prefill=True)  # (B, V): the next token's
-        pos = pos[:, -1:]
+        logits = self._forward(ids, mask, pos, cache, prefill=True)  # (distinct, V): the next token's
+        cache.batch_select_indices(copy_of)  # one row per answer from here on
+        logits, mask, pos = logits[copy_of], mask[copy_of], pos[copy_of, -1:]
         for t in range(max_new):
             scores = logits.float()
             if warpers is None:

@@ -76,12 +76,12 @@ def test_sampling_draws_from_the_warped_distribution():
     assert len(sampling_processors(Sampling(temperature=0))) == 0  # greedy: no draw at all
 
 
-def _hf_generate(p, contexts, sampling, seeds=None):
-    """The reference: transformers' own `generate` with our warpers and draw, one batch."""
+def _hf_generate(p, contexts, sampling, seeds=None, n=1):
+    """The reference: transformers' own `generate` with our warpers and draw, one batch of n copies a context."""
     from rluf.policy import row_seed, sampling_processors
 
-    ids, mask = p._left_pad([p.encode_context(c) for c in contexts])
-    gens = None if seeds is None else [torch.Generator().manual_seed(row_seed(s, 0)) for s in seeds]
+    ids, mask = p._left_pad([p.encode_context(c) for c in contexts for _ in range(n)])
+    gens = None if seeds is None else [torch.Generator().manual_seed(row_seed(s, k)) for s in seeds for k in range(n)]
     out = p.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=sampling.max_new_tokens,
                            do_sample=False, logits_processor=sampling_processors(sampling, gens),
                            pad_token_id=p.tokenizer.pad_token_id, eos_token_id=p.tokenizer.eos_token_id)
@@ -100,15 +100,15 @@ def test_own_decode_loop_gives_the_tokens_of_transformers_generate():
             layer.self_attn.k_proj.weight *= 8
     ctx = [[{"role": "user", "content": "What is the capital? " * (i + 1)}] for i in range(12)]  # sorted by length
     ends = []
-    for sampling, seeds, global_seed in ((Sampling(max_new_tokens=24), list(range(12)), None),
-                                         (Sampling(max_new_tokens=24, temperature=0.8, top_k=20, top_p=0.9), None, 5),
-                                         (Sampling(max_new_tokens=24, temperature=0.0), None, None)):
+    nucleus, greedy = Sampling(max_new_tokens=24, temperature=0.8, top_k=20, top_p=0.9), Sampling(24, temperature=0)
+    for sampling, seeds, global_seed, n in ((Sampling(max_new_tokens=24), list(range(12)), None, 2),  # shared prefill
+                                            (nucleus, None, 5, 1), (greedy, None, None, 1)):
         if global_seed is not None:
             torch.manual_seed(global_seed)
-        expected, expected_ended = _hf_generate(p, ctx, sampling, seeds)
-        ours, ended = p.generate(ctx, n=1, sampling=sampling, batch_size=12, return_finished=True, seeds=seeds,
+        expected, expected_ended = _hf_generate(p, ctx, sampling, seeds, n)
+        ours, ended = p.generate(ctx, n=n, sampling=sampling, batch_size=24, return_finished=True, seeds=seeds,
                                  generator_seed=global_seed)
-        assert [o[0] for o in ours] == expected
-        assert ended[:, 0].tolist() == expected_ended
-        ends.append(sum(expected_ended))
-    assert any(0 < e < len(ctx) for e in ends)  # some rows ended early, some ran to the limit
+        assert [a for o in ours for a in o] == expected
+        assert ended.ravel().tolist() == expected_ended
+        ends.append(sum(expected_ended) / len(expected_ended))
+    assert any(0 < e < 1 for e in ends)  # some rows ended early, some ran to the limit
