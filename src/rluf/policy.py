@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from rluf.parallel import claim_free_cores
 from rluf.utils import chat_key, length_batches, select_device
 
 ENCODED_CONTEXTS_KEPT = 200_000  # Policy's cache of encoded contexts (a few MB of token ids)
@@ -240,6 +241,7 @@ class Policy:
         # every generated token (long multi-turn contexts next to one-line questions).
         for idx in token_budget_batches([len(s) for s in flat], batch_size, sampling.max_new_tokens,
                                         sampling.token_budget):
+            claim_free_cores()
             # the n copies of a context share one prefill: the batch's distinct contexts, and each row's one
             distinct: dict[tuple[int, ...], int] = {}
             copy_of = torch.tensor([distinct.setdefault(tuple(flat[i]), len(distinct)) for i in idx])  # (B,)

@@ -34,3 +34,35 @@ def test_a_jobs_error_reaches_the_caller_with_its_message():
         Workers(0)
     with pytest.raises(RuntimeError, match="outside"):
         Workers(1).submit(_fails, "x")
+
+
+def _sleep(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_the_main_process_takes_its_threads_back_once_the_workers_are_done(monkeypatch):
+    import time
+
+    from rluf import parallel
+
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 2)  # two CPUs: one for the worker, one for us
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with Workers(1, threads=1) as pool:
+            assert torch.get_num_threads() == 1
+            job = pool.submit(_sleep, 1.0)
+            parallel.claim_free_cores()
+            assert torch.get_num_threads() == 1  # the worker still runs: we keep to our share
+            job.result()
+            deadline = time.time() + 10  # the pool's bookkeeping runs just after result() returns
+            while not pool.idle() and time.time() < deadline:
+                time.sleep(0.01)
+            parallel.claim_free_cores()
+            assert torch.get_num_threads() == 2
+        assert parallel._open_pools == []
+    finally:
+        torch.set_num_threads(before)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rluf.errors import DataError, ModelFolderError
+from rluf.parallel import claim_free_cores
 from rluf.rewards.backbone import check_scalar_head
 from rluf.rewards.calibration import apply_calibration, prior_shift
 from rluf.rewards.data import Chat, Encoder
@@ -102,6 +103,7 @@ class Scorer:
         out = np.zeros(len(seqs), dtype=np.float64)
         pad = self.tokenizer.pad_token_id
         for idx in length_batches([len(s) for s in seqs], batch_size):
+            claim_free_cores()
             ids, mask = pad_right([seqs[i] for i in idx], pad)  # (B, T)
             logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits  # (B, 1)
             out[idx] = logits[:, 0].float().cpu().numpy()
