@@ -1,8 +1,8 @@
 """Speed levers of the loop, each measured alone on the default run's own models (a finished `rluf run` folder):
 reward-model training steps and policy sampling, with 1 or 2 threads, fp32 or bf16 autocast, one process or
-two side by side.
+two side by side, and sampling with transformers' `generate` (what rluf used before its own decode loop).
 
-    python benchmarks/levers.py --run runs/default [--steps 30] [--write]
+    python benchmarks/levers.py --run runs/default [--steps 30] [--only sample] [--write]
 
 Each setting runs in a fresh process (`python -c`), so thread counts and imports do not leak between them.
 "2 processes" runs the same workload in two processes at once with one thread each and reports the time per
@@ -68,6 +68,17 @@ if dtype == "bf16":
     policy.model.to(torch.bfloat16)
 if dtype == "int8":
     policy.model = torch.ao.quantization.quantize_dynamic(policy.model, {torch.nn.Linear}, dtype=torch.qint8)
+if dtype == "hf_generate":  # the same batches and draws through transformers' generate (the same tokens)
+    from rluf.policy import sampling_processors
+    eos = policy.tokenizer.eos_token_id
+    def decode(ids, mask, sampling, generators, copy_of):
+        ids, mask = ids[copy_of], mask[copy_of]
+        out = policy.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=sampling.max_new_tokens,
+                                    do_sample=False, logits_processor=sampling_processors(sampling, generators),
+                                    pad_token_id=policy.tokenizer.pad_token_id, eos_token_id=eos)
+        new = out[:, ids.shape[1]:]
+        return new, (new == eos).any(1)
+    policy._decode = decode
 ctx = [it["prompt"] for it in world.eval_set("deployment")[: 8 * (steps + 1)]]
 s = Sampling(max_new_tokens=48)
 policy.generate(ctx[:8], n=8, sampling=s, seeds=list(range(8)))
@@ -92,11 +103,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a finished `rluf run` folder (its simulate/ is used)")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--write", action="store_true", help="write benchmarks/results/levers.json")
+    ap.add_argument("--only", choices=["train", "sample"], default=None)
+    ap.add_argument("--write", action="store_true", help="write benchmarks/results/levers.json (other keys kept)")
     a = ap.parse_args()
     settings = [("fp32", 2, 1), ("fp32", 1, 1), ("fp32", 1, 2), ("bf16", 2, 1), ("bf16", 1, 2)]
     results = {"load_avg_at_start": os.getloadavg(), "cpus": os.cpu_count(), "steps": a.steps}
-    for name, code, extra in (("reward_train_step_s", TRAIN, []), ("sample_batch_s", SAMPLE, [("int8", 2, 1)])):
+    sample_extra = [("int8", 2, 1), ("hf_generate", 2, 1), ("hf_generate", 1, 1), ("hf_generate", 1, 2)]
+    for name, code, extra in (("reward_train_step_s", TRAIN, []), ("sample_batch_s", SAMPLE, sample_extra)):
+        if a.only and not name.startswith({"train": "reward", "sample": "sample"}[a.only]):
+            continue
         results[name] = {}
         for dtype, threads, processes in settings + extra:
             key = f"{dtype}, {threads} thread{'s' * (threads > 1)}, {processes} process{'es' * (processes > 1)}"
@@ -106,7 +121,8 @@ def main() -> None:
     print(json.dumps(results, indent=1))
     if a.write:
         out = ROOT / "benchmarks" / "results" / "levers.json"
-        out.write_text(json.dumps(results, indent=1) + "\n")
+        kept = json.loads(out.read_text()) if out.is_file() and a.only else {}
+        out.write_text(json.dumps({**kept, **results}, indent=1) + "\n")
         print(f"wrote {out}")
 
 
