@@ -9,11 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
 import rluf
 from rluf.errors import ConfigError
-from rluf.parallel import claim_free_cores
 from rluf.rewards.backbone import unwrap_lora, wrap_lora
 from rluf.rewards.config import RewardConfig
 from rluf.rewards.hf_trainer import training_args
@@ -21,13 +18,6 @@ from rluf.rewards.scorer import META_FILE
 from rluf.utils import JsonlLogger, write_json
 
 log = logging.getLogger(__name__)
-
-
-class ClaimFreeCores(TrainerCallback):
-    """Training beside another stage takes the whole machine back when that stage is done (rluf.parallel)."""
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        claim_free_cores()
 
 
 def fit(trainer_cls, model, cfg: RewardConfig, dataset, collator, out: Path, device: str,
@@ -39,8 +29,7 @@ def fit(trainer_cls, model, cfg: RewardConfig, dataset, collator, out: Path, dev
     model = wrap_lora(model, cfg.model)
     args = training_args(cfg.train, out, device, progress)
     checkpoint = last_checkpoint(out) if resume else None
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                          callbacks=[ClaimFreeCores()])
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator)
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
