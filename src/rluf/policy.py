@@ -106,9 +106,10 @@ def row_seed(*key: int) -> int:
 
 @runtime_checkable
 class GenerationEngine(Protocol):
-    """The seam through which CRRAFT, `rluf evaluate` and the simulator's evaluation generate. `Policy` (Hugging
-    Face `generate` with KV cache) is the engine rluf tests; a faster one (vLLM) would implement this method and
-    receive the trained weights after each optimizer step (docs/crraft.md, "Generation engines").
+    """The seam through which CRRAFT, `rluf evaluate` and the simulator's evaluation generate. `Policy` (a Hugging
+    Face model's forward and KV cache in rluf's decode loop) is the engine rluf tests; a faster one (vLLM) would
+    implement this method and receive the trained weights after each optimizer step (docs/crraft.md, "Generation
+    engines").
 
     Returns [len(contexts)][n] answers (with `return_finished`, also a (len(contexts), n) bool array);
     `seeds`, one per context, make answer k to context i a function of (seeds[i], k) alone."""
@@ -279,7 +280,8 @@ class Policy:
         running = torch.ones(B, dtype=torch.bool, device=ids.device)  # of those, the ones without eos yet
         cache = DynamicCache()
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
-        logits = self._forward(ids, mask, pos, cache, prefill=True)  # (distinct, V): the next token's
+        params = forward_parameters(self.model)
+        logits = self._forward(ids, mask, pos, cache, params, prefill=True)  # (distinct, V): the next token's
         cache.batch_select_indices(copy_of)  # one row per answer from here on
         logits, mask, pos = logits[copy_of], mask[copy_of], pos[copy_of, -1:]
         for t in range(max_new):
@@ -306,12 +308,11 @@ class Policy:
                 rows, running, token, mask, pos = rows[keep], running[keep], token[keep], mask[keep], pos[keep]
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             pos = pos + 1
-            logits = self._forward(token[:, None], mask, pos, cache)
+            logits = self._forward(token[:, None], mask, pos, cache, params)
         return new, ended
 
-    def _forward(self, ids, mask, pos, cache, prefill: bool = False) -> torch.Tensor:
-        """The last position's logits (B, V), extending `cache`."""
-        params = forward_parameters(self.model)
+    def _forward(self, ids, mask, pos, cache, params: set[str], prefill: bool = False) -> torch.Tensor:
+        """The last position's logits (B, V), extending `cache`; `params`: the model's forward_parameters."""
         kw = {"cache" if "cache" in params else "past_key_values": cache}
         if prefill and "logits_to_keep" in params:
             kw["logits_to_keep"] = 1  # the LM head on the last position only
