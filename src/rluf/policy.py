@@ -290,12 +290,13 @@ class Policy:
                 token = scores.argmax(-1)
             else:
                 if generators is None:  # the global stream, one uniform per row of the whole batch (as generate)
-                    u = torch.rand(B, 1, dtype=torch.float64)[rows]
-                else:
-                    u = torch.stack([torch.rand(1, generator=generators[i], dtype=torch.float64)
-                                     for i in rows[running].tolist()])
-                    u = torch.zeros(len(rows), 1, dtype=torch.float64).masked_scatter_(running[:, None], u)
-                token = InverseCdfDraw.draw(warpers(None, scores), u.to(scores.device))  # (rows,)
+                    u = torch.rand(B, 1, dtype=torch.float64, device=scores.device)[rows]
+                else:  # each running row's own (CPU) generator
+                    drawn = torch.stack([torch.rand(1, generator=generators[i], dtype=torch.float64)
+                                         for i in rows[running].tolist()]).to(scores.device)
+                    u = torch.zeros(len(rows), 1, dtype=torch.float64, device=scores.device)
+                    u = u.masked_scatter_(running[:, None], drawn)
+                token = InverseCdfDraw.draw(warpers(None, scores), u)  # (rows,)
             token = torch.where(running, token, eos)
             new[rows[running], t] = token[running]
             ended[rows[running & (token == eos)]] = True
