@@ -37,8 +37,9 @@ def timed_run(args: list[str], run_dir: Path, reuse: bool = False) -> tuple[floa
     """(seconds, peak RSS MB) of `rluf run ARGS --out RUN_DIR` in a fresh directory; with `reuse`, a finished
     run already there is not run again: its seconds are the ones `rluf run` recorded (run.json's wall_s)."""
     done = run_dir / "run.json"
-    if reuse and done.is_file() and "wall_s" in json.loads(done.read_text()):
-        return json.loads(done.read_text())["wall_s"], None
+    recorded = json.loads(done.read_text()).get("wall_s") if reuse and done.is_file() else None
+    if recorded is not None:
+        return recorded, None
     if run_dir.exists():
         shutil.rmtree(run_dir)
     t0 = time.time()

@@ -275,7 +275,6 @@ class Policy:
         B, max_new = len(copy_of), sampling.max_new_tokens
         warpers = logit_warpers(sampling) if sampling.temperature > 0 else None
         new = torch.full((B, max_new), pad, dtype=torch.long, device=ids.device)
-        ended = torch.zeros(B, dtype=torch.bool, device=ids.device)
         rows = torch.arange(B, device=ids.device)  # the batch's rows still in the cache
         running = torch.ones(B, dtype=torch.bool, device=ids.device)  # of those, the ones without eos yet
         cache = DynamicCache()
@@ -299,7 +298,6 @@ class Policy:
                 token = InverseCdfDraw.draw(warpers(None, scores), u)  # (rows,)
             token = torch.where(running, token, eos)
             new[rows[running], t] = token[running]
-            ended[rows[running & (token == eos)]] = True
             running &= token != eos
             if not running.any() or t == max_new - 1:
                 break
@@ -310,6 +308,8 @@ class Policy:
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             pos = pos + 1
             logits = self._forward(token[:, None], mask, pos, cache, params)
+        ended = torch.ones(B, dtype=torch.bool, device=ids.device)  # a row leaves `running` only at its eos
+        ended[rows[running]] = False
         return new, ended
 
     def _forward(self, ids, mask, pos, cache, params: set[str], prefill: bool = False) -> torch.Tensor:
