@@ -13,11 +13,10 @@ depend on each other side by side, and `rluf sweep --parallel-runs` trains weigh
 Workers are spawned (a fresh interpreter, never a fork of a process holding torch threads); a job's
 exception is raised again by `result()`. Each worker runs `cpus // workers` torch threads (at least one);
 while a pool is open this process runs the threads the workers leave, and takes its own back when the workers
-have finished every job and the process calls `claim_free_cores()` (between generation and scoring batches):
-an evaluation that outlasts the stage beside it does not finish on half the machine. Not between training
-steps: a step's gradients differ in the last bits with the thread count, so a switch at a moment set by the
-wall clock would make the trained weights depend on timing (generation and scoring give the same bits on 1
-and 2 threads).
+have finished every job and the process calls `claim_free_cores()` (between training steps, generation and
+scoring batches): a stage that outlasts the ones beside it does not finish on half the machine. Switching
+threads mid-training leaves the weights as they would be on a fixed count: MKL runs in its strict
+reproducible mode (rluf/__init__.py), so every training op gives the same bits on 1 and 2 threads.
 """
 
 from __future__ import annotations

@@ -62,3 +62,41 @@ def test_environment_overrides(monkeypatch):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def _train_steps(thread_counts: list[int]) -> bytes:
+    """A Llama reward model of the default run's width, one AdamW step per entry of `thread_counts`, each on
+    that many threads; returns its weights' bytes."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        num_labels=1, pad_token_id=0))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    data = torch.Generator().manual_seed(1)
+    before = torch.get_num_threads()
+    try:
+        for n in thread_counts:
+            torch.set_num_threads(n)
+            ids = torch.randint(1, 512, (64, 64), generator=data)
+            r = model(input_ids=ids).logits[:, 0]
+            loss = -torch.nn.functional.logsigmoid(r[:32] - r[32:]).mean()  # Bradley-Terry
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(before)
+    return b"".join(p.detach().numpy().tobytes() for p in model.parameters())
+
+
+def test_training_gives_the_same_weights_on_any_thread_count():
+    # rluf sets MKL's strict reproducible mode on import: a stage may take a second core mid-training
+    # (rluf.parallel.claim_free_cores) and a run repeats exactly on a busier or quieter machine.
+    import rluf  # noqa: F401
+
+    assert os.environ["MKL_CBWR"] == "AUTO,STRICT"
+    one = _train_steps([1, 1, 1, 1])
+    assert _train_steps([2, 2, 2, 2]) == one
+    assert _train_steps([1, 1, 2, 2]) == one

@@ -13,7 +13,7 @@ import rluf
 from rluf.errors import ConfigError
 from rluf.rewards.backbone import unwrap_lora, wrap_lora
 from rluf.rewards.config import RewardConfig
-from rluf.rewards.hf_trainer import training_args
+from rluf.rewards.hf_trainer import ClaimFreeCores, training_args
 from rluf.rewards.scorer import META_FILE
 from rluf.utils import JsonlLogger, write_json
 
@@ -29,7 +29,8 @@ def fit(trainer_cls, model, cfg: RewardConfig, dataset, collator, out: Path, dev
     model = wrap_lora(model, cfg.model)
     args = training_args(cfg.train, out, device, progress)
     checkpoint = last_checkpoint(out) if resume else None
-    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                          callbacks=[ClaimFreeCores()])
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0

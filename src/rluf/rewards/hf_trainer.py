@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from rluf.errors import ConfigError
+from rluf.parallel import claim_free_cores
 from rluf.rewards.config import TrainSection
 from rluf.rewards.losses import bradley_terry_loss, love_bce_loss
 from rluf.rewards.scorer import pad_right
@@ -103,6 +104,15 @@ class PairCollator:
         seqs = [r["chosen_ids"] for r in rows] + [r["rejected_ids"] for r in rows]
         ids, mask = pad_right(seqs, self.pad_id)  # (2B, T)
         return {"input_ids": ids, "attention_mask": mask}
+
+
+class ClaimFreeCores(TrainerCallback):
+    """Before each step: take back the cores of workers that have finished (rluf.parallel.claim_free_cores), so
+    the helpfulness model trains on both cores once the stages beside it are done. The weights do not depend on
+    when that happens: training gives the same bits on any thread count (rluf/__init__.py)."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        claim_free_cores()
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
