@@ -33,19 +33,23 @@ def stage_seconds(run_dir: Path) -> dict[str, float]:
     return {k: v["wall_s"] for k, v in run.items() if isinstance(v, dict) and "wall_s" in v}
 
 
-def timed_run(args: list[str], run_dir: Path, reuse: bool = False) -> tuple[float, float | None]:
-    """(seconds, peak RSS MB) of `rluf run ARGS --out RUN_DIR` in a fresh directory; with `reuse`, a finished
-    run already there is not run again: its seconds are the ones `rluf run` recorded (run.json's wall_s)."""
+def timed_run(args: list[str], run_dir: Path, reuse: bool = False) -> tuple[float, float | None, float | None]:
+    """(seconds, peak RSS MB, CPU seconds) of `rluf run ARGS --out RUN_DIR` in a fresh directory. The CPU
+    seconds are user + system time of the run and every worker process it spawned: on a machine with C cores
+    a run cannot take less than cpu_s / C seconds. With `reuse`, a finished run already there is not run
+    again: its seconds are the ones `rluf run` recorded (run.json's wall_s)."""
     done = run_dir / "run.json"
     recorded = json.loads(done.read_text()).get("wall_s") if reuse and done.is_file() else None
     if recorded is not None:
-        return recorded, None
+        return recorded, None, None
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "rluf", "run", *args, "--out", str(run_dir)], check=True)
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return time.time() - t0, peak_mb
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return time.time() - t0, after.ru_maxrss / 1024, cpu_s
 
 
 def headline(run_dir: Path) -> dict:
@@ -80,8 +84,8 @@ def default_runs(seeds: list[int], extra: list[str], work: Path, reuse: bool = F
     per_seed = {}
     for seed in seeds:
         run_dir = work / f"default_seed{seed}"
-        run_s, peak = timed_run(["--seed", str(seed), *extra], run_dir, reuse)
-        per_seed[str(seed)] = {"run_s": run_s, "peak_rss_mb": peak, "stage_s": stage_seconds(run_dir),
+        run_s, peak, cpu_s = timed_run(["--seed", str(seed), *extra], run_dir, reuse)
+        per_seed[str(seed)] = {"run_s": run_s, "peak_rss_mb": peak, "cpu_s": cpu_s, "stage_s": stage_seconds(run_dir),
                                **headline(run_dir)}
         per_seed[str(seed)]["sweep_love_0.1_lift"] = per_seed[str(seed)]["sweep_love_0.1"].get("love_lift")
         print(json.dumps({seed: {k: per_seed[str(seed)][k] for k in ("run_s", "stage_s", *FIGURES)}}, default=str),
@@ -109,7 +113,7 @@ def main() -> None:
     out: dict = json.loads(results.read_text()) if results.is_file() else {}  # --only keeps the other run's keys
     load_at_start = os.getloadavg()
     if a.only in (None, "quick"):
-        out["quick_s"], out["quick_peak_rss_mb"] = timed_run(["--quick"], a.work / "quick")
+        out["quick_s"], out["quick_peak_rss_mb"], out["quick_cpu_s"] = timed_run(["--quick"], a.work / "quick")
         out["quick"] = headline(a.work / "quick")
     if a.only in (None, "default"):
         runs = default_runs(seeds, extra, a.work, a.reuse)
