@@ -97,3 +97,14 @@ def configure_threads() -> int:
                 threads, cpus, busy)
     torch.set_num_threads(threads)
     return threads
+
+
+def training_is_thread_independent() -> bool:
+    """Whether training gives the same bits on any thread count here: torch runs its matrix products in MKL and
+    MKL is in its strict reproducible mode (`MKL_CBWR=...,STRICT`, which rluf/__init__.py sets unless the user
+    set another value). Elsewhere (another BLAS, or MKL_CBWR without STRICT) a training stage keeps its thread
+    count to its end."""
+    import torch
+
+    return torch.backends.mkl.is_available() and "STRICT" in os.environ.get("MKL_CBWR", "").upper()
+

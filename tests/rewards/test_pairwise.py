@@ -42,3 +42,52 @@ def test_love_objective_needs_train_love(tmp_path, bt_run):
 
     with pytest.raises(DataError, match="train_pairwise got objective = 'love'"):
         train_pairwise(bt_run["pairs"], tmp_path / "m", tiny_config("love"))
+
+
+def test_training_takes_the_cores_of_finished_workers_with_the_same_weights(tmp_path, monkeypatch):
+    """`rluf run` trains the helpfulness model while a worker runs other stages beside it; once the worker is
+    done, training goes on with this process's full thread count (rluf.parallel.claim_free_cores), and the
+    weights are those of a run on a fixed thread count."""
+    import torch
+
+    from rluf import parallel
+    from rluf.parallel import Workers
+    from rluf.rewards import hf_trainer
+
+    from .conftest import make_pairs, one_thread
+
+    pairs = make_pairs(tmp_path / "pairs.parquet", n=120)
+    cfg = tiny_config("helpfulness", epochs=1)
+    with one_thread():
+        train_reward("helpfulness", pairs, tmp_path / "fixed", cfg)
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 2)
+    threads_per_step = []
+    loss = hf_trainer.bradley_terry_loss
+
+    def recording_loss(*args):
+        threads_per_step.append(torch.get_num_threads())
+        return loss(*args)
+
+    monkeypatch.setattr(hf_trainer, "bradley_terry_loss", recording_loss)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with Workers(1, threads=1):  # no job: the worker is done before training starts
+            assert torch.get_num_threads() == 1
+            train_reward("helpfulness", pairs, tmp_path / "claimed", cfg)
+    finally:
+        torch.set_num_threads(before)
+    assert threads_per_step and set(threads_per_step) == {2}  # taken back before the first training step
+    fixed, claimed = (tmp_path / d / "model.safetensors" for d in ("fixed", "claimed"))
+    assert fixed.read_bytes() == claimed.read_bytes()
+
+    # MKL_CBWR without STRICT (a user's own value): bits would depend on the thread count, so training keeps it
+    monkeypatch.setenv("MKL_CBWR", "AUTO")
+    threads_per_step.clear()
+    torch.set_num_threads(2)
+    try:
+        with Workers(1, threads=1):
+            train_reward("helpfulness", pairs, tmp_path / "kept", cfg)
+    finally:
+        torch.set_num_threads(before)
+    assert threads_per_step and set(threads_per_step) == {1}

@@ -19,6 +19,7 @@ from rluf.parallel import claim_free_cores
 from rluf.rewards.config import TrainSection
 from rluf.rewards.losses import bradley_terry_loss, love_bce_loss
 from rluf.rewards.scorer import pad_right
+from rluf.threads import training_is_thread_independent
 
 
 def training_args(cfg: TrainSection, out: Path, device: str, progress: bool) -> TrainingArguments:
@@ -109,10 +110,15 @@ class PairCollator:
 class ClaimFreeCores(TrainerCallback):
     """Before each step: take back the cores of workers that have finished (rluf.parallel.claim_free_cores), so
     the helpfulness model trains on both cores once the stages beside it are done. The weights do not depend on
-    when that happens: training gives the same bits on any thread count (rluf/__init__.py)."""
+    when that happens where training gives the same bits on any thread count (MKL's strict mode,
+    rluf/__init__.py); where it does not, training keeps its thread count."""
+
+    def __init__(self):
+        self.enabled = training_is_thread_independent()
 
     def on_step_begin(self, args, state, control, **kwargs):
-        claim_free_cores()
+        if self.enabled:
+            claim_free_cores()
 
 
 class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
