@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -48,8 +47,9 @@ def true_features(world, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def last_hidden(folder: Path, df: pd.DataFrame, max_length: int) -> np.ndarray:
-    """The reward model's last hidden state at each row's last token (standardised), as its head reads it."""
+def last_hidden(folder: Path, frames: list[pd.DataFrame], max_length: int) -> list[np.ndarray]:
+    """The reward model's last hidden state at each row's last token, as its head reads it, for each frame;
+    standardised with each frame's own mean and spread."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -58,16 +58,19 @@ def last_hidden(folder: Path, df: pd.DataFrame, max_length: int) -> np.ndarray:
 
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    ids = Encoder(tok, max_length).encode_many([[dict(m) for m in p] for p in df.prompt],
-                                               [c[0]["content"] for c in df.completion])
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(ids), 256):
-            x, mask = pad_right(ids[i:i + 256], tok.pad_token_id)
-            h = model.model(input_ids=x, attention_mask=mask).last_hidden_state  # (B, T, d)
-            out.append(h[torch.arange(len(x)), mask.sum(1) - 1].numpy())
-    H = np.concatenate(out)
-    return (H - H.mean(0)) / (H.std(0) + 1e-6)
+    encoder = Encoder(tok, max_length)
+    result = []
+    for df in frames:
+        ids = encoder.encode_many([[dict(m) for m in p] for p in df.prompt], [c[0]["content"] for c in df.completion])
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(ids), 256):
+                x, mask = pad_right(ids[i:i + 256], tok.pad_token_id)
+                h = model.model(input_ids=x, attention_mask=mask).last_hidden_state  # (B, T, d)
+                out.append(h[torch.arange(len(x)), mask.sum(1) - 1].numpy())
+        H = np.concatenate(out)
+        result.append((H - H.mean(0)) / (H.std(0) + 1e-6))
+    return result
 
 
 def segment_slopes(F: pd.DataFrame, target: np.ndarray) -> dict[str, dict[str, float]]:
@@ -97,6 +100,7 @@ def main() -> None:
     from rluf.rewards.hf_trainer import class_normalised_weights
     from rluf.rewards.metrics import expected_metrics
     from rluf.sim.world import World
+    from rluf.threads import available_cpus
     from rluf.utils import read_json
 
     t0 = time.time()
@@ -132,17 +136,16 @@ def main() -> None:
     res["hidden_state"] = {}
     half = len(test) // 2
     for name in ("reward_love", "reward_helpfulness"):
-        H_test = last_hidden(run / name, test, max_length)
+        H_test, H_train = last_hidden(run / name, [test, train], max_length)
         readout = {}
         for f in SHOWN:  # fit on the first half of the test rows, score the second
             probe = LogisticRegression(C=0.1, max_iter=3000).fit(H_test[:half], F_test[f][:half])
             readout[f] = round(float(roc_auc_score(F_test[f][half:], probe.decision_function(H_test[half:]))), 3)
-        H_train = last_hidden(run / name, train, max_length)
         love = LogisticRegression(C=0.003, max_iter=3000).fit(H_train, y, sample_weight=w)
         res["hidden_state"][name] = {"feature_readout_auroc": readout,
                                      "love_probe_auroc": expected_auroc(love.decision_function(H_test))}
     res["seconds"] = round(time.time() - t0, 1)
-    res["machine"] = {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+    res["machine"] = {"cpus": available_cpus(), "python": platform.python_version()}
     print(json.dumps(res, indent=1))
     if args.write:
         from rluf.utils import write_json

@@ -107,4 +107,3 @@ def training_is_thread_independent() -> bool:
     import torch
 
     return torch.backends.mkl.is_available() and "STRICT" in os.environ.get("MKL_CBWR", "").upper()
-

@@ -69,25 +69,24 @@ def test_training_takes_the_cores_of_finished_workers_with_the_same_weights(tmp_
         return loss(*args)
 
     monkeypatch.setattr(hf_trainer, "bradley_terry_loss", recording_loss)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with Workers(1, threads=1):  # no job: the worker is done before training starts
-            assert torch.get_num_threads() == 1
-            train_reward("helpfulness", pairs, tmp_path / "claimed", cfg)
-    finally:
-        torch.set_num_threads(before)
+
+    def train_beside_an_idle_worker(out):
+        threads_per_step.clear()
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            with Workers(1, threads=1):  # no job: the worker is done before training starts
+                assert torch.get_num_threads() == 1
+                train_reward("helpfulness", pairs, tmp_path / out, cfg)
+        finally:
+            torch.set_num_threads(before)
+
+    train_beside_an_idle_worker("claimed")
     assert threads_per_step and set(threads_per_step) == {2}  # taken back before the first training step
     fixed, claimed = (tmp_path / d / "model.safetensors" for d in ("fixed", "claimed"))
     assert fixed.read_bytes() == claimed.read_bytes()
 
     # MKL_CBWR without STRICT (a user's own value): bits would depend on the thread count, so training keeps it
     monkeypatch.setenv("MKL_CBWR", "AUTO")
-    threads_per_step.clear()
-    torch.set_num_threads(2)
-    try:
-        with Workers(1, threads=1):
-            train_reward("helpfulness", pairs, tmp_path / "kept", cfg)
-    finally:
-        torch.set_num_threads(before)
+    train_beside_an_idle_worker("kept")
     assert threads_per_step and set(threads_per_step) == {1}
