@@ -13,7 +13,10 @@ their true p_love and weights) and the simulator's world, then prints:
      what the same Love labels allow with the right features;
   3. linear readouts from P[Love]'s and the helpfulness model's last hidden state (half the test rows to fit,
      half to score): how well each feature can be read (AUROC), and a logistic regression of Love on the
-     hidden state itself, fitted to the training labels.
+     hidden state itself, fitted to the training labels;
+  4. the regression of 2 again with features replaced by what the helpfulness model (the backbone P[Love]
+     starts from, never trained on these rows) lets a linear probe read of them, one feature at a time and
+     all at once: which feature, read as the backbone reads it, costs the AUROC.
 With --write, writes benchmarks/results/plove_gap.json.
 """
 
@@ -88,6 +91,35 @@ def with_segments(F: pd.DataFrame, segments: list[str]) -> np.ndarray:
     return np.c_[X, (X[:, :, None] * onehot[:, None, :]).reshape(len(X), -1), onehot]
 
 
+def read_by_backbone(run: Path, train, test, F_train, F_test, y, w, max_length: int, expected_auroc) -> dict:
+    """The answer-features regression (same labels, same weights) with a feature replaced by its readout from
+    the helpfulness model's hidden state: a probe fitted to the training rows' true flags, applied to both
+    splits. That model never saw these rows, so the probe is not fitted to memorised states."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    H_test, H_train = last_hidden(run / "reward_helpfulness", [test, train], max_length)
+    read = {}
+    for f in FEATURES[:-1]:  # the word count is not a flag
+        if F_train[f].nunique() == 2:
+            probe = LogisticRegression(C=0.1, max_iter=3000).fit(H_train, F_train[f])
+            read[f] = (probe.decision_function(H_train), probe.decision_function(H_test))
+
+    def fit(replaced: list[str]) -> float:
+        X_train, X_test = F_train[FEATURES].copy(), F_test[FEATURES].copy()
+        for f in replaced:
+            X_train[f], X_test[f] = read[f]
+        lr = LogisticRegression(C=1.0, max_iter=3000).fit(X_train, y, sample_weight=w)
+        return expected_auroc(lr.decision_function(X_test))
+
+    return {"readout_auroc": {f: round(float(roc_auc_score(F_test[f], r[1])), 3) for f, r in read.items()},
+            "true_features": fit([]),
+            "one_read": {f: fit([f]) for f in read},
+            "right_and_wrong_read": fit(["good", "bad"]),
+            "all_but_right_and_wrong_read": fit([f for f in read if f not in ("good", "bad")]),
+            "all_read": fit(list(read))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a finished simulated `rluf run` folder")
@@ -144,6 +176,7 @@ def main() -> None:
         love = LogisticRegression(C=0.003, max_iter=3000).fit(H_train, y, sample_weight=w)
         res["hidden_state"][name] = {"feature_readout_auroc": readout,
                                      "love_probe_auroc": expected_auroc(love.decision_function(H_test))}
+    res["read_by_backbone"] = read_by_backbone(run, train, test, F_train, F_test, y, w, max_length, expected_auroc)
     res["seconds"] = round(time.time() - t0, 1)
     res["machine"] = {"cpus": available_cpus(), "python": platform.python_version()}
     print(json.dumps(res, indent=1))
