@@ -91,14 +91,14 @@ def with_segments(F: pd.DataFrame, segments: list[str]) -> np.ndarray:
     return np.c_[X, (X[:, :, None] * onehot[:, None, :]).reshape(len(X), -1), onehot]
 
 
-def read_by_backbone(run: Path, train, test, F_train, F_test, y, w, max_length: int, expected_auroc) -> dict:
+def read_by_backbone(H_train: np.ndarray, H_test: np.ndarray, F_train, F_test, y, w, expected_auroc) -> dict:
     """The answer-features regression (same labels, same weights) with a feature replaced by its readout from
-    the helpfulness model's hidden state: a probe fitted to the training rows' true flags, applied to both
-    splits. That model never saw these rows, so the probe is not fitted to memorised states."""
+    the helpfulness model's hidden states `H_*`: a probe fitted to the training rows' true flags, applied to
+    both splits. That model never saw these rows, so the probe is not fitted to memorised states. With no
+    feature replaced it is `true_features_lr.answer_features`."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    H_test, H_train = last_hidden(run / "reward_helpfulness", [test, train], max_length)
     read = {}
     for f in FEATURES[:-1]:  # the word count is not a flag
         if F_train[f].nunique() == 2:
@@ -113,7 +113,6 @@ def read_by_backbone(run: Path, train, test, F_train, F_test, y, w, max_length: 
         return expected_auroc(lr.decision_function(X_test))
 
     return {"readout_auroc": {f: round(float(roc_auc_score(F_test[f], r[1])), 3) for f, r in read.items()},
-            "true_features": fit([]),
             "one_read": {f: fit([f]) for f in read},
             "right_and_wrong_read": fit(["good", "bad"]),
             "all_but_right_and_wrong_read": fit([f for f in read if f not in ("good", "bad")]),
@@ -167,8 +166,9 @@ def main() -> None:
     max_length = int(read_json(run / "reward_love" / "rluf_reward.json").get("max_length", 64))
     res["hidden_state"] = {}
     half = len(test) // 2
+    hidden = {}
     for name in ("reward_love", "reward_helpfulness"):
-        H_test, H_train = last_hidden(run / name, [test, train], max_length)
+        H_test, H_train = hidden[name] = last_hidden(run / name, [test, train], max_length)
         readout = {}
         for f in SHOWN:  # fit on the first half of the test rows, score the second
             probe = LogisticRegression(C=0.1, max_iter=3000).fit(H_test[:half], F_test[f][:half])
@@ -176,7 +176,8 @@ def main() -> None:
         love = LogisticRegression(C=0.003, max_iter=3000).fit(H_train, y, sample_weight=w)
         res["hidden_state"][name] = {"feature_readout_auroc": readout,
                                      "love_probe_auroc": expected_auroc(love.decision_function(H_test))}
-    res["read_by_backbone"] = read_by_backbone(run, train, test, F_train, F_test, y, w, max_length, expected_auroc)
+    H_test, H_train = hidden["reward_helpfulness"]
+    res["read_by_backbone"] = read_by_backbone(H_train, H_test, F_train, F_test, y, w, expected_auroc)
     res["seconds"] = round(time.time() - t0, 1)
     res["machine"] = {"cpus": available_cpus(), "python": platform.python_version()}
     print(json.dumps(res, indent=1))
