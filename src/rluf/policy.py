@@ -135,17 +135,24 @@ def process_state():
 
 
 def generate_sharded(policy: GenerationEngine, contexts: list[Chat], n: int, sampling: Sampling, seed: int,
-                     batch_size: int = 64) -> list[list[str]]:
+                     batch_size: int = 64, return_logprobs: bool = False):
     """[M][n] answers, each process of a distributed launch generating its share of the M contexts (one process:
     all of them), gathered to every process in order. Answer k to context m is seeded by (seed, m, k), so
-    the answers do not depend on the number of processes."""
+    the answers do not depend on the number of processes. `return_logprobs` (a `Policy` only): also the (M, n)
+    log-probs summed while sampling (`Policy.generate`)."""
     from accelerate.utils import gather_object
 
     state = process_state()
     ids = shard(np.arange(len(contexts)), state.process_index, state.num_processes)
+    kw = {"return_logprobs": True} if return_logprobs else {}
     mine = policy.generate([contexts[i] for i in ids], n=n, sampling=sampling, batch_size=batch_size,
-                           seeds=[row_seed(seed, i) for i in ids])
-    return gather_object(mine) if state.num_processes > 1 else mine
+                           seeds=[row_seed(seed, i) for i in ids], **kw)
+    if not return_logprobs:
+        return gather_object(mine) if state.num_processes > 1 else mine
+    answers, logps = mine
+    if state.num_processes > 1:
+        answers, logps = gather_object(answers), np.concatenate(gather_object([logps]))
+    return answers, logps
 
 
 def forward_parameters(model) -> set[str]:
@@ -221,10 +228,14 @@ class Policy:
     def generate(
         self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
         generator_seed: int | None = None, return_finished: bool = False, seeds: list[int] | None = None,
-    ) -> list[list[str]] | tuple[list[list[str]], np.ndarray]:
+        return_logprobs: bool = False,
+    ) -> list[list[str]] | tuple:
         """Sample `n` responses per context (batches of similar length; `_decode`). Returns [len(contexts)][n];
         with `return_finished`, also a (len(contexts), n) bool array: False where a response was cut off by
-        `max_new_tokens` before its end-of-sequence token.
+        `max_new_tokens` before its end-of-sequence token; with `return_logprobs`, also a (len(contexts), n)
+        float array: log pi(response | context) as `sequence_logprobs` defines it, summed while sampling (no
+        second forward pass), NaN where it is not that quantity (a cut-off answer, or one whose text encodes to
+        other tokens than those sampled); pass it to `sequence_logprobs(known=...)`.
 
         `seeds` (one per context) gives answer k of context i its own random stream, seeded by (seeds[i], k):
         the answers then do not depend on the batch or on the other contexts."""
@@ -238,6 +249,7 @@ class Policy:
         self.model.eval()
         flat = [self.encode_context(c) for c in contexts for _ in range(n)]
         texts, done = [""] * len(flat), [False] * len(flat)
+        logps = np.full(len(flat), np.nan)
         # Batches of similar context length: left padding to the longest context of a batch costs compute on
         # every generated token (long multi-turn contexts next to one-line questions).
         for idx in token_budget_batches([len(s) for s in flat], batch_size, sampling.max_new_tokens,
@@ -247,23 +259,30 @@ class Policy:
             distinct: dict[tuple[int, ...], int] = {}
             copy_of = torch.tensor([distinct.setdefault(tuple(flat[i]), len(distinct)) for i in idx])  # (B,)
             ids, mask = self._left_pad([list(c) for c in distinct])  # (distinct, T)
-            new, ended = self._decode(ids, mask, sampling, None if row_seeds is None else [
+            new, ended, logp = self._decode(ids, mask, sampling, None if row_seeds is None else [
                 torch.Generator().manual_seed(row_seeds[i]) for i in idx], copy_of.to(self.device))  # (B, new), (B,)
-            answers = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            answers = [a.strip() for a in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
             for i, text, end in zip(idx, answers, ended.tolist(), strict=True):  # back to the callers' order
-                texts[i], done[i] = text.strip(), end
+                texts[i], done[i] = text, end
+            if return_logprobs:
+                eos = self.tokenizer.eos_token_id
+                for b, (i, ids_again) in enumerate(zip(idx, self.encode_responses(answers), strict=True)):
+                    sampled = new[b, : len(ids_again)].tolist()
+                    if done[i] and sampled == ids_again and ids_again[-1] == eos:
+                        logps[i] = float(logp[b])
         if was_training:
             self.model.train()
         nested = [texts[i * n : (i + 1) * n] for i in range(len(contexts))]
-        if return_finished:
-            return nested, np.array(done, dtype=bool).reshape(len(contexts), n)
-        return nested
+        extra = ([np.array(done, dtype=bool).reshape(len(contexts), n)] if return_finished else []) + (
+            [logps.reshape(len(contexts), n)] if return_logprobs else [])
+        return (nested, *extra) if extra else nested
 
     def _decode(self, ids: torch.Tensor, mask: torch.Tensor, sampling: Sampling,
                 generators: list[torch.Generator] | None, copy_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample a batch token by token from the model's KV cache: row b continues the left-padded context
         `ids[copy_of[b]]` (each context's prefill is computed once). Returns the (B, max_new_tokens) new tokens
-        (pad after a row's eos) and a (B,) bool: the row ended with eos.
+        (pad after a row's eos), a (B,) bool: the row ended with eos, and (B,) log pi(new tokens | context) under
+        the model's own (unwarped) distribution.
 
         The tokens `model.generate` gives with `sampling_processors` (the same forward passes, warpers and
         uniforms), in our own loop for two reasons: rows that have ended leave the batch (answers are short:
@@ -275,6 +294,7 @@ class Policy:
         B, max_new = len(copy_of), sampling.max_new_tokens
         warpers = logit_warpers(sampling) if sampling.temperature > 0 else None
         new = torch.full((B, max_new), pad, dtype=torch.long, device=ids.device)
+        logp = torch.zeros(B, dtype=torch.float32, device=ids.device)  # summed as sequence_logprobs sums: fp32
         rows = torch.arange(B, device=ids.device)  # the batch's rows still in the cache
         running = torch.ones(B, dtype=torch.bool, device=ids.device)  # of those, the ones without eos yet
         cache = DynamicCache()
@@ -298,6 +318,8 @@ class Policy:
                 token = InverseCdfDraw.draw(warpers(None, scores), u)  # (rows,)
             token = torch.where(running, token, eos)
             new[rows[running], t] = token[running]
+            tok_logp = torch.log_softmax(scores, dim=-1).gather(-1, token[:, None])[:, 0]  # (rows,)
+            logp[rows[running]] += tok_logp[running]
             running &= token != eos
             if not running.any() or t == max_new - 1:
                 break
@@ -310,7 +332,7 @@ class Policy:
             logits = self._forward(token[:, None], mask, pos, cache, params)
         ended = torch.ones(B, dtype=torch.bool, device=ids.device)  # a row leaves `running` only at its eos
         ended[rows[running]] = False
-        return new, ended
+        return new, ended, logp
 
     def _forward(self, ids, mask, pos, cache, params: set[str], prefill: bool = False) -> torch.Tensor:
         """The last position's logits (B, V), extending `cache`; `params`: the model's forward_parameters."""
@@ -322,20 +344,34 @@ class Policy:
 
     # -- log-probabilities ----------------------------------------------------------------------------
     def sequence_logprobs(
-        self, contexts: list[Chat], responses: list[str], batch_size: int = 32, grad: bool = False, model=None
+        self, contexts: list[Chat], responses: list[str], batch_size: int = 32, grad: bool = False, model=None,
+        known: np.ndarray | None = None,
     ) -> torch.Tensor:
         """log pi(y | x) summed over the response tokens (incl. the closing eos). Shape (N,).
 
-        `model` lets the reference policy reuse this policy's tokenizer and encoding.
+        `model` lets the reference policy reuse this policy's tokenizer and encoding. `known` (N,): this policy's
+        log-probs already summed while sampling (`generate(return_logprobs=True)`), NaN where not; only the NaN
+        rows take a forward pass. The weights must not have changed since those answers were sampled.
         """
+        if known is not None and (grad or (model is not None and model is not self.model)):
+            raise ValueError("sequence_logprobs: `known` log-probs are this policy's, without gradient")
         model = model if model is not None else self.model
-        ctx = [self.encode_context(c) for c in contexts]
-        rsp = self.encode_responses(responses)
-        out = torch.zeros(len(ctx), device=self.device)  # (N,)
+        out = torch.zeros(len(responses), device=self.device)  # (N,)
+        todo = np.arange(len(responses))
+        if known is not None:
+            known = np.asarray(known, dtype=np.float64).reshape(-1)
+            if len(known) != len(responses):
+                raise ValueError(f"sequence_logprobs: {len(known)} known log-probs for {len(responses)} responses")
+            have = ~np.isnan(known)
+            out[torch.as_tensor(np.flatnonzero(have), device=out.device)] = torch.as_tensor(
+                known[have], dtype=out.dtype, device=out.device)
+            todo = np.flatnonzero(~have)
+        ctx = [self.encode_context(contexts[i]) for i in todo]
+        rsp = self.encode_responses([responses[i] for i in todo])
         # Batches of similar total length (as in generate): padding costs a full forward per padded token.
         for idx in length_batches([len(c) + len(r) for c, r in zip(ctx, rsp, strict=True)], batch_size,
                                   longest_first=False):
-            out[torch.as_tensor(idx, device=out.device)] = self._batch_logprobs(  # back to the callers' order
+            out[torch.as_tensor(todo[idx], device=out.device)] = self._batch_logprobs(  # the callers' order
                 model, [ctx[i] for i in idx], [rsp[i] for i in idx], grad)
         return out
 

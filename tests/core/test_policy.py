@@ -51,6 +51,39 @@ def test_batched_logprobs_equal_one_by_one(tmp_path):
     torch.testing.assert_close(q.sequence_logprobs(ctx, rsp), batched, atol=1e-4, rtol=1e-4)
 
 
+def test_logprobs_summed_while_sampling_equal_a_forward_pass():
+    import numpy as np
+    import pytest
+
+    p = _policy()
+    eos = p.tokenizer.eos_token_id
+
+    def likely_eos(module, inputs, logits):  # about half the answers end within 8 tokens
+        logits = logits.clone()
+        logits[..., eos] += 4.0
+        return logits
+
+    p.model.lm_head.register_forward_hook(likely_eos)
+    ctx = [[{"role": "user", "content": "What is the capital of France?"}], [{"role": "user", "content": "hi"}]] * 4
+    answers, finished, known = p.generate(ctx, n=3, sampling=Sampling(max_new_tokens=8), seeds=list(range(8)),
+                                          return_finished=True, return_logprobs=True)
+    assert known.shape == finished.shape == (8, 3)
+    assert finished.any() and not finished.all()
+    assert np.isnan(known[~finished]).all()  # a cut-off answer is not the text plus eos that the pass scores
+    assert (~np.isnan(known[finished])).mean() > 0.5
+    flat_ctx = [c for c in ctx for _ in range(3)]
+    flat = [a for row in answers for a in row]
+    full = p.sequence_logprobs(flat_ctx, flat).numpy()
+    have = ~np.isnan(known.reshape(-1))
+    np.testing.assert_allclose(known.reshape(-1)[have], full[have], rtol=1e-4, atol=1e-4)
+    mixed = p.sequence_logprobs(flat_ctx, flat, known=known.reshape(-1)).numpy()
+    np.testing.assert_allclose(mixed, full, rtol=1e-4, atol=1e-4)  # the NaN rows take the forward pass
+    with pytest.raises(ValueError, match="without gradient"):
+        p.sequence_logprobs(flat_ctx, flat, known=known.reshape(-1), grad=True)
+    with pytest.raises(ValueError, match="known log-probs for"):
+        p.sequence_logprobs(flat_ctx, flat, known=known.reshape(-1)[:-1])
+
+
 def test_sampling_draws_from_the_warped_distribution():
     import numpy as np
     from scipy.stats import chisquare

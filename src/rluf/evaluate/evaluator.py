@@ -126,6 +126,30 @@ def policy_responses(name: str, spec: PolicySpec, prompts: list[EvalPrompt], cfg
                             g.batch_size)
 
 
+def all_responses(specs: Mapping[str, PolicySpec], prompts: list[EvalPrompt], cfg: EvaluateConfig, on_event: Event,
+                  pool: Any = None) -> dict[str, list[list[str]]]:
+    """Every policy's responses, in `specs`' order. With `pool` (rluf.parallel.Workers), the model folders are
+    also queued to its workers from the last one back while this process samples from the first one on; a
+    queued policy that no worker has taken yet when this process reaches it is taken back (cancelled). Two
+    one-thread processes sample a small model about 1.6x faster than one two-thread process
+    (benchmarks/README.md, `levers.py`), and a worker still busy with another stage takes none."""
+    queued = {}
+    if pool is not None:
+        queued = {name: pool.submit(policy_responses, name, spec, prompts, cfg)
+                  for name, spec in reversed(list(specs.items())) if isinstance(spec, Path) and spec.is_dir()}
+    out = {}
+    for name, spec in specs.items():
+        if name in queued and not queued[name].cancel():
+            continue  # a worker has it
+        on_event(f"responses of {name}")
+        out[name] = policy_responses(name, spec, prompts, cfg)
+    for name, future in queued.items():
+        if name not in out:
+            on_event(f"responses of {name} (sampled in a worker)")
+            out[name] = future.result()
+    return {name: out[name] for name in specs}
+
+
 def build_table(prompts: list[EvalPrompt], responses: dict[str, list[list[str]]]) -> pd.DataFrame:
     """One row per (policy, prompt, sample): the long table every score is attached to."""
     rows = []
@@ -292,6 +316,7 @@ def evaluate(
     *,
     config: EvaluateConfig | None = None,
     on_event: Event | None = None,
+    pool: Any = None,
 ) -> dict[str, Any]:
     """Evaluate candidate policies offline on one fixed prompt set and write evaluate.json + responses.parquet.
 
@@ -300,6 +325,8 @@ def evaluate(
     `models`); P[Love] is read at the natural rate (`prob`), the others as raw rewards (`score`).
     judges: a MixtureOfJudges, or judge configs (default: the config's `judges`).
     world: a simulated World (rluf.sim) for ground truth and its fixed evaluation sample.
+    pool: an open rluf.parallel.Workers whose workers, once free, sample some of the model folders' answers
+    (`all_responses`); the answers are the same wherever they are sampled.
     Returns the summary written to evaluate.json.
     """
     from rluf.judges import MixtureOfJudges, build_judges
@@ -320,11 +347,7 @@ def evaluate(
     if not isinstance(judges, MixtureOfJudges):
         judges = build_judges(cfg.judges if judges is None else judges, {k: v for k, v in scorers.items() if v})
 
-    responses = {}
-    for name, spec in specs.items():
-        on_event(f"responses of {name}")
-        responses[name] = policy_responses(name, spec, prompt_set, cfg)
-    table = build_table(prompt_set, responses)
+    table = build_table(prompt_set, all_responses(specs, prompt_set, cfg, on_event, pool))
     if table.empty:
         raise DataError("no responses to evaluate")
     table = score_sharded(table, prompt_set, scorers, judges, world, on_event)

@@ -179,13 +179,14 @@ class CRRAFT:
         # every sample's random stream is keyed by (seed, iteration, prompt id, k): the same answers on any
         # number of processes and after a resume
         seeds = [row_seed(self.cfg.seed, iteration, i) for i in ids]
-        responses, finished = self.policy.generate(contexts, n=cfg.num_candidates, sampling=self.sampling,
-                                                   return_finished=True, seeds=seeds)  # (B, K), (B, K)
+        responses, finished, logp_sampled = self.policy.generate(
+            contexts, n=cfg.num_candidates, sampling=self.sampling, return_finished=True, return_logprobs=True,
+            seeds=seeds)  # (B, K) x 3
         flat_ctx = [c for c in contexts for _ in range(cfg.num_candidates)]  # (B*K,)
         flat_rsp = [r for rs in responses for r in rs]  # (B*K,)
         B, K = len(prompts), cfg.num_candidates
-        with torch.no_grad():
-            logp = self.policy.sequence_logprobs(flat_ctx, flat_rsp)
+        with torch.no_grad():  # log pi(y|x) was summed while sampling; a forward pass only where it was not
+            logp = self.policy.sequence_logprobs(flat_ctx, flat_rsp, known=logp_sampled.reshape(-1))
             logp_ref = self.policy.sequence_logprobs(flat_ctx, flat_rsp, model=self.reference.model)
         kl = sequence_kl(logp.cpu(), logp_ref.cpu()).reshape(B, K)  # (B*K,) -> (B, K)
         bases = [p.y_base or "" for p in prompts]

@@ -190,9 +190,10 @@ def run_simulated(cfg: RunConfig, run_dir: Path, stage, beside) -> None:
         abtest = beside(pool, "abtest", [sc["abtest_world"], cfg.sweep.candidate, "control_pool"], ["sweep"],
                         partial(abtest_simulate, sim / "policy", treatment, config=sc["abtest_world"],
                                 control_pool=sim))
-        # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator.
+        # 6. Offline evaluation of every candidate, and offline-online agreement in the simulator. Once the A/B
+        #    test is done, its worker samples some of the candidates' answers.
         stage("evaluate", sc["evaluate"], ["curate", "sweep"], lambda d: _evaluate(
-            evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"]))
+            evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"], pool))
         abtest()
 
 
@@ -223,10 +224,10 @@ def candidate_policies(run_dir: Path) -> dict[str, Path]:
     return out
 
 
-def _evaluate(evaluate, offline_online, policies, d: Path, rewards, world, config) -> dict[str, Any]:
+def _evaluate(evaluate, offline_online, policies, d: Path, rewards, world, config, pool=None) -> dict[str, Any]:
     ev = evaluate({k: str(v) for k, v in policies.items()}, d, love_model=str(rewards["love"]),
                   help_model=str(rewards["helpfulness"]), safety_model=str(rewards["safety"]), world=world,
-                  config=config)
+                  config=config, pool=pool)
     agree = offline_online(evaluation=d / "evaluate.json", out_dir=d / "agreement", world=world)
     return {"evaluate": _top(ev), "agreement": _top(agree)}
 

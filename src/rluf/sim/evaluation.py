@@ -24,12 +24,17 @@ class PolicyEvaluation:
         self.contexts = [it["prompt"] for it in self.items]
         self.users = [it.get("user_id") for it in self.items]
 
-    def responses(self, policy) -> list[str]:
+    def responses(self, policy, return_logprobs: bool = False):
         """Prompt-major: prompt i's answers at i*samples .. i*samples+samples-1. Under a distributed launch each
-        process generates its share of the prompts (`generate_sharded`); every process gets all answers."""
+        process generates its share of the prompts (`generate_sharded`); every process gets all answers.
+        `return_logprobs`: also their (N,) log-probs summed while sampling (NaN where not; `Policy.generate`)."""
         from rluf.policy import generate_sharded
 
-        gens = generate_sharded(policy, self.contexts, self.samples, self.sampling, self.seed)
+        gens = generate_sharded(policy, self.contexts, self.samples, self.sampling, self.seed,
+                                return_logprobs=return_logprobs)
+        if return_logprobs:
+            gens, logps = gens
+            return [r for g in gens for r in g], logps.reshape(-1)
         return [r for g in gens for r in g]
 
     def metrics(self, policy) -> dict[str, Any]:
@@ -42,13 +47,14 @@ class PolicyEvaluation:
         import torch
 
         m = self.samples
-        rsp = self.responses(policy)
         ctx = [c for c in self.contexts for _ in range(m)]
         if policy is reference:  # the baseline's row: zero by definition, two log-prob passes saved
+            rsp = self.responses(policy)
             kl = np.zeros(len(rsp))
         else:
+            rsp, logp = self.responses(policy, return_logprobs=True)  # log pi(y|x) summed while sampling
             with torch.no_grad():
-                kl = (policy.sequence_logprobs(ctx, rsp)
+                kl = (policy.sequence_logprobs(ctx, rsp, known=logp)
                       - policy.sequence_logprobs(ctx, rsp, model=reference.model)).cpu().numpy()
         w = self.world
 
