@@ -37,8 +37,11 @@ def timed_run(args: list[str], run_dir: Path, reuse: bool = False) -> tuple[floa
     """(seconds, peak RSS MB, CPU seconds) of `rluf run ARGS --out RUN_DIR` in a fresh directory. The CPU
     seconds are user + system time of the run and every worker process it spawned: on a machine with C cores
     a run cannot take less than cpu_s / C seconds. With `reuse`, a finished run already there is not run
-    again: its seconds are the ones `rluf run` recorded (run.json's wall_s)."""
-    done = run_dir / "run.json"
+    again: its figures are the ones this function recorded for it (loop_timing.json), or else the seconds
+    `rluf run` recorded (run.json's wall_s)."""
+    done, timing = run_dir / "run.json", run_dir / "loop_timing.json"
+    if reuse and timing.is_file() and done.is_file():
+        return tuple(json.loads(timing.read_text()))
     recorded = json.loads(done.read_text()).get("wall_s") if reuse and done.is_file() else None
     if recorded is not None:
         return recorded, None, None
@@ -49,7 +52,9 @@ def timed_run(args: list[str], run_dir: Path, reuse: bool = False) -> tuple[floa
     subprocess.run([sys.executable, "-m", "rluf", "run", *args, "--out", str(run_dir)], check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return time.time() - t0, after.ru_maxrss / 1024, cpu_s
+    measured = (time.time() - t0, after.ru_maxrss / 1024, cpu_s)
+    timing.write_text(json.dumps(measured) + "\n")  # what --reuse reports for this folder later
+    return measured
 
 
 def headline(run_dir: Path) -> dict:

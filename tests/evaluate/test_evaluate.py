@@ -79,19 +79,22 @@ def test_two_tiny_policies_end_to_end(tmp_path, tiny_policies, tiny_scorers, pro
 
 
 @pytest.mark.slow
-def test_a_worker_samples_some_policies_with_the_same_answers(tmp_path, tiny_policies, tiny_scorers, prompt_file):
+def test_a_worker_samples_and_scores_with_the_same_results(tmp_path, tiny_policies, tiny_reward_dirs, prompt_file):
     from rluf.parallel import Workers
 
     policies = {"base": tiny_policies["base"], "cand": tiny_policies["cand"], "base_again": tiny_policies["base"],
                 "cand_again": tiny_policies["cand"]}
-    kw = dict(prompts=prompt_file, love_model=tiny_scorers["love"], help_model=tiny_scorers["helpfulness"],
-              safety_model=tiny_scorers["safety"], config=_cfg())
+    kw = dict(prompts=prompt_file, love_model=str(tiny_reward_dirs["love"]),
+              help_model=str(tiny_reward_dirs["helpfulness"]), safety_model=str(tiny_reward_dirs["safety"]),
+              config=_cfg())
     alone = evaluate(policies, tmp_path / "alone", **kw)
     events = []
     with Workers(1, threads=1) as pool:
         shared = evaluate(policies, tmp_path / "shared", pool=pool, on_event=events.append, **kw)
     assert any("sampled in a worker" in e for e in events)  # the last policies were queued to the idle worker
     assert sum(e.startswith("responses of") for e in events) == len(policies)  # each sampled once
+    assert "scoring safety on 24 responses (in a worker)" in events
+    assert not any(e.startswith("scoring safety") and "worker" not in e for e in events)
     a, b = (pd.read_parquet(tmp_path / d / "responses.parquet") for d in ("alone", "shared"))
     pd.testing.assert_frame_equal(a, b)
     assert shared["ranking"] == alone["ranking"]

@@ -161,23 +161,36 @@ def build_table(prompts: list[EvalPrompt], responses: dict[str, list[list[str]]]
     return pd.DataFrame(rows)
 
 
+def objective_scores(scorer: Any, objective: str, contexts: list[Chat], responses: list[str],
+                     precision: str = "auto") -> np.ndarray:
+    """P[Love] at the natural rate for `love`, raw rewards for the others; `scorer` may be a reward-model folder
+    (loaded here on the CPU in `precision`: a worker process scores from the path)."""
+    if isinstance(scorer, str | Path):
+        scorer = _load_scorer(scorer, objective, "cpu", precision)
+    vals = scorer.prob(contexts, responses) if objective == "love" else scorer.score(contexts, responses)
+    return np.asarray(vals, dtype=float)
+
+
 def score_table(
     table: pd.DataFrame, prompts: list[EvalPrompt], scorers: dict[str, Any], judges: Any, world: Any,
-    on_event: Event,
+    on_event: Event, elsewhere: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Adds love / helpfulness / safety scores, judge verdicts, lengths and (with a world) the truth."""
+    """Adds love / helpfulness / safety scores, judge verdicts, lengths and (with a world) the truth.
+    `elsewhere`: objective -> a Future of its scores, computed in a worker meanwhile."""
     from rluf.hacking import words
     from rluf.judges import make_items
 
+    elsewhere = elsewhere or {}
     contexts = [prompts[i].context for i in table["prompt_index"]]
     responses = table["response"].tolist()
     for obj in OBJECTIVES:
-        if scorers.get(obj) is None:
-            continue
-        on_event(f"scoring {obj} on {len(responses)} responses")
-        m = scorers[obj]
-        vals = m.prob(contexts, responses) if obj == "love" else m.score(contexts, responses)
-        table[obj] = np.asarray(vals, dtype=float)
+        if obj in elsewhere:
+            table[obj] = np.nan  # its place among the columns; filled below
+        elif scorers.get(obj) is not None:
+            on_event(f"scoring {obj} on {len(responses)} responses")
+            table[obj] = objective_scores(scorers[obj], obj, contexts, responses)
+    for obj, future in elsewhere.items():
+        table[obj] = future.result()
     on_event("judging")
     metas = [prompts[i].metadata for i in table["prompt_index"]]
     result = judges.judge(make_items(contexts, responses, metas))
@@ -326,7 +339,8 @@ def evaluate(
     judges: a MixtureOfJudges, or judge configs (default: the config's `judges`).
     world: a simulated World (rluf.sim) for ground truth and its fixed evaluation sample.
     pool: an open rluf.parallel.Workers whose workers, once free, sample some of the model folders' answers
-    (`all_responses`); the answers are the same wherever they are sampled.
+    (`all_responses`) and score with the safety model when it is a folder; the answers and scores are the same
+    wherever they are computed.
     Returns the summary written to evaluate.json.
     """
     from rluf.judges import MixtureOfJudges, build_judges
@@ -350,11 +364,22 @@ def evaluate(
     table = build_table(prompt_set, all_responses(specs, prompt_set, cfg, on_event, pool))
     if table.empty:
         raise DataError("no responses to evaluate")
-    table = score_sharded(table, prompt_set, scorers, judges, world, on_event)
+    from rluf.policy import process_state
+    from rluf.utils import select_device
+
+    safety_path = given["safety"] if given["safety"] is not None else cfg.models.safety
+    if pool is not None and isinstance(safety_path, str | Path) and select_device(cfg.device) == "cpu" \
+            and process_state().num_processes == 1:
+        # the safety model reads the most tokens: a worker scores with it while this process scores the others
+        on_event(f"scoring safety on {len(table)} responses (in a worker)")
+        contexts = [prompt_set[i].context for i in table["prompt_index"]]
+        elsewhere = {"safety": pool.submit(objective_scores, str(safety_path), "safety", contexts,
+                                           table["response"].tolist(), cfg.models.precision)}
+        table = score_table(table, prompt_set, scorers, judges, world, on_event, elsewhere)
+    else:
+        table = score_sharded(table, prompt_set, scorers, judges, world, on_event)
     summary = summarize(table, prompt_set, names, baseline, cfg, world)
     summary["config"] = cfg.model_dump(mode="json")
-    from rluf.policy import process_state
-
     if process_state().is_main_process:  # under a distributed launch every process holds the whole table
         write_outputs(Path(out_dir), table, prompt_set, summary)
     return summary
