@@ -111,12 +111,14 @@ class GenerationEngine(Protocol):
     implement this method and receive the trained weights after each optimizer step (docs/crraft.md, "Generation
     engines").
 
-    Returns [len(contexts)][n] answers (with `return_finished`, also a (len(contexts), n) bool array);
-    `seeds`, one per context, make answer k to context i a function of (seeds[i], k) alone."""
+    Returns [len(contexts)][n] answers (with `return_finished`, also a (len(contexts), n) bool array; with
+    `return_logprobs`, also a (len(contexts), n) float array of the policy's log pi(answer | context), NaN where
+    the engine does not know it); `seeds`, one per context, make answer k to context i a function of
+    (seeds[i], k) alone."""
 
     def generate(self, contexts: list[Chat], n: int = 1, sampling: Sampling | None = None, batch_size: int = 64,
                  generator_seed: int | None = None, return_finished: bool = False,
-                 seeds: list[int] | None = None): ...
+                 seeds: list[int] | None = None, return_logprobs: bool = False): ...
 
 
 def shard(items, rank: int, world: int) -> np.ndarray:
