@@ -132,7 +132,8 @@ def all_responses(specs: Mapping[str, PolicySpec], prompts: list[EvalPrompt], cf
     also queued to its workers from the last one back while this process samples from the first one on; a
     queued policy that no worker has taken yet when this process reaches it is taken back (cancelled). Two
     one-thread processes sample a small model about 1.6x faster than one two-thread process
-    (benchmarks/README.md, `levers.py`), and a worker still busy with another stage takes none."""
+    (benchmarks/README.md, `levers.py`). A worker still busy with another stage holds at most the next one or
+    two queued policies (the executor hands them over in advance) and samples them once it is free."""
     queued = {}
     if pool is not None:
         queued = {name: pool.submit(policy_responses, name, spec, prompts, cfg)
