@@ -71,13 +71,13 @@ if dtype == "int8":
 if dtype == "hf_generate":  # the same batches and draws through transformers' generate (the same tokens)
     from rluf.policy import sampling_processors
     eos = policy.tokenizer.eos_token_id
-    def decode(ids, mask, sampling, generators, copy_of):
+    def decode(ids, mask, sampling, generators, copy_of, return_logprobs=False):
         ids, mask = ids[copy_of], mask[copy_of]
         out = policy.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=sampling.max_new_tokens,
                                     do_sample=False, logits_processor=sampling_processors(sampling, generators),
                                     pad_token_id=policy.tokenizer.pad_token_id, eos_token_id=eos)
         new = out[:, ids.shape[1]:]
-        return new, (new == eos).any(1)
+        return new, (new == eos).any(1), None
     policy._decode = decode
 ctx = [it["prompt"] for it in world.eval_set("deployment")[: 8 * (steps + 1)]]
 s = Sampling(max_new_tokens=48)

@@ -262,15 +262,14 @@ class Policy:
             copy_of = torch.tensor([distinct.setdefault(tuple(flat[i]), len(distinct)) for i in idx])  # (B,)
             ids, mask = self._left_pad([list(c) for c in distinct])  # (distinct, T)
             new, ended, logp = self._decode(ids, mask, sampling, None if row_seeds is None else [
-                torch.Generator().manual_seed(row_seeds[i]) for i in idx], copy_of.to(self.device))  # (B, new), (B,)
+                torch.Generator().manual_seed(row_seeds[i]) for i in idx], copy_of.to(self.device),
+                return_logprobs)  # (B, new), (B,), (B,) or None
             answers = [a.strip() for a in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
             for i, text, end in zip(idx, answers, ended.tolist(), strict=True):  # back to the callers' order
                 texts[i], done[i] = text, end
-            if return_logprobs:
-                eos = self.tokenizer.eos_token_id
+            if return_logprobs:  # encode_responses ends each with eos: equal ids mean the drawn answer, whole
                 for b, (i, ids_again) in enumerate(zip(idx, self.encode_responses(answers), strict=True)):
-                    sampled = new[b, : len(ids_again)].tolist()
-                    if done[i] and sampled == ids_again and ids_again[-1] == eos:
+                    if done[i] and new[b, : len(ids_again)].tolist() == ids_again:
                         logps[i] = float(logp[b])
         if was_training:
             self.model.train()
@@ -280,11 +279,12 @@ class Policy:
         return (nested, *extra) if extra else nested
 
     def _decode(self, ids: torch.Tensor, mask: torch.Tensor, sampling: Sampling,
-                generators: list[torch.Generator] | None, copy_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                generators: list[torch.Generator] | None, copy_of: torch.Tensor,
+                return_logprobs: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Sample a batch token by token from the model's KV cache: row b continues the left-padded context
         `ids[copy_of[b]]` (each context's prefill is computed once). Returns the (B, max_new_tokens) new tokens
-        (pad after a row's eos), a (B,) bool: the row ended with eos, and (B,) log pi(new tokens | context) under
-        the model's own (unwarped) distribution.
+        (pad after a row's eos), a (B,) bool: the row ended with eos, and with `return_logprobs` (B,)
+        log pi(new tokens | context) under the model's own (unwarped) distribution (else None).
 
         The tokens `model.generate` gives with `sampling_processors` (the same forward passes, warpers and
         uniforms), in our own loop for two reasons: rows that have ended leave the batch (answers are short:
@@ -296,7 +296,8 @@ class Policy:
         B, max_new = len(copy_of), sampling.max_new_tokens
         warpers = logit_warpers(sampling) if sampling.temperature > 0 else None
         new = torch.full((B, max_new), pad, dtype=torch.long, device=ids.device)
-        logp = torch.zeros(B, dtype=torch.float32, device=ids.device)  # summed as sequence_logprobs sums: fp32
+        # summed in fp32, as sequence_logprobs sums
+        logp = torch.zeros(B, dtype=torch.float32, device=ids.device) if return_logprobs else None
         rows = torch.arange(B, device=ids.device)  # the batch's rows still in the cache
         running = torch.ones(B, dtype=torch.bool, device=ids.device)  # of those, the ones without eos yet
         cache = DynamicCache()
@@ -320,8 +321,9 @@ class Policy:
                 token = InverseCdfDraw.draw(warpers(None, scores), u)  # (rows,)
             token = torch.where(running, token, eos)
             new[rows[running], t] = token[running]
-            tok_logp = torch.log_softmax(scores, dim=-1).gather(-1, token[:, None])[:, 0]  # (rows,)
-            logp[rows[running]] += tok_logp[running]
+            if logp is not None:
+                tok_logp = torch.log_softmax(scores, dim=-1).gather(-1, token[:, None])[:, 0]  # (rows,)
+                logp[rows[running]] += tok_logp[running]
             running &= token != eos
             if not running.any() or t == max_new - 1:
                 break
