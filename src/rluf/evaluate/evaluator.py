@@ -355,8 +355,8 @@ def evaluate(
         raise ConfigError(f"baseline = {baseline!r} is not one of the policies {names}; set baseline to one of them")
     prompt_set = resolve_prompts(prompts, cfg, world)
     given = {"love": love_model, "helpfulness": help_model, "safety": safety_model}
-    scorers = {o: _load_scorer(given[o] if given[o] is not None else getattr(cfg.models, o), o, cfg.device,
-                               cfg.models.precision) for o in OBJECTIVES}
+    model_specs = {o: given[o] if given[o] is not None else getattr(cfg.models, o) for o in OBJECTIVES}
+    scorers = {o: _load_scorer(model_specs[o], o, cfg.device, cfg.models.precision) for o in OBJECTIVES}
     if scorers["love"] is not None and not isinstance(scorers["love"], LoveModel):
         raise ConfigError("love_model must give natural-rate probabilities (a `prob` method, rluf.rewards.Scorer)")
     if not isinstance(judges, MixtureOfJudges):
@@ -368,7 +368,7 @@ def evaluate(
     from rluf.policy import process_state
     from rluf.utils import select_device
 
-    safety_path = given["safety"] if given["safety"] is not None else cfg.models.safety
+    safety_path = model_specs["safety"]
     if pool is not None and isinstance(safety_path, str | Path) and select_device(cfg.device) == "cpu" \
             and process_state().num_processes == 1:
         # the safety model reads the most tokens: a worker scores with it while this process scores the others
