@@ -68,7 +68,8 @@ def test_two_tiny_policies_end_to_end(tmp_path, tiny_policies, tiny_scorers, pro
     for name in ("base", "cand"):
         rows = table[table["policy"] == name]
         p = tiny_scorers["love"].prob([list(c) for c in rows["prompt"]], rows["response"].tolist())
-        assert res["policies"][name]["scores"]["love"]["mean"] == pytest.approx(p.mean(), rel=1e-9)
+        # rel 1e-6: answers packed with other policies' answers to the same context (Scorer) round differently
+        assert res["policies"][name]["scores"]["love"]["mean"] == pytest.approx(p.mean(), rel=1e-6)
         assert np.all(p < 0.05)  # prior shift from the 10% training rate to the 0.1% natural rate
     means = [r["mean"] for r in res["ranking"]]
     assert means == sorted(means, reverse=True) and res["rank_by"] == "love"

@@ -18,17 +18,17 @@ from rluf.evaluate import EvaluateConfig, evaluate
 from rluf.policy import Policy
 from rluf.rewards.scorer import Scorer
 out, rewards = sys.argv[4], Path(sys.argv[5])
-generate, score_ids = Policy.generate, Scorer.score_ids
+generate, score = Policy.generate, Scorer.score
 def log(suffix, line):
     with open(out + suffix, "a") as f:
         f.write(f"{os.environ.get('RANK', 0)} {line}\\n")
 def counted(self, contexts, *args, **kw):  # how many contexts each process generates for
     log(".calls", len(contexts))
     return generate(self, contexts, *args, **kw)
-def scored(self, seqs, *args, **kw):  # how many responses each process scores, per reward model
-    log(".scored", f"{self.objective} {len(seqs)}")
-    return score_ids(self, seqs, *args, **kw)
-Policy.generate, Scorer.score_ids = counted, scored
+def scored(self, contexts, responses, *args, **kw):  # how many responses each process scores, per reward model
+    log(".scored", f"{self.objective} {len(responses)}")
+    return score(self, contexts, responses, *args, **kw)
+Policy.generate, Scorer.score = counted, scored
 cfg = EvaluateConfig(bootstrap_reps=200, device="cpu")
 cfg.generation.max_new_tokens = 12
 cfg.generation.samples_per_prompt = 2

@@ -90,3 +90,46 @@ def test_training_takes_the_cores_of_finished_workers_with_the_same_weights(tmp_
     monkeypatch.setenv("MKL_CBWR", "AUTO")
     train_beside_an_idle_worker("kept")
     assert threads_per_step and set(threads_per_step) == {1}
+
+
+def test_a_pair_read_as_one_sequence_gives_the_loss_and_gradients_of_two(tmp_path):
+    """`pairs.share_prompt`: [context | chosen | rejected] under the block mask scores each answer as its own
+    sequence would, so the Bradley-Terry loss and every gradient equal those of the two-sequence batch."""
+    import torch
+
+    from rluf.rewards.backbone import load_backbone
+    from rluf.rewards.data import Encoder
+    from rluf.rewards.hf_trainer import BradleyTerryTrainer, PairCollator, SharedPromptPairCollator
+    from rluf.rewards.scorer import shares_prompt
+
+    from .conftest import make_pairs
+
+    pairs = read_pairs(make_pairs(tmp_path / "pairs.parquet", n=24))
+    cfg = tiny_config("helpfulness")
+    model, tok, _ = load_backbone(cfg.model, [m["content"] for c in pairs.contexts for m in c] + pairs.chosen)
+    assert shares_prompt(model)
+    # 40 tokens cut some contexts: both answers of a pair then read the same, shorter context
+    for max_length in (64, 40):
+        triples = Encoder(tok, max_length).encode_pairs(pairs.contexts, pairs.chosen, pairs.rejected)
+        assert all(len(s) + max(len(c), len(r)) <= max_length and c and r for s, c, r in triples)
+        if max_length == 64:  # nothing cut: the sequences are encode_many's
+            enc = Encoder(tok, 64)
+            assert [s + c for s, c, _ in triples] == enc.encode_many(pairs.contexts, pairs.chosen)
+            assert [s + r for s, _, r in triples] == enc.encode_many(pairs.contexts, pairs.rejected)
+        assert np.mean([len(s) for s, _, _ in triples]) > 5  # the context is shared
+        rows = [{"shared_ids": s, "chosen_tail": c, "rejected_tail": r} for s, c, r in triples]
+        shared = SharedPromptPairCollator(tok.pad_token_id)(rows)
+        separate = PairCollator(tok.pad_token_id)([{"chosen_ids": s + c, "rejected_ids": s + r}
+                                                   for s, c, r in triples])
+        losses, grads = [], []
+        for batch in (shared, separate):
+            model.zero_grad()
+            loss, out = BradleyTerryTrainer.compute_loss(None, model, dict(batch), return_outputs=True)
+            loss.backward()
+            losses.append((loss.item(), out["r_chosen"].detach(), out["r_rejected"].detach()))
+            grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        assert shared["input_ids"].numel() < separate["input_ids"].numel()
+        assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-5)
+        torch.testing.assert_close(losses[0][1], losses[1][1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(losses[0][2], losses[1][2], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-3, atol=1e-6)

@@ -28,8 +28,34 @@ def test_score_is_deterministic_and_progress_callback(love_run):
     seen = []
     ctx = [[{"role": "user", "content": "hi"}]] * 5
     a = scorer.score(ctx, ["Happy to help, friend! hi"] * 5, batch_size=2, progress=seen.append)
-    assert seen == [2, 2, 1]
+    assert sum(seen) == 5  # one context: its five answers are read as one packed row
     np.testing.assert_allclose(a, a[0], rtol=1e-5)
+    seen.clear()
+    scorer.score([[{"role": "user", "content": f"hi {i}"}] for i in range(5)], ["Happy to help"] * 5,
+                 batch_size=2, progress=seen.append)
+    assert seen == [2, 2, 1]
+
+
+def test_answers_to_one_context_read_together_score_as_alone(love_run):
+    """Answers whose sequences start with the same context tokens are read as one packed row (`pack_shared`);
+    each scores as it does alone, including rows whose context the answer's length cuts differently."""
+    from rluf.rewards.scorer import shares_prompt
+
+    scorer = Scorer.from_pretrained(love_run["model"], device="cpu")
+    assert scorer.shares_prompt and shares_prompt(scorer.model)
+    splits, _ = read_curated(love_run["data"])
+    test = splits["test"]
+    long = [{"role": "user", "content": "tell me about the river " * 12}]  # cut to fit max_length
+    ctx = [c for c in test.contexts[:6] for _ in range(3)] + [long] * 4
+    rsp = [f"{r} {extra}" for r in test.responses[:6] for extra in ("", "indeed", "the green tree")]
+    rsp += ["short", "a longer answer about the river " * 2, "short", "stone"]
+    packed = scorer.score(ctx, rsp, batch_size=4)
+    groups = {tuple(h) for h, _ in scorer.encoder.encode_parts(ctx, rsp)}
+    assert len(groups) < len(ctx) - 8  # most answers were packed with others
+    scorer.shares_prompt = False
+    alone = scorer.score(ctx, rsp, batch_size=4)
+    np.testing.assert_allclose(packed, alone, rtol=1e-4, atol=1e-5)
+    assert alone.std() > 0
 
 
 def test_folder_without_metadata(tmp_path, love_run):

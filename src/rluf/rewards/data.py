@@ -325,6 +325,29 @@ class Encoder:
     def encode_many(self, contexts: list[Chat], responses: list[str]) -> list[list[int]]:
         """`encode` of every row. A context shared by several rows (K answers to one prompt, a chosen and a
         rejected answer) is rendered once, and the texts go through the tokenizer in two batched calls."""
+        return [self._cut(c, r) for c, r in zip(*self._token_parts(contexts, responses), strict=True)]
+
+    def encode_pairs(self, contexts: list[Chat], chosen: list[str],
+                     rejected: list[str]) -> list[tuple[list[int], list[int], list[int]]]:
+        """(shared, chosen tail, rejected tail) per pair: shared + tail is the pair's sequence, its context cut
+        to leave room for the longer answer, so both answers read the same context tokens and a causal model
+        computes them once (`SharedPromptPairCollator`). Each tail keeps at least one token."""
+        n = len(contexts)
+        if not len(chosen) == len(rejected) == n:
+            raise DataError(f"encode_pairs: {n} contexts, {len(chosen)} chosen, {len(rejected)} rejected")
+        ctx, rsp = self._token_parts(contexts + contexts, chosen + rejected)
+        out = []
+        for i in range(n):
+            room = max(len(rsp[i]), len(rsp[n + i]))
+            c, r = self._cut(ctx[i], rsp[i], room), self._cut(ctx[i], rsp[n + i], room)
+            k = 0
+            while k < min(len(c), len(r)) - 1 and c[k] == r[k]:
+                k += 1
+            out.append((c[:k], c[k:], r[k:]))
+        return out
+
+    def _token_parts(self, contexts: list[Chat], responses: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids of each row's rendered context (with the generation prompt) and of the rest."""
         if len(contexts) != len(responses):
             raise DataError(f"encode_many: {len(contexts)} contexts but {len(responses)} responses")
         tok = self.tokenizer
@@ -341,16 +364,26 @@ class Encoder:
         head_ids = dict(zip(unique, tok(unique, add_special_tokens=False, verbose=False)["input_ids"] if unique
                             else [], strict=True))
         tail_ids = tok(tails, add_special_tokens=False, verbose=False)["input_ids"] if tails else []
-        return [self._cut(head_ids[h] if h else [], t) for h, t in zip(heads, tail_ids, strict=True)]
+        return [head_ids[h] if h else [] for h in heads], list(tail_ids)
 
-    def _cut(self, ctx: list[int], rsp: list[int]) -> list[int]:
-        """prefix + context + response + suffix within max_length: the oldest context tokens go first."""
+    def encode_parts(self, contexts: list[Chat], responses: list[str]) -> list[tuple[list[int], list[int]]]:
+        """`encode_many`'s sequences split into (context part, answer part): rows whose context parts are equal
+        can share that prefix's computation in a causal model (`Scorer.score`)."""
+        return [self._cut_parts(c, r) for c, r in zip(*self._token_parts(contexts, responses), strict=True)]
+
+    def _cut(self, ctx: list[int], rsp: list[int], room: int | None = None) -> list[int]:
+        head, tail = self._cut_parts(ctx, rsp, room)
+        return head + tail
+
+    def _cut_parts(self, ctx: list[int], rsp: list[int], room: int | None = None) -> tuple[list[int], list[int]]:
+        """prefix + context, response + suffix, within max_length together: the oldest context tokens go first.
+        The context leaves `room` tokens for the answer (its own length unless given)."""
         budget = self.max_length - len(self.prefix) - len(self.suffix)
         lead = ctx[:1] if ctx and ctx[0] == self.keep_first else []
         rest = ctx[len(lead):]
-        if len(rsp) + len(lead) >= budget:  # the response alone does not fit: keep its beginning
-            return self.prefix + lead + rsp[: budget - len(lead)] + self.suffix
-        keep = budget - len(lead) - len(rsp)
+        room = len(rsp) if room is None else room
+        if room + len(lead) >= budget:  # the response alone does not fit: keep its beginning
+            return self.prefix + lead, rsp[: budget - len(lead)] + self.suffix
+        keep = budget - len(lead) - room
         rest = rest[-keep:] if keep > 0 else []
-        return self.prefix + lead + rest + rsp + self.suffix
-
+        return self.prefix + lead + rest, rsp + self.suffix

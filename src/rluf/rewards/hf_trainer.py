@@ -18,7 +18,7 @@ from rluf.errors import ConfigError
 from rluf.parallel import claim_free_cores
 from rluf.rewards.config import TrainSection
 from rluf.rewards.losses import bradley_terry_loss, love_bce_loss
-from rluf.rewards.scorer import pad_right
+from rluf.rewards.scorer import pack_shared, pad_right, score_every_position
 from rluf.threads import training_is_thread_independent
 
 
@@ -107,6 +107,29 @@ class PairCollator:
         return {"input_ids": ids, "attention_mask": mask}
 
 
+def shared_pairs_dataset(pairs: list[tuple[list[int], list[int], list[int]]]):
+    """(shared, chosen tail, rejected tail) rows from `Encoder.encode_pairs`."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"shared_ids": [p[0] for p in pairs], "chosen_tail": [p[1] for p in pairs],
+                              "rejected_tail": [p[2] for p in pairs], "length": [sum(map(len, p)) for p in pairs]})
+
+
+class SharedPromptPairCollator:
+    """A pair as one sequence [shared | chosen tail | rejected tail] (`pack_shared`): each answer's last token
+    sees exactly its own sequence, the shared tokens are computed once (a third fewer tokens on the
+    simulator's pairs)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        ids, mask, positions, ends = pack_shared([(r["shared_ids"], [r["chosen_tail"], r["rejected_tail"]])
+                                                  for r in rows], self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                "chosen_end": ends[:, 0], "rejected_end": ends[:, 1]}
+
+
 class ClaimFreeCores(TrainerCallback):
     """Before each step: take back the cores of workers that have finished (rluf.parallel.claim_free_cores), so
     the helpfulness model trains on both cores once the stages beside it are done. The weights do not depend on
@@ -163,8 +186,15 @@ class BradleyTerryTrainer(ResumableOrder, Trainer):
     loss_is_scaled_for_ga = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        r = model(**inputs).logits[:, 0]  # (2B, 1) -> (2B,)
-        B = r.shape[0] // 2
-        r_chosen, r_rejected = r[:B], r[B:]  # (B,), (B,)
+        if "chosen_end" in inputs:  # one sequence per pair (SharedPromptPairCollator)
+            chosen_end, rejected_end = inputs.pop("chosen_end"), inputs.pop("rejected_end")
+            per_position = score_every_position(model, **inputs)  # (B, T)
+            rows = torch.arange(per_position.shape[0], device=per_position.device)
+            r_chosen, r_rejected = per_position[rows, chosen_end], per_position[rows, rejected_end]  # (B,), (B,)
+        else:  # chosen rows then rejected rows (PairCollator)
+            r = model(**inputs).logits[:, 0]  # (2B, 1) -> (2B,)
+            B = r.shape[0] // 2
+            r_chosen, r_rejected = r[:B], r[B:]  # (B,), (B,)
         loss = bradley_terry_loss(r_chosen, r_rejected)
         return (loss, {"r_chosen": r_chosen, "r_rejected": r_rejected}) if return_outputs else loss
+

@@ -19,9 +19,15 @@ from rluf.rewards.backbone import load_backbone
 from rluf.rewards.common import base_meta, fit, is_main_process, report_from_main, save_reward_folder
 from rluf.rewards.config import PAIRWISE_OBJECTIVES, RewardConfig
 from rluf.rewards.data import Encoder, Pairs, read_pairs, split_pairs
-from rluf.rewards.hf_trainer import BradleyTerryTrainer, PairCollator, pairs_dataset
+from rluf.rewards.hf_trainer import (
+    BradleyTerryTrainer,
+    PairCollator,
+    SharedPromptPairCollator,
+    pairs_dataset,
+    shared_pairs_dataset,
+)
 from rluf.rewards.metrics import pairwise_accuracy, pearson, spearman
-from rluf.rewards.scorer import Scorer
+from rluf.rewards.scorer import Scorer, shares_prompt
 from rluf.utils import seed_everything, select_device
 
 log = logging.getLogger(__name__)
@@ -58,10 +64,14 @@ def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | Non
     texts = [m["content"] for c in train.contexts for m in c] + train.chosen + train.rejected
     model, tokenizer, info = load_backbone(cfg.model, texts, seed=cfg.train.seed)
     encoder = Encoder(tokenizer, cfg.model.max_length)
-    dataset = pairs_dataset(encoder.encode_many(train.contexts, train.chosen),
-                            encoder.encode_many(train.contexts, train.rejected))
-    model, train_stats = fit(BradleyTerryTrainer, model, cfg, dataset, PairCollator(tokenizer.pad_token_id),
-                             out, device, progress, resume)
+    if cfg.pairs.share_prompt and shares_prompt(model):
+        dataset = shared_pairs_dataset(encoder.encode_pairs(train.contexts, train.chosen, train.rejected))
+        collator = SharedPromptPairCollator(tokenizer.pad_token_id)
+    else:
+        dataset = pairs_dataset(encoder.encode_many(train.contexts, train.chosen),
+                                encoder.encode_many(train.contexts, train.rejected))
+        collator = PairCollator(tokenizer.pad_token_id)
+    model, train_stats = fit(BradleyTerryTrainer, model, cfg, dataset, collator, out, device, progress, resume)
     if not is_main_process():  # a distributed launch: rank 0 evaluates and saves, this rank waits for it
         return report_from_main(out)
 

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 META_FILE = "rluf_reward.json"
 PRECISIONS = ("auto", "bf16", "fp32")
+MAX_PACKED = 8  # answers read in one packed row (`pack_shared`): longer rows would spend more on attention
 
 
 def score_dtype(precision: str, device: str) -> torch.dtype:
@@ -52,6 +53,59 @@ def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+def shares_prompt(model) -> bool:
+    """Whether `model` can read several answers to one context as one sequence (`pack_shared`): a causal
+    decoder that scores every position with a `score` head (LlamaForSequenceClassification and kin) and takes an
+    explicit 4D attention mask. Encoders (BERT's bidirectional attention, first-token pooling) cannot."""
+    return (hasattr(model, "score") and not getattr(model.config, "is_encoder_decoder", False)
+            and getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager"))
+
+
+def pack_shared(rows: list[tuple[list[int], list[list[int]]]],
+                pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows [shared | tail 1 | ... | tail k] for a causal model: tail j attends to the shared tokens and to itself
+    only, and its positions continue from the shared part, so its last token sees exactly the sequence
+    shared + tail j while the shared tokens are computed once. Right padding; a padded position attends to
+    itself. Returns input_ids (B, T), attention_mask (B, 1, T, T) bool, position_ids (B, T), and each tail's
+    last index (B, K) (0 where a row has fewer tails)."""
+    B, K = len(rows), max(len(tails) for _, tails in rows)
+    T = max(len(shared) + sum(map(len, tails)) for shared, tails in rows)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    positions = torch.zeros((B, T), dtype=torch.long)
+    allowed = torch.eye(T, dtype=torch.bool).repeat(B, 1, 1)  # (B, T, T): query x key
+    causal = torch.ones((T, T), dtype=torch.bool).tril()
+    ends = torch.zeros((B, K), dtype=torch.long)
+    for b, (shared, tails) in enumerate(rows):
+        S = start = len(shared)
+        ids[b, :S] = torch.tensor(shared, dtype=torch.long)
+        positions[b, :S] = torch.arange(S)
+        allowed[b, :S, :S] = causal[:S, :S]
+        for j, tail in enumerate(tails):
+            end = start + len(tail)
+            ids[b, start:end] = torch.tensor(tail, dtype=torch.long)
+            positions[b, start:end] = torch.arange(S, S + len(tail))
+            allowed[b, start:end, :S] = True
+            allowed[b, start:end, start:end] = causal[: len(tail), : len(tail)]
+            ends[b, j] = end - 1
+            start = end
+    return ids, allowed[:, None], positions, ends
+
+
+def score_every_position(model, **inputs: torch.Tensor) -> torch.Tensor:
+    """The `score` head's output at every position, (B, T). The model is called as a whole (so DDP and peft
+    wrappers see the forward) and the head's per-position output is read with a hook: the model's own pooled
+    logits (at the last non-pad token) are not the ends of packed answers."""
+    inner = getattr(model, "module", model)  # DDP
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # peft
+    seen: list[torch.Tensor] = []
+    hook = inner.score.register_forward_hook(lambda _module, _args, out: seen.append(out))
+    try:
+        model(**inputs)
+    finally:
+        hook.remove()
+    return seen[-1][..., 0]
+
+
 class Scorer:
     """A scalar-head reward model with its tokenizer, encoder and rluf metadata."""
 
@@ -64,6 +118,7 @@ class Scorer:
         self.tokenizer = tokenizer
         self.meta = meta
         self.encoder = Encoder(tokenizer, int(meta.get("max_length", 256)))
+        self.shares_prompt = shares_prompt(self.model)
 
     @property
     def objective(self) -> str:
@@ -118,14 +173,45 @@ class Scorer:
             raise DataError(f"score: {len(contexts)} contexts but {len(responses)} responses; give one each")
         if not responses:
             return np.zeros(0)
-        seqs = self.encoder.encode_many(contexts, responses)
         if progress is True:
             from rich.progress import Progress
 
             with Progress(transient=True) as bar:
-                task = bar.add_task(f"scoring ({self.objective})", total=len(seqs))
-                return self.score_ids(seqs, batch_size, lambda n: bar.advance(task, n))
-        return self.score_ids(seqs, batch_size, progress or None)
+                task = bar.add_task(f"scoring ({self.objective})", total=len(responses))
+                return self._score(contexts, responses, batch_size, lambda n: bar.advance(task, n))
+        return self._score(contexts, responses, batch_size, progress or None)
+
+    def _score(self, contexts: list[Chat], responses: list[str], batch_size: int,
+               progress: Callable[[int], None] | None) -> np.ndarray:
+        if not self.shares_prompt:
+            return self.score_ids(self.encoder.encode_many(contexts, responses), batch_size, progress)
+        # answers whose sequences start with the same context tokens are read as one packed row
+        groups: dict[tuple[int, ...], list[int]] = {}
+        parts = self.encoder.encode_parts(contexts, responses)
+        for i, (head, _) in enumerate(parts):
+            groups.setdefault(tuple(head), []).append(i)
+        chunks = [rows[k : k + MAX_PACKED] for rows in groups.values() for k in range(0, len(rows), MAX_PACKED)]
+        if len(chunks) == len(parts):  # no context repeats: plain sequences
+            return self.score_ids([h + t for h, t in parts], batch_size, progress)
+        lengths = [len(parts[c[0]][0]) + sum(len(parts[i][1]) for i in c) for c in chunks]
+        per_batch = max(1, batch_size * len(chunks) // len(parts))  # about `batch_size` answers a batch
+        return self._score_packed(parts, chunks, length_batches(lengths, per_batch), progress)
+
+    @torch.inference_mode()
+    def _score_packed(self, parts, chunks, batches, progress) -> np.ndarray:
+        out = np.zeros(len(parts), dtype=np.float64)
+        for batch in batches:
+            claim_free_cores()
+            rows = [(parts[chunks[c][0]][0], [parts[i][1] for i in chunks[c]]) for c in batch]
+            ids, mask, positions, ends = pack_shared(rows, self.tokenizer.pad_token_id)
+            z = score_every_position(self.model, input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                     position_ids=positions.to(self.device)).float().cpu()  # (B, T)
+            for b, c in enumerate(batch):
+                index = chunks[c]
+                out[index] = z[b, ends[b, : len(index)]].numpy()
+            if progress is not None:
+                progress(sum(len(chunks[c]) for c in batch))
+        return out
 
     def natural_logit(self, raw: np.ndarray) -> np.ndarray:
         """Prior-shift raw BCE logits from the rate the loss saw to the natural rate."""
