@@ -36,11 +36,15 @@ def test_score_is_deterministic_and_progress_callback(love_run):
     assert seen == [2, 2, 1]
 
 
-def test_answers_to_one_context_read_together_score_as_alone(love_run):
+def test_answers_to_one_context_read_together_score_as_alone(love_run, monkeypatch):
     """Answers whose sequences start with the same context tokens are read as one packed row (`pack_shared`);
     each scores as it does alone, including rows whose context the answer's length cuts differently."""
+    from rluf.rewards import scorer as scorer_module
     from rluf.rewards.scorer import shares_prompt
 
+    packed_rows = []
+    pack = scorer_module.pack_shared
+    monkeypatch.setattr(scorer_module, "pack_shared", lambda rows, pad: packed_rows.extend(rows) or pack(rows, pad))
     scorer = Scorer.from_pretrained(love_run["model"], device="cpu")
     assert scorer.shares_prompt and shares_prompt(scorer.model)
     splits, _ = read_curated(love_run["data"])
@@ -52,6 +56,7 @@ def test_answers_to_one_context_read_together_score_as_alone(love_run):
     packed = scorer.score(ctx, rsp, batch_size=4)
     groups = {tuple(h) for h, _ in scorer.encoder.encode_parts(ctx, rsp)}
     assert len(groups) < len(ctx) - 8  # most answers were packed with others
+    assert len(packed_rows) == len(groups) and sum(len(tails) for _, tails in packed_rows) == len(ctx)
     scorer.shares_prompt = False
     alone = scorer.score(ctx, rsp, batch_size=4)
     np.testing.assert_allclose(packed, alone, rtol=1e-4, atol=1e-5)

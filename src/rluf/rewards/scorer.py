@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 META_FILE = "rluf_reward.json"
 PRECISIONS = ("auto", "bf16", "fp32")
 MAX_PACKED = 8  # answers read in one packed row (`pack_shared`): longer rows would spend more on attention
+PACK_IF_TOKENS_BELOW = 0.8  # pack only when it reads at most this share of the tokens (shared_prompt.py)
 
 
 def score_dtype(precision: str, device: str) -> torch.dtype:
@@ -191,9 +192,10 @@ class Scorer:
         for i, (head, _) in enumerate(parts):
             groups.setdefault(tuple(head), []).append(i)
         chunks = [rows[k : k + MAX_PACKED] for rows in groups.values() for k in range(0, len(rows), MAX_PACKED)]
-        if len(chunks) == len(parts):  # no context repeats: plain sequences
-            return self.score_ids([h + t for h, t in parts], batch_size, progress)
         lengths = [len(parts[c[0]][0]) + sum(len(parts[i][1]) for i in c) for c in chunks]
+        if sum(lengths) > PACK_IF_TOKENS_BELOW * sum(len(h) + len(t) for h, t in parts):
+            # little repeats (64-token models cut most contexts to fit each answer): the mask would cost more
+            return self.score_ids([h + t for h, t in parts], batch_size, progress)
         per_batch = max(1, batch_size * len(chunks) // len(parts))  # about `batch_size` answers a batch
         return self._score_packed(parts, chunks, length_batches(lengths, per_batch), progress)
 
