@@ -42,11 +42,11 @@ def test_answers_to_one_context_read_together_score_as_alone(love_run, monkeypat
     from rluf.rewards import scorer as scorer_module
     from rluf.rewards.scorer import shares_prompt
 
+    scorer = Scorer.from_pretrained(love_run["model"], device="cpu")
+    assert scorer.shares_prompt and shares_prompt(scorer.model)
     packed_rows = []
     pack = scorer_module.pack_shared
     monkeypatch.setattr(scorer_module, "pack_shared", lambda rows, pad: packed_rows.extend(rows) or pack(rows, pad))
-    scorer = Scorer.from_pretrained(love_run["model"], device="cpu")
-    assert scorer.shares_prompt and shares_prompt(scorer.model)
     splits, _ = read_curated(love_run["data"])
     test = splits["test"]
     long = [{"role": "user", "content": "tell me about the river " * 12}]  # cut to fit max_length
@@ -177,3 +177,17 @@ def test_scoring_records_no_autograd(love_run):
     for inference, logits in seen:
         assert inference and torch.is_inference(logits) and logits.grad_fn is None and not logits.requires_grad
     assert all(p.grad is None for p in scorer.model.parameters())
+
+
+def test_a_model_that_ignores_packed_positions_reads_answers_alone(love_run):
+    """`shares_prompt` checks the packed layout on a few tokens: a model that drops the position ids (as an
+    architecture with its own positions would) fails the check and the Scorer scores each answer alone."""
+    from rluf.rewards.scorer import shares_prompt
+
+    scorer = Scorer.from_pretrained(love_run["model"], device="cpu")
+    model = scorer.model
+    assert shares_prompt(model)
+    forward = model.forward
+    model.forward = lambda *args, position_ids=None, **kw: forward(*args, **kw)
+    assert not shares_prompt(model)
+    assert not Scorer(model, scorer.tokenizer, scorer.meta, device="cpu").shares_prompt

@@ -55,11 +55,32 @@ def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
 
 
 def shares_prompt(model) -> bool:
-    """Whether `model` can read several answers to one context as one sequence (`pack_shared`): a causal
-    decoder that scores every position with a `score` head (LlamaForSequenceClassification and kin) and takes an
-    explicit 4D attention mask. Encoders (BERT's bidirectional attention, first-token pooling) cannot."""
-    return (hasattr(model, "score") and not getattr(model.config, "is_encoder_decoder", False)
-            and getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager"))
+    """Whether `model` can read several answers to one context as one sequence (`pack_shared`): a decoder that
+    scores every position with a `score` head (LlamaForSequenceClassification and kin) and takes an explicit 4D
+    attention mask and position ids, checked on a few tokens (an architecture that ignores either, e.g. ALiBi
+    positions, fails the check). Encoders (BERT's bidirectional attention, first-token pooling) cannot."""
+    if not (hasattr(model, "score") and not getattr(model.config, "is_encoder_decoder", False)
+            and getattr(model.config, "_attn_implementation", None) in ("sdpa", "eager")):
+        return False
+    device = next(model.parameters()).device
+    vocab = int(getattr(model.config, "vocab_size", 0) or 0)
+    if vocab < 8:
+        return False
+    shared, tails = [3, 4, 5], [[6, 7], [5, 6, 4]]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ids, mask, positions, ends = pack_shared([(shared, tails)], 0)
+            packed = score_every_position(model, input_ids=ids.to(device), attention_mask=mask.to(device),
+                                          position_ids=positions.to(device))[0, ends[0]].float()
+            alone = torch.stack([score_every_position(model, input_ids=torch.tensor([shared + t], device=device))[0, -1]
+                                 for t in tails]).float()
+        return bool(torch.allclose(packed, alone, rtol=1e-3, atol=1e-4))
+    except (RuntimeError, ValueError, TypeError, IndexError):  # the model refuses a 4D mask or position ids
+        return False
+    finally:
+        model.train(was_training)
 
 
 def pack_shared(rows: list[tuple[list[int], list[list[int]]]],
