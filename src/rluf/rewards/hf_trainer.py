@@ -197,4 +197,3 @@ class BradleyTerryTrainer(ResumableOrder, Trainer):
             r_chosen, r_rejected = r[:B], r[B:]  # (B,), (B,)
         loss = bradley_terry_loss(r_chosen, r_rejected)
         return (loss, {"r_chosen": r_chosen, "r_rejected": r_rejected}) if return_outputs else loss
-

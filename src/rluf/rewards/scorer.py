@@ -5,6 +5,9 @@
     p = scorer.prob(contexts, responses)        # (N,) P[Love] at the natural rate (BCE models only)
 
 Rows are sorted by token length and batched so that padding stays small; results come back in input order.
+Answers whose sequences start with the same context tokens (K candidates for one prompt, several policies'
+answers to one context) are read as one packed row by causal models (`pack_shared`), the context computed once;
+each score is its one-sequence score to float rounding.
 Scoring runs under `torch.inference_mode()` (no autograd records at all) and, with `precision`, in bf16: half the
 memory of the frozen weights (docs/crraft.md, "Capacity"). `auto` is bf16 only on a CUDA device that supports
 it, so on CPU the scores are the fp32 ones.
