@@ -93,8 +93,8 @@ def test_training_takes_the_cores_of_finished_workers_with_the_same_weights(tmp_
 
 
 def test_a_pair_read_as_one_sequence_gives_the_loss_and_gradients_of_two(tmp_path):
-    """`pairs.share_prompt`: [context | chosen | rejected] under the block mask scores each answer as its own
-    sequence would, so the Bradley-Terry loss and every gradient equal those of the two-sequence batch."""
+    """`pairs.share_prompt`: [shared | chosen tail | rejected tail] under the block mask scores each answer as its
+    own sequence would, so the Bradley-Terry loss and every gradient equal those of the two-sequence batch."""
     import torch
 
     from rluf.rewards.backbone import load_backbone
@@ -108,15 +108,19 @@ def test_a_pair_read_as_one_sequence_gives_the_loss_and_gradients_of_two(tmp_pat
     cfg = tiny_config("helpfulness")
     model, tok, _ = load_backbone(cfg.model, [m["content"] for c in pairs.contexts for m in c] + pairs.chosen)
     assert shares_prompt(model)
-    # 40 tokens cut some contexts: both answers of a pair then read the same, shorter context
-    for max_length in (64, 40):
-        triples = Encoder(tok, max_length).encode_pairs(pairs.contexts, pairs.chosen, pairs.rejected)
-        assert all(len(s) + max(len(c), len(r)) <= max_length and c and r for s, c, r in triples)
-        if max_length == 64:  # nothing cut: the sequences are encode_many's
-            enc = Encoder(tok, 64)
-            assert [s + c for s, c, _ in triples] == enc.encode_many(pairs.contexts, pairs.chosen)
-            assert [s + r for s, _, r in triples] == enc.encode_many(pairs.contexts, pairs.rejected)
-        assert np.mean([len(s) for s, _, _ in triples]) > 5  # the context is shared
+    # at 20 tokens the limit cuts contexts, differently for answers of different lengths
+    for max_length in (64, 20):
+        enc = Encoder(tok, max_length)
+        triples = enc.encode_pairs(pairs.contexts, pairs.chosen, pairs.rejected)
+        assert all(c and r for _, c, r in triples)
+        # each answer reads exactly the sequence it reads alone (and when scored)
+        assert [s + c for s, c, _ in triples] == enc.encode_many(pairs.contexts, pairs.chosen)
+        assert [s + r for s, _, r in triples] == enc.encode_many(pairs.contexts, pairs.rejected)
+        shared = [len(s) for s, _, _ in triples]
+        if max_length == 64:
+            assert min(shared) > 5  # the whole context is shared
+        else:
+            assert min(shared) <= 2  # cut differently: such a pair shares only its first tokens
         rows = [{"shared_ids": s, "chosen_tail": c, "rejected_tail": r} for s, c, r in triples]
         shared = SharedPromptPairCollator(tok.pad_token_id)(rows)
         separate = PairCollator(tok.pad_token_id)([{"chosen_ids": s + c, "rejected_ids": s + r}

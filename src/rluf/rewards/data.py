@@ -329,17 +329,16 @@ class Encoder:
 
     def encode_pairs(self, contexts: list[Chat], chosen: list[str],
                      rejected: list[str]) -> list[tuple[list[int], list[int], list[int]]]:
-        """(shared, chosen tail, rejected tail) per pair: shared + tail is the pair's sequence, its context cut
-        to leave room for the longer answer, so both answers read the same context tokens and a causal model
-        computes them once (`SharedPromptPairCollator`). Each tail keeps at least one token."""
+        """(shared, chosen tail, rejected tail) per pair: shared + tail is exactly the answer's `encode`
+        sequence, and shared is the two sequences' common start (the context, unless `max_length` cuts it
+        differently for answers of different lengths), which a causal model computes once
+        (`SharedPromptPairCollator`). Each tail keeps at least one token."""
         n = len(contexts)
         if not len(chosen) == len(rejected) == n:
             raise DataError(f"encode_pairs: {n} contexts, {len(chosen)} chosen, {len(rejected)} rejected")
-        ctx, rsp = self._token_parts(contexts + contexts, chosen + rejected)
+        seqs = self.encode_many(contexts + contexts, chosen + rejected)
         out = []
-        for i in range(n):
-            room = max(len(rsp[i]), len(rsp[n + i]))
-            c, r = self._cut(ctx[i], rsp[i], room), self._cut(ctx[i], rsp[n + i], room)
+        for c, r in zip(seqs[:n], seqs[n:], strict=True):
             k = 0
             while k < min(len(c), len(r)) - 1 and c[k] == r[k]:
                 k += 1
@@ -371,19 +370,17 @@ class Encoder:
         can share that prefix's computation in a causal model (`Scorer.score`)."""
         return [self._cut_parts(c, r) for c, r in zip(*self._token_parts(contexts, responses), strict=True)]
 
-    def _cut(self, ctx: list[int], rsp: list[int], room: int | None = None) -> list[int]:
-        head, tail = self._cut_parts(ctx, rsp, room)
+    def _cut(self, ctx: list[int], rsp: list[int]) -> list[int]:
+        head, tail = self._cut_parts(ctx, rsp)
         return head + tail
 
-    def _cut_parts(self, ctx: list[int], rsp: list[int], room: int | None = None) -> tuple[list[int], list[int]]:
-        """prefix + context, response + suffix, within max_length together: the oldest context tokens go first.
-        The context leaves `room` tokens for the answer (its own length unless given)."""
+    def _cut_parts(self, ctx: list[int], rsp: list[int]) -> tuple[list[int], list[int]]:
+        """prefix + context, response + suffix, within max_length together: the oldest context tokens go first."""
         budget = self.max_length - len(self.prefix) - len(self.suffix)
         lead = ctx[:1] if ctx and ctx[0] == self.keep_first else []
         rest = ctx[len(lead):]
-        room = len(rsp) if room is None else room
-        if room + len(lead) >= budget:  # the response alone does not fit: keep its beginning
+        if len(rsp) + len(lead) >= budget:  # the response alone does not fit: keep its beginning
             return self.prefix + lead, rsp[: budget - len(lead)] + self.suffix
-        keep = budget - len(lead) - room
+        keep = budget - len(lead) - len(rsp)
         rest = rest[-keep:] if keep > 0 else []
         return self.prefix + lead + rest, rsp + self.suffix
