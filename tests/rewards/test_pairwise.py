@@ -94,12 +94,13 @@ def test_training_takes_the_cores_of_finished_workers_with_the_same_weights(tmp_
 
 def test_a_pair_read_as_one_sequence_gives_the_loss_and_gradients_of_two(tmp_path):
     """`pairs.share_prompt`: [shared | chosen tail | rejected tail] under the block mask scores each answer as its
-    own sequence would, so the Bradley-Terry loss and every gradient equal those of the two-sequence batch."""
+    own sequence would, so the Bradley-Terry loss and every gradient equal those of the two-sequence batch; a pair
+    whose contexts were cut differently is two rows in the same batch."""
     import torch
 
     from rluf.rewards.backbone import load_backbone
     from rluf.rewards.data import Encoder
-    from rluf.rewards.hf_trainer import BradleyTerryTrainer, PairCollator, SharedPromptPairCollator
+    from rluf.rewards.hf_trainer import BradleyTerryTrainer, PairCollator, SharedPromptPairCollator, is_shared
     from rluf.rewards.scorer import shares_prompt
 
     from .conftest import make_pairs
@@ -109,9 +110,10 @@ def test_a_pair_read_as_one_sequence_gives_the_loss_and_gradients_of_two(tmp_pat
     model, tok, _ = load_backbone(cfg.model, [m["content"] for c in pairs.contexts for m in c] + pairs.chosen)
     assert shares_prompt(model)
     # at 20 tokens the limit cuts contexts, differently for answers of different lengths
+    cut = {}
     for max_length in (64, 20):
         enc = Encoder(tok, max_length)
-        triples = enc.encode_pairs(pairs.contexts, pairs.chosen, pairs.rejected)
+        cut[max_length] = triples = enc.encode_pairs(pairs.contexts, pairs.chosen, pairs.rejected)
         assert all(c and r for _, c, r in triples)
         # each answer reads exactly the sequence it reads alone (and when scored)
         assert [s + c for s, c, _ in triples] == enc.encode_many(pairs.contexts, pairs.chosen)
@@ -121,10 +123,16 @@ def test_a_pair_read_as_one_sequence_gives_the_loss_and_gradients_of_two(tmp_pat
             assert min(shared) > 5  # the whole context is shared
         else:
             assert min(shared) <= 2  # cut differently: such a pair shares only its first tokens
+    # a pair that shares only its first tokens is two rows of the batch, the others one
+    for triples, two_rows in ((cut[64], 0), (cut[20], 24), (cut[64][:12] + cut[20][12:], 12)):
+        assert sum(not is_shared(*t) for t in triples) == two_rows
         rows = [{"shared_ids": s, "chosen_tail": c, "rejected_tail": r} for s, c, r in triples]
         shared = SharedPromptPairCollator(tok.pad_token_id)(rows)
         separate = PairCollator(tok.pad_token_id)([{"chosen_ids": s + c, "rejected_ids": s + r}
                                                    for s, c, r in triples])
+        assert shared["input_ids"].shape[0] == len(triples) + two_rows
+        if not two_rows:
+            assert shared["input_ids"].numel() < separate["input_ids"].numel()
         losses, grads = [], []
         for batch in (shared, separate):
             model.zero_grad()
@@ -132,7 +140,6 @@ def test_a_pair_read_as_one_sequence_gives_the_loss_and_gradients_of_two(tmp_pat
             loss.backward()
             losses.append((loss.item(), out["r_chosen"].detach(), out["r_rejected"].detach()))
             grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
-        assert shared["input_ids"].numel() < separate["input_ids"].numel()
         assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-5)
         torch.testing.assert_close(losses[0][1], losses[1][1], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(losses[0][2], losses[1][2], rtol=1e-4, atol=1e-5)

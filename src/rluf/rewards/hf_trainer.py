@@ -107,27 +107,54 @@ class PairCollator:
         return {"input_ids": ids, "attention_mask": mask}
 
 
+SHARE_IF_SHARED_AT_LEAST = 0.1  # one sequence when the shared start is this share of the longer sequence
+
+
+def is_shared(shared: list[int], chosen_tail: list[int], rejected_tail: list[int]) -> bool:
+    """Whether a pair reads as one sequence: when `max_length` cut the context differently for its two answers,
+    they share little more than the chat prefix, and one row of both whole sequences under a block mask costs
+    more than two rows (27% of the default run's pairs)."""
+    return len(shared) >= SHARE_IF_SHARED_AT_LEAST * (len(shared) + max(len(chosen_tail), len(rejected_tail)))
+
+
 def shared_pairs_dataset(pairs: list[tuple[list[int], list[int], list[int]]]):
-    """(shared, chosen tail, rejected tail) rows from `Encoder.encode_pairs`."""
+    """(shared, chosen tail, rejected tail) rows from `Encoder.encode_pairs`; `length` is the longest row the
+    pair becomes (`SharedPromptPairCollator`), for length-grouped batches."""
     from datasets import Dataset
 
+    def length(s, c, r):
+        return len(s) + len(c) + len(r) if is_shared(s, c, r) else len(s) + max(len(c), len(r))
+
     return Dataset.from_dict({"shared_ids": [p[0] for p in pairs], "chosen_tail": [p[1] for p in pairs],
-                              "rejected_tail": [p[2] for p in pairs], "length": [sum(map(len, p)) for p in pairs]})
+                              "rejected_tail": [p[2] for p in pairs], "length": [length(*p) for p in pairs]})
 
 
 class SharedPromptPairCollator:
-    """A pair as one sequence [shared | chosen tail | rejected tail] (`pack_shared`): each answer's last token
-    sees exactly its own sequence, the shared tokens are computed once (74 tokens a pair instead of 87 on the
-    default run's helpfulness pairs)."""
+    """A pair whose answers share a start is one sequence [shared | chosen tail | rejected tail] (`pack_shared`):
+    each answer's last token sees exactly its own sequence, the shared tokens are computed once. Any other pair
+    (`is_shared`) is two rows, one per answer. `chosen_at` and `rejected_at` index each answer's last token in
+    the flattened (rows x T) batch."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        ids, mask, positions, ends = pack_shared([(r["shared_ids"], [r["chosen_tail"], r["rejected_tail"]])
-                                                  for r in rows], self.pad_id)
+        packed, chosen_at, rejected_at = [], [], []  # (row, tail) of each answer's end
+        for r in rows:
+            s, c, j = r["shared_ids"], r["chosen_tail"], r["rejected_tail"]
+            if is_shared(s, c, j):
+                packed.append((s, [c, j]))
+                chosen_at.append((len(packed) - 1, 0))
+                rejected_at.append((len(packed) - 1, 1))
+            else:
+                packed += [([], [s + c]), ([], [s + j])]
+                chosen_at.append((len(packed) - 2, 0))
+                rejected_at.append((len(packed) - 1, 0))
+        ids, mask, positions, ends = pack_shared(packed, self.pad_id)
+        T = ids.shape[1]
+        flat = [[row * T + int(ends[row, tail]) for row, tail in at] for at in (chosen_at, rejected_at)]
         return {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                "chosen_end": ends[:, 0], "rejected_end": ends[:, 1]}
+                "chosen_at": torch.tensor(flat[0]), "rejected_at": torch.tensor(flat[1])}
 
 
 class ClaimFreeCores(TrainerCallback):
@@ -186,11 +213,10 @@ class BradleyTerryTrainer(ResumableOrder, Trainer):
     loss_is_scaled_for_ga = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if "chosen_end" in inputs:  # one sequence per pair (SharedPromptPairCollator)
-            chosen_end, rejected_end = inputs.pop("chosen_end"), inputs.pop("rejected_end")
-            per_position = score_every_position(model, **inputs)  # (B, T)
-            rows = torch.arange(per_position.shape[0], device=per_position.device)
-            r_chosen, r_rejected = per_position[rows, chosen_end], per_position[rows, rejected_end]  # (B,), (B,)
+        if "chosen_at" in inputs:  # SharedPromptPairCollator: answers' ends in the flattened batch
+            chosen_at, rejected_at = inputs.pop("chosen_at"), inputs.pop("rejected_at")
+            per_position = score_every_position(model, **inputs).reshape(-1)  # (rows x T,)
+            r_chosen, r_rejected = per_position[chosen_at], per_position[rejected_at]  # (B,), (B,)
         else:  # chosen rows then rejected rows (PairCollator)
             r = model(**inputs).logits[:, 0]  # (2B, 1) -> (2B,)
             B = r.shape[0] // 2
