@@ -55,7 +55,7 @@ def pair_tokens(data: Path, model_folder: Path, max_length: int) -> dict:
     """Mean tokens per pair: both sequences, or as `SharedPromptPairCollator` lays the pair out."""
     from rluf.models import load_tokenizer
     from rluf.rewards.data import Encoder, read_pairs
-    from rluf.rewards.hf_trainer import is_shared
+    from rluf.rewards.hf_trainer import pair_rows
 
     pairs = read_pairs(data)
     enc = Encoder(load_tokenizer(model_folder), max_length)
@@ -63,8 +63,7 @@ def pair_tokens(data: Path, model_folder: Path, max_length: int) -> dict:
     ctx, ch, rj = pairs.contexts[:n], pairs.chosen[:n], pairs.rejected[:n]
     separate = [len(c) + len(r) for c, r in zip(enc.encode_many(ctx, ch), enc.encode_many(ctx, rj), strict=True)]
     triples = enc.encode_pairs(ctx, ch, rj)
-    rows = [[len(s) + len(c) + len(r)] if is_shared(s, c, r) else [len(s) + len(c), len(s) + len(r)]
-            for s, c, r in triples]  # the rows SharedPromptPairCollator makes of each pair
+    rows = [[len(head) + sum(map(len, tails)) for head, tails in pair_rows(*t)] for t in triples]  # row lengths
     return {"pairs": n, "tokens_separate": round(float(np.mean(separate)), 1),
             "tokens_shared": round(float(np.mean([sum(r) for r in rows])), 1),
             "pairs_packed": round(float(np.mean([len(r) == 1 for r in rows])), 3),

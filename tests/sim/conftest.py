@@ -25,7 +25,7 @@ def micro_world() -> World:
 
 @pytest.fixture(scope="session")
 def tiny_baseline(tmp_path_factory, micro_world):
-    """The tiny baseline trained once for the session: (folder, Policy)."""
+    """The tiny baseline, trained once per test run: (folder, Policy)."""
     from rluf.sim.baseline import train_baseline
 
     out = tmp_path_factory.mktemp("baseline") / "policy"

@@ -117,22 +117,29 @@ def is_shared(shared: list[int], chosen_tail: list[int], rejected_tail: list[int
     return len(shared) >= SHARE_IF_SHARED_AT_LEAST * (len(shared) + max(len(chosen_tail), len(rejected_tail)))
 
 
+def pair_rows(shared: list[int], chosen_tail: list[int],
+              rejected_tail: list[int]) -> list[tuple[list[int], list[list[int]]]]:
+    """The rows a pair becomes, as `pack_shared` takes them: one [shared | chosen tail | rejected tail] row when
+    `is_shared`, else one row per answer."""
+    if is_shared(shared, chosen_tail, rejected_tail):
+        return [(shared, [chosen_tail, rejected_tail])]
+    return [([], [shared + chosen_tail]), ([], [shared + rejected_tail])]
+
+
 def shared_pairs_dataset(pairs: list[tuple[list[int], list[int], list[int]]]):
     """(shared, chosen tail, rejected tail) rows from `Encoder.encode_pairs`; `length` is the longest row the
-    pair becomes (`SharedPromptPairCollator`), for length-grouped batches."""
+    pair becomes (`pair_rows`), for length-grouped batches."""
     from datasets import Dataset
 
-    def length(s, c, r):
-        return len(s) + len(c) + len(r) if is_shared(s, c, r) else len(s) + max(len(c), len(r))
-
+    lengths = [max(len(head) + sum(map(len, tails)) for head, tails in pair_rows(*p)) for p in pairs]
     return Dataset.from_dict({"shared_ids": [p[0] for p in pairs], "chosen_tail": [p[1] for p in pairs],
-                              "rejected_tail": [p[2] for p in pairs], "length": [length(*p) for p in pairs]})
+                              "rejected_tail": [p[2] for p in pairs], "length": lengths})
 
 
 class SharedPromptPairCollator:
-    """A pair whose answers share a start is one sequence [shared | chosen tail | rejected tail] (`pack_shared`):
-    each answer's last token sees exactly its own sequence, the shared tokens are computed once. Any other pair
-    (`is_shared`) is two rows, one per answer. `chosen_at` and `rejected_at` index each answer's last token in
+    """Each pair as `pair_rows` lays it out: one sequence [shared | chosen tail | rejected tail] (`pack_shared`)
+    when its answers share a start, whose last tokens each see exactly their own sequence while the shared tokens
+    are computed once; else one row per answer. `chosen_at` and `rejected_at` index each answer's last token in
     the flattened (rows x T) batch."""
 
     def __init__(self, pad_id: int):
@@ -141,15 +148,11 @@ class SharedPromptPairCollator:
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         packed, chosen_at, rejected_at = [], [], []  # (row, tail) of each answer's end
         for r in rows:
-            s, c, j = r["shared_ids"], r["chosen_tail"], r["rejected_tail"]
-            if is_shared(s, c, j):
-                packed.append((s, [c, j]))
-                chosen_at.append((len(packed) - 1, 0))
-                rejected_at.append((len(packed) - 1, 1))
-            else:
-                packed += [([], [s + c]), ([], [s + j])]
-                chosen_at.append((len(packed) - 2, 0))
-                rejected_at.append((len(packed) - 1, 0))
+            layout = pair_rows(r["shared_ids"], r["chosen_tail"], r["rejected_tail"])
+            row = len(packed)
+            chosen_at.append((row, 0))
+            rejected_at.append((row, 1) if len(layout) == 1 else (row + 1, 0))
+            packed += layout
         ids, mask, positions, ends = pack_shared(packed, self.pad_id)
         T = ids.shape[1]
         flat = [[row * T + int(ends[row, tail]) for row, tail in at] for at in (chosen_at, rejected_at)]
