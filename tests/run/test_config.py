@@ -31,12 +31,12 @@ def test_bad_stage_section_fails_before_anything_runs(tmp_path: Path):
     assert not any(tmp_path.iterdir())
 
 
-def test_baseline_backbone_resolves_to_the_runs_simulated_policy(tmp_path: Path):
+def test_baseline_backbone_resolves_to_the_runs_baseline_policy(tmp_path: Path):
     from rluf.run.pipeline import resolve_stage_configs
 
     cfg = RunConfig(quick=True, reward_helpfulness={"model": {"backbone": "baseline"}})
     rewards = resolve_stage_configs(cfg, tmp_path)["rewards"]
-    assert rewards["helpfulness"].model.backbone == str(tmp_path / "simulate" / "policy")
+    assert rewards["helpfulness"].model.backbone == str(tmp_path / "baseline")
     assert rewards["safety"].model.backbone != "baseline"
 
 

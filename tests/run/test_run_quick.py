@@ -8,8 +8,9 @@ from helpers.browser import CHROMIUM, inspect_page
 from rluf.run.config import load_run_config
 from rluf.run.pipeline import run
 
-# in the order the pipeline starts them: signals, curate and safety beside helpfulness, the A/B test beside evaluate
-STAGES = ["simulate", "signals", "curate", "reward_safety", "reward_helpfulness", "reward_love", "sweep", "abtest",
+# in the order the pipeline starts them: the deployment, signals, curate and safety beside helpfulness, the A/B
+# test beside evaluate
+STAGES = ["baseline", "simulate", "signals", "curate", "reward_safety", "reward_helpfulness", "reward_love", "sweep", "abtest",
           "evaluate"]
 
 
@@ -20,7 +21,7 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
         "optimize": {**cfg.optimize, "crraft": {"iterations": 2, "batch_prompts": 4},
                      "eval": {"n_prompts": 16, "items": "deployment"}},
         "evaluate": {"prompts": {"n_prompts": 16}, "bootstrap_reps": 100},
-        "workers": 2,  # signals, curate and safety beside helpfulness, the A/B test beside evaluate, sweep 2 at a time
+        "workers": 2,  # the deployment, signals, curate and safety beside helpfulness, the A/B test beside evaluate, sweep 2 at a time
     })
     events: list[tuple[str, str]] = []
     summary = run(cfg, tmp_path, on_event=lambda s, e: events.append((s, e)))
@@ -33,7 +34,11 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     assert ab["control"]["responses"] > 0 and ab["treatment"]["responses"] > 0
     assert summary["report"].endswith("report.html")
     started = [s for s, e in events if e == "running beside"]  # in a worker process (workers: 2)
-    assert started == ["signals", "curate", "reward_safety", "abtest"], events
+    assert started == ["simulate", "signals", "curate", "reward_safety", "abtest"], events
+    # the deployment's folder is a complete `rluf simulate` folder: the baseline policy and the expert pairs
+    assert (tmp_path / "simulate" / "policy" / "model.safetensors").read_bytes() == (
+        tmp_path / "baseline" / "model.safetensors").read_bytes()
+    assert (tmp_path / "simulate" / "pairs" / "helpfulness.parquet").is_file()
     love_meta = json.loads((tmp_path / "reward_love" / "rluf_reward.json").read_text())
     assert love_meta["backbone"]["backbone"].endswith("/reward_helpfulness")  # started from the run's helpfulness model
     html = (tmp_path / "report.html").read_text()

@@ -1,18 +1,19 @@
 """`rluf run`: the whole loop in one run directory, read top to bottom.
 
-    simulate -> signals -> curate -> reward_helpfulness, reward_safety, reward_love -> sweep (CRRAFT)
-             -> evaluate (offline, offline-online agreement) -> abtest (simulated) -> report.html
+    baseline -> simulate -> signals -> curate -> reward_helpfulness, reward_safety, reward_love
+             -> sweep (CRRAFT) -> evaluate (offline, offline-online agreement) -> abtest (simulated) -> report.html
 
 Every stage writes into `<run>/<stage>/` and is skipped when it already finished with the same config
 fingerprint (rluf.run.stages), so a killed run resumes at the stage in flight. With `workers` >= 2 (the
 default on a machine with two CPUs or more and no GPU), stages that do not depend on each other run side by
-side in worker processes (rluf.parallel): signals, curation and the safety model beside the helpfulness model;
-the A/B test beside the offline evaluation; and the sweep's runs `workers` at a time.
+side in worker processes (rluf.parallel): the deployment, signals, curation and the safety model beside the
+helpfulness model; the A/B test beside the offline evaluation; and the sweep's runs `workers` at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from functools import partial
@@ -22,13 +23,13 @@ from typing import Any
 from rluf.config import deep_merge
 from rluf.errors import ConfigError
 from rluf.run.config import RunConfig, stage_config
-from rluf.run.stages import run_stage, start_stage
-from rluf.utils import write_json
+from rluf.run.stages import MARKER, run_stage, start_stage
+from rluf.utils import read_json, write_json
 
 log = logging.getLogger(__name__)
 Event = Callable[[str, str], None]
 # `reward_*: {model: {backbone: baseline}}` in a run config: initialise the reward model from the simulated
-# deployment's baseline policy (<run>/simulate/policy), whose folder exists only once the run has simulated.
+# deployment's baseline policy (<run>/baseline), which the run trains first.
 BASELINE_BACKBONE = "baseline"
 # `reward_love: {model: {backbone: reward_helpfulness}}`: start P[Love] from the run's helpfulness reward model
 # (<run>/reward_helpfulness), which the run trains first; its ranking of answers carries over (docs/run.md).
@@ -77,7 +78,7 @@ def reward_config(cfg: RunConfig, name: str, run_dir: Path):
     backbone (P[Love] only) from the run's helpfulness reward model."""
     from rluf.rewards import RewardConfig
 
-    policy = str(run_dir / "simulate" / "policy")
+    policy = str(run_dir / "baseline")
     overrides = deep_merge({"objective": name, "train": {"seed": cfg.seed}, "model": {"tokenizer": policy}},
                            getattr(cfg, f"reward_{name}"))
     backbone = overrides["model"].get("backbone")
@@ -148,28 +149,31 @@ def run_simulated(cfg: RunConfig, run_dir: Path, stage, beside) -> None:
     from rluf.evaluate.evaluator import evaluate
     from rluf.optimize.weight_sweep import sweep
     from rluf.rewards.train import train_reward
-    from rluf.sim.deployment import simulate
     from rluf.sim.world import World
 
     sc = resolve_stage_configs(cfg, run_dir)
     write_json(run_dir / "run_config.json", cfg.model_dump(mode="json"))
-    sim, logs, truth = run_dir / "simulate", run_dir / "simulate" / "logs", run_dir / "simulate" / "truth"
+    base, sim = run_dir / "baseline", run_dir / "simulate"
+    logs, truth = sim / "logs", sim / "truth"
 
-    # 1. The simulated deployment of the baseline policy: logs, ground truth, expert pairs, baseline.
-    stage("simulate", sc["world"], [], lambda d: simulate(sc["world"], d))
+    # 1. The baseline policy (the simulator's trained LM) and the expert pairs: what the helpfulness and safety
+    #    models start from, so they need not wait for the deployment.
+    stage("baseline", sc["world"], [], partial(baseline_stage, sc["world"]))
     # 2-4. The helpfulness model trains here (the longest step, and P[Love] starts from it); beside it, in a
-    #      worker, one after another: signal selection (which reaction is available and tied to users coming
-    #      back), curation (contexts, labels, adversarial filters, time splits, resampling to 10% Love) and the
-    #      safety model. Helpfulness and safety are Bradley-Terry on the expert pairs.
+    #      worker, one after another: the simulated deployment of the baseline (logs, ground truth), signal
+    #      selection (which reaction is available and tied to users coming back), curation (contexts, labels,
+    #      adversarial filters, time splits, resampling to 10% Love) and the safety model. Helpfulness and
+    #      safety are Bradley-Terry on the expert pairs.
     with side_by_side(cfg) as pool:
         waits = [
+            beside(pool, "simulate", sc["world"], ["baseline"], partial(deploy_stage, sc["world"], base)),
             beside(pool, "signals", cfg.signals, ["simulate"], partial(signals_stage, logs, cfg.signals.outcome_days)),
             beside(pool, "curate", sc["curate"], ["simulate"], partial(curate_stage, logs, sc["curate"], truth)),
-            beside(pool, "reward_safety", sc["rewards"]["safety"], ["simulate"], partial(
-                train_reward, "safety", sim / "pairs" / "safety.parquet", config=sc["rewards"]["safety"])),
+            beside(pool, "reward_safety", sc["rewards"]["safety"], ["baseline"], partial(
+                train_reward, "safety", base / "pairs" / "safety.parquet", config=sc["rewards"]["safety"])),
         ]
-        stage("reward_helpfulness", sc["rewards"]["helpfulness"], ["simulate"], lambda d: train_reward(
-            "helpfulness", sim / "pairs" / "helpfulness.parquet", d, sc["rewards"]["helpfulness"]))
+        stage("reward_helpfulness", sc["rewards"]["helpfulness"], ["baseline"], lambda d: train_reward(
+            "helpfulness", base / "pairs" / "helpfulness.parquet", d, sc["rewards"]["helpfulness"]))
         for wait in waits:
             wait()
     # 4. P[Love] (BCE) on the curated data, started from the helpfulness model when the config says so (then
@@ -195,6 +199,26 @@ def run_simulated(cfg: RunConfig, run_dir: Path, stage, beside) -> None:
         stage("evaluate", sc["evaluate"], ["curate", "sweep"], lambda d: _evaluate(
             evaluate, offline_online, policies, d, rewards, World.load(sim), sc["evaluate"], pool))
         abtest()
+
+
+def baseline_stage(world_cfg, out_dir: Path) -> dict[str, Any]:
+    """The simulated world's baseline policy, saved in `out_dir`, and its expert pairs (`out_dir/pairs`)."""
+    from rluf.sim.baseline import train_baseline
+    from rluf.sim.deployment import write_expert_pairs
+    from rluf.sim.world import World
+
+    world = World(world_cfg)
+    train_baseline(world, out_dir)
+    write_expert_pairs(world, out_dir / "pairs")
+    return read_json(out_dir / "rluf_baseline.json")
+
+
+def deploy_stage(world_cfg, baseline: Path, out_dir: Path) -> dict[str, Any]:
+    """The simulated deployment of the baseline policy: a complete `rluf simulate` folder (its policy copied in)."""
+    from rluf.sim.deployment import simulate
+
+    shutil.copytree(baseline, out_dir / "policy", ignore=shutil.ignore_patterns("pairs", MARKER))
+    return simulate(world_cfg, out_dir, policy_path=out_dir / "policy", name="baseline")
 
 
 def signals_stage(logs: Path, outcome_days: float, out_dir: Path) -> dict[str, Any]:

@@ -184,6 +184,12 @@ def expert_pairs(world: World, objective: str, n: int, seed: int = 0) -> pa.Tabl
     )
 
 
+def write_expert_pairs(world: World, out_dir: Path) -> None:
+    """`out_dir/helpfulness.parquet` and `out_dir/safety.parquet`: the world's expert pairs (config `pairs`)."""
+    _pq(expert_pairs(world, "helpfulness", world.cfg.pairs.n_helpfulness), out_dir / "helpfulness.parquet")
+    _pq(expert_pairs(world, "safety", world.cfg.pairs.n_safety), out_dir / "safety.parquet")
+
+
 def prompts_table(world: World) -> pa.Table:
     """Train prompts and the fixed eval set, with family, reference and must_refuse."""
     train = world.prompts(world.cfg.content.n_train_prompts, "train", seed=202)
@@ -252,8 +258,10 @@ def simulate(
     policy_path: str | Path | None = None,
     quick: bool = False,
     progress: StageProgress | None = None,
+    name: str | None = None,
 ) -> dict:
-    """Run the simulated deployment of one policy (the baseline by default) and write the run folder."""
+    """Run the simulated deployment of one policy (the baseline by default) and write the run folder.
+    `name`: the policy's arm in the logs (default: "baseline", or the policy folder's name)."""
     if quick:
         cfg = quick_config(cfg)
     out = Path(out_dir)
@@ -262,16 +270,15 @@ def simulate(
     world = World(cfg)
     if policy_path is None:
         policy = train_baseline(world, out / "policy", progress=_stage(progress, "baseline"))
-        name = "baseline"
+        name = name or "baseline"
     else:
-        policy, name = load_policy(policy_path), Path(policy_path).name or "policy"
+        policy, name = load_policy(policy_path), name or Path(policy_path).name or "policy"
     build_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     arm = build_arm(world, name, policy, seed=cfg.seed, progress=progress)
     pool_s = time.perf_counter() - t1
     summary, tables, deploy_s = _run(world, out, [arm], np.zeros(len(world.user_ids), np.int64), progress)
-    _pq(expert_pairs(world, "helpfulness", cfg.pairs.n_helpfulness), out / "pairs" / "helpfulness.parquet")
-    _pq(expert_pairs(world, "safety", cfg.pairs.n_safety), out / "pairs" / "safety.parquet")
+    write_expert_pairs(world, out / "pairs")
     _pq(prompts_table(world), out / "prompts.parquet")
     n_asst = tables["truth_messages"].num_rows
     summary.update(
