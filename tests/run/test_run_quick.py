@@ -2,6 +2,7 @@
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from helpers.browser import CHROMIUM, inspect_page
@@ -10,8 +11,8 @@ from rluf.run.pipeline import run
 
 # in the order the pipeline starts them: the deployment, signals, curate and safety beside helpfulness, the A/B
 # test beside evaluate
-STAGES = ["baseline", "simulate", "signals", "curate", "reward_safety", "reward_helpfulness", "reward_love", "sweep", "abtest",
-          "evaluate"]
+STAGES = ["baseline", "simulate", "signals", "curate", "reward_safety", "reward_helpfulness", "reward_love", "sweep",
+          "abtest", "evaluate"]
 
 
 @pytest.mark.slow
@@ -21,7 +22,8 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
         "optimize": {**cfg.optimize, "crraft": {"iterations": 2, "batch_prompts": 4},
                      "eval": {"n_prompts": 16, "items": "deployment"}},
         "evaluate": {"prompts": {"n_prompts": 16}, "bootstrap_reps": 100},
-        "workers": 2,  # the deployment, signals, curate and safety beside helpfulness, the A/B test beside evaluate, sweep 2 at a time
+        # the deployment, signals, curate and safety beside helpfulness, the A/B test beside evaluate, sweep 2 at a time
+        "workers": 2,
     })
     events: list[tuple[str, str]] = []
     summary = run(cfg, tmp_path, on_event=lambda s, e: events.append((s, e)))
@@ -38,7 +40,11 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     # the deployment's folder is a complete `rluf simulate` folder: the baseline policy and the expert pairs
     assert (tmp_path / "simulate" / "policy" / "model.safetensors").read_bytes() == (
         tmp_path / "baseline" / "model.safetensors").read_bytes()
-    assert (tmp_path / "simulate" / "pairs" / "helpfulness.parquet").is_file()
+    assert (tmp_path / "simulate" / "pairs" / "helpfulness.parquet").read_bytes() == (
+        tmp_path / "baseline" / "pairs" / "helpfulness.parquet").read_bytes()
+    pool_arms = pq.read_table(tmp_path / "simulate" / "truth" / "pool.parquet", columns=["arm"]).column("arm")
+    pool_arms = pool_arms.unique().to_pylist()
+    assert pool_arms == ["baseline"]  # the deployed policy keeps its name, though loaded from a folder
     love_meta = json.loads((tmp_path / "reward_love" / "rluf_reward.json").read_text())
     assert love_meta["backbone"]["backbone"].endswith("/reward_helpfulness")  # started from the run's helpfulness model
     html = (tmp_path / "report.html").read_text()

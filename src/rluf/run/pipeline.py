@@ -214,11 +214,13 @@ def baseline_stage(world_cfg, out_dir: Path) -> dict[str, Any]:
 
 
 def deploy_stage(world_cfg, baseline: Path, out_dir: Path) -> dict[str, Any]:
-    """The simulated deployment of the baseline policy: a complete `rluf simulate` folder (its policy copied in)."""
+    """The simulated deployment of the baseline policy: a complete `rluf simulate` folder (the baseline stage's
+    policy and expert pairs copied in)."""
     from rluf.sim.deployment import simulate
 
     shutil.copytree(baseline, out_dir / "policy", ignore=shutil.ignore_patterns("pairs", MARKER))
-    return simulate(world_cfg, out_dir, policy_path=out_dir / "policy", name="baseline")
+    shutil.copytree(baseline / "pairs", out_dir / "pairs")
+    return simulate(world_cfg, out_dir, policy_path=out_dir / "policy", name="baseline", pairs=False)
 
 
 def signals_stage(logs: Path, outcome_days: float, out_dir: Path) -> dict[str, Any]:

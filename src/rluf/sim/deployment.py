@@ -259,9 +259,11 @@ def simulate(
     quick: bool = False,
     progress: StageProgress | None = None,
     name: str | None = None,
+    pairs: bool = True,
 ) -> dict:
     """Run the simulated deployment of one policy (the baseline by default) and write the run folder.
-    `name`: the policy's arm in the logs (default: "baseline", or the policy folder's name)."""
+    `name`: the policy's arm in the logs (default: "baseline", or the policy folder's name); `pairs`: write the
+    expert pairs (`pairs/`; False when the caller has them already)."""
     if quick:
         cfg = quick_config(cfg)
     out = Path(out_dir)
@@ -278,7 +280,8 @@ def simulate(
     arm = build_arm(world, name, policy, seed=cfg.seed, progress=progress)
     pool_s = time.perf_counter() - t1
     summary, tables, deploy_s = _run(world, out, [arm], np.zeros(len(world.user_ids), np.int64), progress)
-    write_expert_pairs(world, out / "pairs")
+    if pairs:
+        write_expert_pairs(world, out / "pairs")
     _pq(prompts_table(world), out / "prompts.parquet")
     n_asst = tables["truth_messages"].num_rows
     summary.update(
