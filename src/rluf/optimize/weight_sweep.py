@@ -153,8 +153,7 @@ def sweep(
         from rluf.parallel import Workers
 
         with Workers(min(parallel_runs, len(jobs))) as pool:  # each run in its own process, a share of the CPUs
-            # the baseline's evaluation (sampling only) first: the runs then start staggered and end closer
-            # together (seed 1 of the default run: 133 s against 138 s for the sweep)
+            # the baseline's evaluation (sampling only) first: last, it ran alone while the other worker idled
             futures = {pool.submit(train_and_evaluate, cfg, None): BASELINE}
             futures.update({pool.submit(train_and_evaluate, run_cfg, run_dir): name
                             for name, (run_cfg, run_dir) in jobs.items()})
