@@ -18,6 +18,7 @@ With --write, writes benchmarks/results/evaluate.json.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -144,7 +145,7 @@ def main() -> None:
                          config=cfg.model_copy(update={"bootstrap_reps": 0}))
         oo_or = offline_online(out_dir=work / "oo_oracle", evaluation=ev_or)
     res = {
-        "note": "measured on 2 CPU cores shared with other jobs (under load)",
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
         "n_policies": oo["n_policies"], "n_prompts": ev["n_prompts"],
         "offline_online_pearson": oo["pearson"], "offline_online_spearman": oo["spearman"],
         "meets_target": oo["meets_target"],
