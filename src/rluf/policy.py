@@ -386,10 +386,15 @@ class Policy:
         resp_mask = torch.zeros_like(mask)
         for i, r in enumerate(rsp):
             resp_mask[i, T - len(r) :] = 1
+        # Left padding ends every row at T, so the response tokens are among the last L = max len(r) positions:
+        # the LM head (a third of a small model's FLOPs) and the softmax run on the last L + 1 positions only.
+        keep = min(max(len(r) for r in rsp) + 1, T)
+        kw = {"logits_to_keep": keep} if "logits_to_keep" in forward_parameters(model) else {}
         with torch.set_grad_enabled(grad):
             pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding must not shift positions
             # one forward pass: a KV cache would only hold memory (and gradient checkpointing refuses one)
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits  # (B, T, V)
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V): predicts token t+1
-            tok_logp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-            return (tok_logp * resp_mask[:, 1:]).sum(-1)  # (B,)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **kw).logits
+            logits = logits[:, -keep:]  # (B, keep, V): positions T-keep .. T-1 (all of them without logits_to_keep)
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, keep-1, V): predicts token t+1
+            tok_logp = logp.gather(-1, ids[:, T - keep + 1 :].unsqueeze(-1)).squeeze(-1)  # (B, keep-1)
+            return (tok_logp * resp_mask[:, T - keep + 1 :]).sum(-1)  # (B,)

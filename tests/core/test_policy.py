@@ -51,6 +51,25 @@ def test_batched_logprobs_equal_one_by_one(tmp_path):
     torch.testing.assert_close(q.sequence_logprobs(ctx, rsp), batched, atol=1e-4, rtol=1e-4)
 
 
+def test_logprobs_from_the_response_positions_equal_the_whole_sequence_head():
+    # sequence_logprobs runs the LM head on the last max(len(response)) + 1 positions only; the reference here
+    # runs it on every position, with a response of every length in one left-padded batch
+    p = _policy()
+    ctx = [[{"role": "user", "content": "What is the capital of France? I feel sad today."}],
+           [{"role": "user", "content": "hi"}], [{"role": "user", "content": "Paris?"}]]
+    rsp = ["Paris.", "Hello there, I'm sorry to hear that, how are you today?", ""]
+    got = p.sequence_logprobs(ctx, rsp, batch_size=8)
+    want = []
+    for c, r in zip(ctx, rsp, strict=True):
+        c_ids, r_ids = p.encode_context(c), p.encode_response(r)
+        ids = torch.tensor([c_ids + r_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(p.model(input_ids=ids).logits[0, :-1].float(), -1)  # (T-1, V)
+        targets = ids[0, 1:]
+        want.append(logp[torch.arange(len(targets)), targets][-len(r_ids):].sum())
+    torch.testing.assert_close(got, torch.stack(want), atol=1e-4, rtol=1e-4)
+
+
 def test_logprobs_summed_while_sampling_equal_a_forward_pass():
     import numpy as np
     import pytest
