@@ -81,6 +81,16 @@ def headline(run_dir: Path) -> dict:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's name and model number (/proc/cpuinfo): hosts sold under one name differ in speed by 1.2-1.6x."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
+    except OSError:
+        return "unknown"
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    return f"{info.get('model name', 'unknown')} (family {info.get('cpu family', '?')}, model {info.get('model', '?')})"
+
+
 FIGURES = ("ab_love_lift", "ab_true_love_lift", "offline_online_spearman", "love_only_signoff", "expected_auroc")
 
 
@@ -91,7 +101,7 @@ def default_runs(seeds: list[int], extra: list[str], work: Path, reuse: bool = F
         run_dir = work / f"default_seed{seed}"
         run_s, peak, cpu_s = timed_run(["--seed", str(seed), *extra], run_dir, reuse)
         per_seed[str(seed)] = {"run_s": run_s, "peak_rss_mb": peak, "cpu_s": cpu_s, "stage_s": stage_seconds(run_dir),
-                               **headline(run_dir)}
+                               "cpu": cpu_model(), **headline(run_dir)}
         per_seed[str(seed)]["sweep_love_0.1_lift"] = per_seed[str(seed)]["sweep_love_0.1"].get("love_lift")
         print(json.dumps({seed: {k: per_seed[str(seed)][k] for k in ("run_s", "stage_s", *FIGURES)}}, default=str),
               flush=True)
@@ -129,8 +139,8 @@ def main() -> None:
             first = runs["seeds"][str(seeds[0])]
             out.update({k: v for k, v in first.items() if k != "sweep_love_0.1_lift"})
             out.update(runs)
-    out[f"machine_{a.only or 'both'}"] = {"cpus": os.cpu_count(), "load_avg_at_start": load_at_start,
-                                          "load_avg_at_end": os.getloadavg()}
+    out[f"machine_{a.only or 'both'}"] = {"cpus": os.cpu_count(), "cpu": cpu_model(),
+                                          "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg()}
     print(json.dumps(out, indent=2, default=str))
     if a.write:
         results.parent.mkdir(exist_ok=True)
