@@ -54,6 +54,38 @@ for i in range(3, 3 + steps): step(i)
 print((time.perf_counter() - t) / steps)
 """
 
+# Log-probs of answers with a real model's vocabulary: a "small" Llama with a 32,000-token vocabulary, 32
+# contexts of ~120 tokens with 20-token answers. `response`: Policy.sequence_logprobs (the LM head on the answer
+# positions only); `every`: the LM head and softmax on every position. Prints seconds per call, then peak MB.
+LOGPROBS = """
+import resource, sys, time, torch
+mode, steps = sys.argv[3], int(sys.argv[2])
+torch.set_num_threads(int(sys.argv[4]))
+from rluf.models import build_causal_lm, train_tokenizer
+from rluf.policy import Policy
+tok = train_tokenizer([f"word{i} other{i % 97} thing{i % 13}" for i in range(40000)], vocab_size=32000)
+p = Policy(build_causal_lm(tok, "small"), tok, device="cpu")
+ctx = [[{"role": "user", "content": " ".join(f"word{j}" for j in range(i, i + 120))}] for i in range(32)]
+rsp = [" ".join(f"other{j}" for j in range(i, i + 20)) for i in range(32)]
+def every():
+    c, r = [p.encode_context(x) for x in ctx], p.encode_responses(rsp)
+    ids, mask = p._left_pad([a + b for a, b in zip(c, r)])
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    logp = torch.log_softmax(p.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, :-1].float(), -1)
+    tok_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]
+    keep = torch.zeros_like(tok_logp)
+    for i, x in enumerate(r):
+        keep[i, ids.shape[1] - 1 - len(x):] = 1
+    return (tok_logp * keep).sum(-1)
+run = (lambda: p.sequence_logprobs(ctx, rsp, batch_size=32)) if mode == "response" else every
+with torch.no_grad():
+    run()
+    t = time.perf_counter()
+    for _ in range(steps):
+        run()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, (time.perf_counter() - t) / steps)
+"""
+
 # Sampling: 48 new tokens for 64 contexts (8 questions x 8 answers) of the world's deployment questions, as
 # CRRAFT and the evaluation draw them. Prints seconds per batch.
 SAMPLE = """
@@ -103,14 +135,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a finished `rluf run` folder (its simulate/ is used)")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--only", choices=["train", "sample"], default=None)
+    ap.add_argument("--only", choices=["train", "sample", "logprobs"], default=None)
     ap.add_argument("--write", action="store_true", help="write benchmarks/results/levers.json (other keys kept)")
     a = ap.parse_args()
     settings = [("fp32", 2, 1), ("fp32", 1, 1), ("fp32", 1, 2), ("bf16", 2, 1), ("bf16", 1, 2)]
     results = {"load_avg_at_start": os.getloadavg(), "cpus": os.cpu_count(), "steps": a.steps}
     sample_extra = [("int8", 2, 1), ("hf_generate", 2, 1), ("hf_generate", 1, 1), ("hf_generate", 1, 2)]
     for name, code, extra in (("reward_train_step_s", TRAIN, []), ("sample_batch_s", SAMPLE, sample_extra)):
-        if a.only and not name.startswith({"train": "reward", "sample": "sample"}[a.only]):
+        if a.only and not name.startswith({"train": "reward", "sample": "sample", "logprobs": "-"}[a.only]):
             continue
         results[name] = {}
         for dtype, threads, processes in settings + extra:
@@ -118,6 +150,16 @@ def main() -> None:
             t0 = time.time()
             results[name][key] = round(measure(code, a.run, a.steps, dtype, threads, processes), 4)
             print(f"{name:22} {key:36} {results[name][key]:.4f} s  ({time.time() - t0:.0f} s)", flush=True)
+    if a.only in (None, "logprobs"):  # one thread, one process; the figure is seconds per call
+        results["logprobs_32k_vocab"] = {}
+        for mode in ("response", "every"):
+            out = subprocess.run([sys.executable, "-c", LOGPROBS, a.run, str(min(a.steps, 5)), mode, "1"], text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")},
+                                 capture_output=True, check=True)
+            peak_mb, secs = (float(x) for x in out.stdout.split()[-2:])
+            results["logprobs_32k_vocab"][mode] = {"s": round(secs, 3), "peak_mb": round(peak_mb)}
+            print(f"log-probs, 32k vocabulary, LM head on {mode:8} positions: {secs:.3f} s, peak {peak_mb:.0f} MB",
+                  flush=True)
     print(json.dumps(results, indent=1))
     if a.write:
         out = ROOT / "benchmarks" / "results" / "levers.json"
