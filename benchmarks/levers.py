@@ -139,10 +139,13 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="write benchmarks/results/levers.json (other keys kept)")
     a = ap.parse_args()
     settings = [("fp32", 2, 1), ("fp32", 1, 1), ("fp32", 1, 2), ("bf16", 2, 1), ("bf16", 1, 2)]
-    results = {"load_avg_at_start": os.getloadavg(), "cpus": os.cpu_count(), "steps": a.steps}
+    # the file's top-level load and step count describe the training and sampling workloads
+    results = {} if a.only == "logprobs" else {"load_avg_at_start": os.getloadavg(), "cpus": os.cpu_count(),
+                                               "steps": a.steps}
     sample_extra = [("int8", 2, 1), ("hf_generate", 2, 1), ("hf_generate", 1, 1), ("hf_generate", 1, 2)]
-    for name, code, extra in (("reward_train_step_s", TRAIN, []), ("sample_batch_s", SAMPLE, sample_extra)):
-        if a.only and not name.startswith({"train": "reward", "sample": "sample", "logprobs": "-"}[a.only]):
+    for only, name, code, extra in (("train", "reward_train_step_s", TRAIN, []),
+                                    ("sample", "sample_batch_s", SAMPLE, sample_extra)):
+        if a.only not in (None, only):
             continue
         results[name] = {}
         for dtype, threads, processes in settings + extra:
@@ -160,8 +163,6 @@ def main() -> None:
             results["logprobs_32k_vocab"][mode] = {"s": round(secs, 3), "peak_mb": round(peak_mb)}
             print(f"log-probs, 32k vocabulary, LM head on {mode:8} positions: {secs:.3f} s, peak {peak_mb:.0f} MB",
                   flush=True)
-    if a.only == "logprobs":  # its own load and call count; the file's top-level keys describe the others
-        results = {"logprobs_32k_vocab": results["logprobs_32k_vocab"]}
     print(json.dumps(results, indent=1))
     if a.write:
         out = ROOT / "benchmarks" / "results" / "levers.json"

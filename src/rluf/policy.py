@@ -7,6 +7,7 @@ evaluator and the gateway's local backend. Contexts are lists of chat messages
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -157,15 +158,21 @@ def generate_sharded(policy: GenerationEngine, contexts: list[Chat], n: int, sam
     return answers, logps
 
 
-def forward_parameters(model) -> set[str]:
+def forward_parameters(model) -> frozenset[str]:
     """The names the forward of `model` takes, through peft and AdaptersOff wrappers: newer transformers name
     the KV cache argument `cache` (`past_key_values` is deprecated there)."""
-    import inspect
-
     model = getattr(model, "peft_model", model)  # rluf.optimize.runner.AdaptersOff
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
-    return set(inspect.signature(type(model).forward).parameters)
+    return _forward_parameters_of(type(model))
+
+
+@functools.cache
+def _forward_parameters_of(cls: type) -> frozenset[str]:
+    """Read once per model class: log-prob passes ask for every batch."""
+    import inspect
+
+    return frozenset(inspect.signature(cls.forward).parameters)
 
 
 class Policy:
