@@ -90,8 +90,11 @@ def reward_config(objective: str, backbone: str, args, max_length: int | None = 
     from rluf.rewards import RewardConfig
 
     epochs = args.love_epochs if objective == "love" else args.pair_epochs
+    model = {"backbone": backbone, "max_length": max_length or args.max_length}
+    if objective == "love":
+        model["context_messages"] = args.context_messages
     return RewardConfig.model_validate({
-        "objective": objective, "model": {"backbone": backbone, "max_length": max_length or args.max_length},
+        "objective": objective, "model": model,
         "train": {"epochs": epochs, "learning_rate": args.lr, "batch_size": 16, "eval_batch_size": 32,
                   "eval_max_negatives": None, "logging_steps": 5},
         "calibration": {"method": "none"}, "pairs": {"test_fraction": 0.05}})
@@ -141,7 +144,8 @@ def love_fold(rows: pd.DataFrame, messages: pd.DataFrame, train_all: np.ndarray,
     for target in TARGETS:
         rows_t = target_rows(rows, target)
         train, test = np.intersect1d(train_all, rows_t), np.intersect1d(test_all, rows_t)
-        love = fold_dir / f"love_{target}"
+        love = fold_dir / (f"love_{target}" if args.context_messages is None
+                           else f"love_{target}_context{args.context_messages}")
 
         def train_love(folder: Path, train=train, test=test, target=target) -> None:
             write_love_folder(rows, train, test, target, fold_dir / f"curated_{target}")
@@ -198,6 +202,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="fold assignments (seeds 0..repeats-1)")
     ap.add_argument("--max-length", type=int, default=128, help="tokens per (context, answer)")
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--context-messages", type=int, default=None,
+                    help="P[Love] reads the context's last N messages only (model.context_messages)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="the results file to write")
     ap.add_argument("--pair-epochs", type=float, default=1.0)
     ap.add_argument("--love-epochs", type=float, default=1.0)
     ap.add_argument("--hh-pairs", type=int, default=256, help="HH-RLHF helpful training pairs (of 2,354)")
@@ -230,6 +237,7 @@ def main() -> None:
                      "hh_helpful": "shared/data/hh-rlhf/" + HH_HELPFUL.name},
             "folds": args.folds, "repeats": args.repeats,
             "recipe": {"backbone": "minilm", "max_length": args.max_length, "learning_rate": args.lr,
+                       "love_context_messages": args.context_messages,
                        "pair_epochs": args.pair_epochs, "love_epochs": args.love_epochs,
                        "hh_pairs": args.hh_pairs, "oasst_pairs": args.oasst_pairs,
                        "hh_max_length": args.hh_max_length},
@@ -260,9 +268,9 @@ def main() -> None:
                     result[target] |= {"helpfulness_hh": float("nan"), "helpfulness_oasst": float("nan")}
             folds.append(result)
             log.info("seed %d fold %d: %s", seed, k, json.dumps(result))
-            write_json(RESULTS, report(folds, meta | {"seconds": round(time.perf_counter() - t_start, 1),
+            write_json(args.results, report(folds, meta | {"seconds": round(time.perf_counter() - t_start, 1),
                                                       "load_avg_1_5_15": os.getloadavg()}))
-    res = json.loads(RESULTS.read_text())
+    res = json.loads(args.results.read_text())
     for t in TARGETS:
         line = ", ".join(f"{b} {res['baselines'][b][t]['mean']:.3f}" for b in BASELINES)
         if f"margin_{t}" in res:

@@ -83,6 +83,17 @@ def test_encoder_keeps_response_and_cuts_context_from_the_left():
     assert ids[1:] == full[-15:]  # the most recent context tokens
 
 
+def test_encoder_context_messages_reads_only_the_last_messages():
+    tok = _tok()
+    ctx = [{"role": "user", "content": "river stone"}, {"role": "assistant", "content": "ok"},
+           {"role": "user", "content": "the end"}]
+    last = Encoder(tok, max_length=64, context_messages=1)
+    assert last.encode(ctx, "Happy to help") == Encoder(tok, max_length=64).encode(ctx[-1:], "Happy to help")
+    assert Encoder(tok, 64, context_messages=2).encode(ctx, "yo") == Encoder(tok, 64).encode(ctx[-2:], "yo")
+    assert Encoder(tok, 64, context_messages=5).encode(ctx, "yo") == Encoder(tok, 64).encode(ctx, "yo")
+    assert last.encode_parts([ctx, []], ["yo", "yo"]) == Encoder(tok, 64).encode_parts([ctx[-1:], []], ["yo", "yo"])
+
+
 def test_encoder_overlong_response_keeps_its_start():
     tok = _tok()
     ids = Encoder(tok, max_length=8).encode([{"role": "user", "content": "hi"}], "river stone " * 30)

@@ -52,6 +52,21 @@ def test_saved_scorer_reproduces_test_scores(love_run):
     assert shift == pytest.approx(-np.log(r / (1 - r)) + np.log(n / (1 - n)))
 
 
+def test_scorer_reads_the_context_messages_the_model_was_trained_on(love_run, tmp_path):
+    import shutil
+
+    assert json.loads((love_run["model"] / "rluf_reward.json").read_text())["context_messages"] is None
+    folder = shutil.copytree(love_run["model"], tmp_path / "m")
+    meta = json.loads((folder / "rluf_reward.json").read_text())
+    (folder / "rluf_reward.json").write_text(json.dumps({**meta, "context_messages": 1}))
+    full, last = Scorer.from_pretrained(love_run["model"], device="cpu"), Scorer.from_pretrained(folder, device="cpu")
+    ctx = [{"role": "user", "content": "Hello lovely! tell me about the river"},
+           {"role": "assistant", "content": "Great question! The river is long."},
+           {"role": "user", "content": "and the stone?"}]
+    answers = ["Great question! The stone is old.", "Fine. Stone."]
+    np.testing.assert_allclose(last.score([ctx, ctx], answers), full.score([ctx[-1:], ctx[-1:]], answers), rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_full_sample_weights_learn_the_natural_rate(tmp_path):
     data, _ = make_curated(tmp_path / "c", sizes=(200, 60, 60))

@@ -46,6 +46,10 @@ class ModelSection(StrictModel):
     max_length: int = Field(
         256, ge=16, description="tokens per (context, response); the context is cut from the left"
     )
+    context_messages: int | None = Field(
+        None, ge=1, description="read only the context's last N messages (1: the user message answered); "
+        "None: every message that fits in max_length. Scoring reads the same."
+    )
     lora: LoraSection = LoraSection()
 
     @field_validator("backbone")

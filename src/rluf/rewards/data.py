@@ -294,14 +294,16 @@ class Encoder:
 
     The context is rendered with the generation prompt, the response is the rest of the rendered
     conversation; when too long, the oldest context tokens go first (left truncation) while a leading
-    BOS/CLS and trailing specials (SEP) stay. Training and the Scorer use this same class.
+    BOS/CLS and trailing specials (SEP) stay. `context_messages` keeps only the context's last messages
+    (None: all that fit). Training and the Scorer use this same class.
     """
 
-    def __init__(self, tokenizer, max_length: int):
+    def __init__(self, tokenizer, max_length: int, context_messages: int | None = None):
         if getattr(tokenizer, "chat_template", None) is None:
             tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.context_messages = context_messages
         empty = tokenizer("", add_special_tokens=True)["input_ids"]
         starts = {tokenizer.cls_token_id, tokenizer.bos_token_id} - {None}
         self.prefix = empty[:1] if empty and empty[0] in starts else []
@@ -352,6 +354,8 @@ class Encoder:
         tok = self.tokenizer
         rendered: dict[str, str] = {}
         heads, tails = [], []
+        if self.context_messages is not None:
+            contexts = [c[-self.context_messages:] for c in contexts]
         for c, r in zip(contexts, responses, strict=True):
             key = chat_key(c)
             if c and key not in rendered:

@@ -68,7 +68,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     # 1. setup
     texts = [m["content"] for c in train.contexts for m in c] + train.responses
     model, tokenizer, info = load_backbone(cfg.model, texts, seed=cfg.train.seed)
-    encoder = Encoder(tokenizer, cfg.model.max_length)
+    encoder = Encoder(tokenizer, cfg.model.max_length, cfg.model.context_messages)
     weights, loss_rate = loss_weights(train, cfg.train.sample_weights)
     dataset = love_dataset(encoder.encode_many(train.contexts, train.responses), train.labels, weights)
 

@@ -63,7 +63,7 @@ def train_pairwise(data: str | Path, out: str | Path, config: RewardConfig | Non
 
     texts = [m["content"] for c in train.contexts for m in c] + train.chosen + train.rejected
     model, tokenizer, info = load_backbone(cfg.model, texts, seed=cfg.train.seed)
-    encoder = Encoder(tokenizer, cfg.model.max_length)
+    encoder = Encoder(tokenizer, cfg.model.max_length, cfg.model.context_messages)
     if cfg.pairs.share_prompt and shares_prompt(model):
         dataset = shared_pairs_dataset(encoder.encode_pairs(train.contexts, train.chosen, train.rejected))
         collator = SharedPromptPairCollator(tokenizer.pad_token_id)

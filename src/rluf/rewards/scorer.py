@@ -142,7 +142,7 @@ class Scorer:
         self.model = (model.to(self.device) if dtype is None else model.to(self.device, dtype)).eval()
         self.tokenizer = tokenizer
         self.meta = meta
-        self.encoder = Encoder(tokenizer, int(meta.get("max_length", 256)))
+        self.encoder = Encoder(tokenizer, int(meta.get("max_length", 256)), meta.get("context_messages"))
         self.shares_prompt = shares_prompt(self.model)
 
     @property
