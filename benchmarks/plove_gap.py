@@ -50,9 +50,9 @@ def true_features(world, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def last_hidden(folder: Path, frames: list[pd.DataFrame], max_length: int) -> list[np.ndarray]:
-    """The reward model's last hidden state at each row's last token, as its head reads it, for each frame;
-    standardised with each frame's own mean and spread."""
+def last_hidden(folder: Path, frames: list[pd.DataFrame]) -> list[np.ndarray]:
+    """The reward model's last hidden state at each row's last token, as its head reads it (the rows encoded as
+    the model's own rluf_reward.json says), for each frame; standardised with each frame's own mean and spread."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -61,7 +61,8 @@ def last_hidden(folder: Path, frames: list[pd.DataFrame], max_length: int) -> li
 
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    encoder = Encoder(tok, max_length)
+    meta = json.loads((folder / "rluf_reward.json").read_text())
+    encoder = Encoder(tok, int(meta.get("max_length", 64)), meta.get("context_messages"))
     result = []
     for df in frames:
         ids = encoder.encode_many([[dict(m) for m in p] for p in df.prompt], [c[0]["content"] for c in df.completion])
@@ -163,12 +164,11 @@ def main() -> None:
                                                     .decision_function(with_segments(F_test, segments))),
         "bayes": round(read_json(run / "reward_love" / "eval.json")["expected"]["bayes"]["auroc"], 4),
     }
-    max_length = int(read_json(run / "reward_love" / "rluf_reward.json").get("max_length", 64))
     res["hidden_state"] = {}
     half = len(test) // 2
     hidden = {}
     for name in ("reward_love", "reward_helpfulness"):
-        H_test, H_train = hidden[name] = last_hidden(run / name, [test, train], max_length)
+        H_test, H_train = hidden[name] = last_hidden(run / name, [test, train])
         readout = {}
         for f in SHOWN:  # fit on the first half of the test rows, score the second
             probe = LogisticRegression(C=0.1, max_iter=3000).fit(H_test[:half], F_test[f][:half])
