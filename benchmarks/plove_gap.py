@@ -54,15 +54,11 @@ def last_hidden(folder: Path, frames: list[pd.DataFrame]) -> list[np.ndarray]:
     """The reward model's last hidden state at each row's last token, as its head reads it (the rows encoded as
     the model's own rluf_reward.json says), for each frame; standardised with each frame's own mean and spread."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rluf.rewards.data import Encoder
-    from rluf.rewards.scorer import pad_right
+    from rluf.rewards.scorer import Scorer, pad_right
 
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    meta = json.loads((folder / "rluf_reward.json").read_text())
-    encoder = Encoder(tok, int(meta.get("max_length", 64)), meta.get("context_messages"))
+    scorer = Scorer.from_pretrained(folder, device="cpu", precision="fp32")  # its encoder reads as training did
+    model, tok, encoder = scorer.model, scorer.tokenizer, scorer.encoder
     result = []
     for df in frames:
         ids = encoder.encode_many([[dict(m) for m in p] for p in df.prompt], [c[0]["content"] for c in df.completion])
