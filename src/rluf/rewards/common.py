@@ -13,6 +13,7 @@ import rluf
 from rluf.errors import ConfigError
 from rluf.rewards.backbone import unwrap_lora, wrap_lora
 from rluf.rewards.config import RewardConfig
+from rluf.rewards.context_head import context_head_of
 from rluf.rewards.hf_trainer import ClaimFreeCores, training_args
 from rluf.rewards.scorer import META_FILE
 from rluf.utils import JsonlLogger, write_json
@@ -31,6 +32,7 @@ def fit(trainer_cls, model, cfg: RewardConfig, dataset, collator, out: Path, dev
     checkpoint = last_checkpoint(out) if resume else None
     trainer = trainer_cls(model=model, args=args, train_dataset=dataset, data_collator=collator,
                           callbacks=[ClaimFreeCores()])
+    trainer.context_head_lr_scale = cfg.train.context_head_lr_scale
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - t0
@@ -91,7 +93,13 @@ def save_reward_folder(model, tokenizer, meta: dict[str, Any], out: Path, report
     eval.json (`report`). Under a distributed launch, the other ranks are released once it is all written."""
     out.mkdir(parents=True, exist_ok=True)
     model.config.architectures = [type(model).__name__]
-    model.save_pretrained(str(out), safe_serialization=True)
+    head = context_head_of(model)
+    if head is None:
+        model.save_pretrained(str(out), safe_serialization=True)
+    else:  # the HF weights alone in model.safetensors, the head beside them
+        weights = {k: v for k, v in model.state_dict().items() if not k.startswith("context_head.")}
+        model.save_pretrained(str(out), safe_serialization=True, state_dict=weights)
+        head.save(out)
     tokenizer.save_pretrained(str(out))
     write_json(out / META_FILE, {"rluf_version": rluf.__version__, **meta})
     write_json(out / "eval.json", report)
@@ -101,5 +109,6 @@ def save_reward_folder(model, tokenizer, meta: dict[str, Any], out: Path, report
 
 def base_meta(cfg: RewardConfig, backbone_info: dict[str, Any], device: str) -> dict[str, Any]:
     return {"objective": cfg.objective, "max_length": cfg.model.max_length,
-            "context_messages": cfg.model.context_messages, "backbone": backbone_info,
+            "context_messages": cfg.model.context_messages, "context_rank": cfg.model.context_rank,
+            "backbone": backbone_info,
             "device": device, "config": cfg.model_dump(mode="json")}

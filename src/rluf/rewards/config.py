@@ -50,6 +50,10 @@ class ModelSection(StrictModel):
         None, ge=1, description="read only the context's last N messages (1: the user message answered); "
         "None: every message that fits in max_length. Scoring reads the same."
     )
+    context_rank: int = Field(
+        0, ge=0, description="P[Love] only: rank of the context head, which lets the context's tokens scale "
+        "how the answer's features count (rluf.rewards.context_head); 0: the backbone's scalar head alone"
+    )
     lora: LoraSection = LoraSection()
 
     @field_validator("backbone")
@@ -68,6 +72,9 @@ class TrainSection(StrictModel):
         None, gt=0, description="AdamW peak rate; null: the backbone's own (1e-3 for the presets built from scratch, "
         "5e-5 for minilm and model folders; rluf.rewards.backbone.default_learning_rate)")
     weight_decay: float = Field(0.0, ge=0)
+    context_head_lr_scale: float = Field(
+        10.0, gt=0, description="the context head (model.context_rank) learns at this multiple of learning_rate: it "
+        "starts from zero, beside a backbone that is already trained")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     batch_size: int = Field(32, ge=1, description="per-device examples (pairs for Bradley-Terry) per step")
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -158,4 +165,14 @@ class RewardConfig(StrictModel):
                 f"model.max_length = {self.model.max_length} but the minilm backbone has 512 positions; "
                 "set model.max_length <= 512"
             )
+        if self.model.context_rank:
+            if self.objective != "love":
+                raise ValueError(f"model.context_rank = {self.model.context_rank} is for P[Love] (objective: love), "
+                                 f"not {self.objective}; set it to 0")
+            if self.model.lora.enabled:
+                raise ValueError("model.context_rank with model.lora: the adapters would freeze the context head; "
+                                 "use one of them")
+            if self.model.backbone in MINILM_NAMES:
+                raise ValueError("model.context_rank needs a decoder backbone (a preset or a causal model folder); "
+                                 "minilm reads its first token, not the answer's last")
         return self

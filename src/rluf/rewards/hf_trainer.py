@@ -17,6 +17,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from rluf.errors import ConfigError
 from rluf.parallel import claim_free_cores
 from rluf.rewards.config import TrainSection
+from rluf.rewards.context_head import context_head_of, scores_and_states
 from rluf.rewards.losses import bradley_terry_loss, love_bce_loss
 from rluf.rewards.scorer import pack_shared, pad_right, score_every_position
 from rluf.threads import training_is_thread_independent
@@ -68,11 +69,16 @@ def class_normalised_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndar
     return out
 
 
-def love_dataset(seqs: list[list[int]], labels: np.ndarray, weights: np.ndarray):
+def love_dataset(seqs: list[list[int]], labels: np.ndarray, weights: np.ndarray,
+                 context_lengths: list[int] | None = None):
+    """Rows for `LoveTrainer`; `context_lengths` (each sequence's context tokens) for a model with a context head."""
     from datasets import Dataset
 
-    return Dataset.from_dict({"input_ids": seqs, "labels": labels.astype(np.float32).tolist(),
-                              "weights": weights.astype(np.float32).tolist(), "length": [len(s) for s in seqs]})
+    columns = {"input_ids": seqs, "labels": labels.astype(np.float32).tolist(),
+               "weights": weights.astype(np.float32).tolist(), "length": [len(s) for s in seqs]}
+    if context_lengths is not None:
+        columns["context_lengths"] = context_lengths
+    return Dataset.from_dict(columns)
 
 
 def pairs_dataset(chosen: list[list[int]], rejected: list[list[int]]):
@@ -83,16 +89,19 @@ def pairs_dataset(chosen: list[list[int]], rejected: list[list[int]]):
 
 
 class LoveCollator:
-    """Dynamic right padding of (input_ids, labels, weights) rows."""
+    """Dynamic right padding of (input_ids, labels, weights[, context_lengths]) rows."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         ids, mask = pad_right([r["input_ids"] for r in rows], self.pad_id)  # (B, T)
-        return {"input_ids": ids, "attention_mask": mask,
-                "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.float32),
-                "weights": torch.tensor([r["weights"] for r in rows], dtype=torch.float32)}
+        batch = {"input_ids": ids, "attention_mask": mask,
+                 "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.float32),
+                 "weights": torch.tensor([r["weights"] for r in rows], dtype=torch.float32)}
+        if "context_lengths" in rows[0]:
+            batch["context_lengths"] = torch.tensor([r["context_lengths"] for r in rows])
+        return batch
 
 
 class PairCollator:
@@ -199,13 +208,33 @@ class ResumableOrder:
 
 
 class LoveTrainer(ResumableOrder, Trainer):
-    """Trainer whose loss is the weighted BCE of P[Love] (`losses.love_bce_loss`)."""
+    """Trainer whose loss is the weighted BCE of P[Love] (`losses.love_bce_loss`); a context head learns in a
+    parameter group of its own, at `context_head_lr_scale` x the backbone's rate."""
 
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean: let the Trainer divide by accumulation steps
+    context_head_lr_scale = 10.0  # set by `fit` from TrainSection
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        head = context_head_of(self.model)
+        if head is not None and len(optimizer.param_groups) == 2:  # HF's decay / no-decay groups
+            own = {id(p) for p in head.parameters()}
+            for group in optimizer.param_groups:
+                group["params"] = [p for p in group["params"] if id(p) not in own]
+            optimizer.add_param_group({"params": list(head.parameters()), "weight_decay": 0.0,
+                                       "lr": self.args.learning_rate * self.context_head_lr_scale})
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels, weights = inputs.pop("labels"), inputs.pop("weights")
-        z = model(**inputs).logits[:, 0]  # (B, 1) -> (B,)
+        head = context_head_of(model)
+        if head is None:
+            z = model(**inputs).logits[:, 0]  # (B, 1) -> (B,)
+        else:  # rluf.rewards.context_head: w . h_answer + b + (U mean_context(h) + c) . (V h_answer)
+            context_lengths = inputs.pop("context_lengths")
+            per_position, states = scores_and_states(model, **inputs)  # (B, T), (B, T, d)
+            rows, ends = torch.arange(len(labels), device=labels.device), inputs["attention_mask"].sum(1) - 1
+            z = per_position[rows, ends] + head(states, context_lengths, rows, ends)
         loss = love_bce_loss(z, labels, weights)
         return (loss, {"logits": z}) if return_outputs else loss
 

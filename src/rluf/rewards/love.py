@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rluf.errors import DataError
+from rluf.errors import ConfigError, DataError
 from rluf.rewards.backbone import load_backbone
 from rluf.rewards.calibration import apply_calibration, fit_calibration
 from rluf.rewards.common import base_meta, fit, is_main_process, report_from_main, save_reward_folder
 from rluf.rewards.config import RewardConfig
+from rluf.rewards.context_head import ContextHead
 from rluf.rewards.data import Encoder, LoveSplit, natural_rate_of, read_curated
 from rluf.rewards.hf_trainer import LoveCollator, LoveTrainer, class_normalised_weights, love_dataset
 from rluf.rewards.metrics import (
@@ -70,7 +71,12 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     model, tokenizer, info = load_backbone(cfg.model, texts, seed=cfg.train.seed)
     encoder = Encoder(tokenizer, cfg.model.max_length, cfg.model.context_messages)
     weights, loss_rate = loss_weights(train, cfg.train.sample_weights)
-    dataset = love_dataset(encoder.encode_many(train.contexts, train.responses), train.labels, weights)
+    parts = encoder.encode_parts(train.contexts, train.responses)
+    context_lengths = None
+    if cfg.model.context_rank:
+        attach_context_head(model, cfg.model.context_rank, cfg.model.backbone)
+        context_lengths = [len(head) for head, _ in parts]
+    dataset = love_dataset([h + t for h, t in parts], train.labels, weights, context_lengths)
 
     # 2. train
     model, train_stats = fit(LoveTrainer, model, cfg, dataset, LoveCollator(tokenizer.pad_token_id), out,
@@ -94,6 +100,14 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
                    "train": train_stats, "calibration": meta["calibration"]})
     save_reward_folder(model, tokenizer, meta, out, report)
     return report
+
+
+def attach_context_head(model, rank: int, backbone: str) -> None:
+    """`model.context_head` (rluf.rewards.context_head), trained with the model and saved beside it."""
+    if not hasattr(model, "score"):
+        raise ConfigError(f"model.context_rank needs a decoder with a `score` head; backbone {backbone!r} is a "
+                          f"{type(model).__name__}. Set model.context_rank: 0 or use a causal model")
+    model.context_head = ContextHead(model.config.hidden_size, rank)
 
 
 def calibrate(z_val: np.ndarray, val: LoveSplit, cfg: RewardConfig) -> dict[str, Any]:

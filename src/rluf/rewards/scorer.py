@@ -27,6 +27,7 @@ from rluf.errors import DataError, ModelFolderError
 from rluf.parallel import claim_free_cores
 from rluf.rewards.backbone import check_scalar_head
 from rluf.rewards.calibration import apply_calibration, prior_shift
+from rluf.rewards.context_head import ContextHead, context_head_of, scores_and_states
 from rluf.rewards.data import Chat, Encoder
 from rluf.utils import bf16_supported, length_batches, read_json, select_device
 
@@ -120,15 +121,7 @@ def score_every_position(model, **inputs: torch.Tensor) -> torch.Tensor:
     """The `score` head's output at every position, (B, T). The model is called as a whole (so DDP and peft
     wrappers see the forward) and the head's per-position output is read with a hook: the model's own pooled
     logits (at the last non-pad token) are not the ends of packed answers."""
-    inner = getattr(model, "module", model)  # DDP
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # peft
-    seen: list[torch.Tensor] = []
-    hook = inner.score.register_forward_hook(lambda _module, _args, out: seen.append(out))
-    try:
-        model(**inputs)
-    finally:
-        hook.remove()
-    return seen[-1][..., 0]
+    return scores_and_states(model, **inputs)[0]
 
 
 class Scorer:
@@ -144,6 +137,7 @@ class Scorer:
         self.meta = meta
         self.encoder = Encoder(tokenizer, int(meta.get("max_length", 256)), meta.get("context_messages"))
         self.shares_prompt = shares_prompt(self.model)
+        self.context_head = context_head_of(self.model)  # rluf.rewards.context_head: read with the states
 
     @property
     def objective(self) -> str:
@@ -173,20 +167,33 @@ class Scorer:
         model = AutoModelForSequenceClassification.from_pretrained(
             str(path), trust_remote_code=False, use_safetensors=True, dtype=score_dtype(precision, device)
         )
+        if meta.get("context_rank"):
+            model.context_head = ContextHead.load(path, config.hidden_size, int(meta["context_rank"]))
         return cls(model, load_tokenizer(path), meta, device=device, precision=precision)
 
     # -- scoring --------------------------------------------------------------------------------------
     @torch.inference_mode()  # frozen at scoring time: not even version counters or views are tracked
     def score_ids(self, seqs: list[list[int]], batch_size: int = 64,
-                  progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Raw scalar outputs for pre-encoded sequences, in input order. Shape (N,)."""
+                  progress: Callable[[int], None] | None = None,
+                  context_lengths: list[int] | None = None) -> np.ndarray:
+        """Raw scalar outputs for pre-encoded sequences, in input order. Shape (N,). A model with a context head
+        needs each sequence's number of context tokens (`Encoder.encode_parts`)."""
+        if self.context_head is not None and context_lengths is None:
+            raise ValueError("this reward model has a context head: give score_ids the context_lengths")
         out = np.zeros(len(seqs), dtype=np.float64)
         pad = self.tokenizer.pad_token_id
         for idx in length_batches([len(s) for s in seqs], batch_size):
             claim_free_cores()
             ids, mask = pad_right([seqs[i] for i in idx], pad)  # (B, T)
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits  # (B, 1)
-            out[idx] = logits[:, 0].float().cpu().numpy()
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            if self.context_head is None:
+                z = self.model(input_ids=ids, attention_mask=mask).logits[:, 0]  # (B, 1) -> (B,)
+            else:
+                per_position, states = scores_and_states(self.model, input_ids=ids, attention_mask=mask)
+                rows, ends = torch.arange(len(idx), device=self.device), mask.sum(1) - 1
+                lengths = torch.tensor([context_lengths[i] for i in idx], device=self.device)
+                z = per_position[rows, ends] + self.context_head(states, lengths, rows, ends)
+            out[idx] = z.float().cpu().numpy()
             if progress is not None:
                 progress(len(idx))
         return out
@@ -208,18 +215,19 @@ class Scorer:
 
     def _score(self, contexts: list[Chat], responses: list[str], batch_size: int,
                progress: Callable[[int], None] | None) -> np.ndarray:
+        parts = self.encoder.encode_parts(contexts, responses)
+        context_lengths = [len(head) for head, _ in parts]
         if not self.shares_prompt:
-            return self.score_ids(self.encoder.encode_many(contexts, responses), batch_size, progress)
+            return self.score_ids([h + t for h, t in parts], batch_size, progress, context_lengths)
         # answers whose sequences start with the same context tokens are read as one packed row
         groups: dict[tuple[int, ...], list[int]] = {}
-        parts = self.encoder.encode_parts(contexts, responses)
         for i, (head, _) in enumerate(parts):
             groups.setdefault(tuple(head), []).append(i)
         chunks = [rows[k : k + MAX_PACKED] for rows in groups.values() for k in range(0, len(rows), MAX_PACKED)]
         lengths = [len(parts[c[0]][0]) + sum(len(parts[i][1]) for i in c) for c in chunks]
         if sum(lengths) > PACK_IF_TOKENS_BELOW * sum(len(h) + len(t) for h, t in parts):
             # little repeats (64-token models cut most contexts to fit each answer): the mask would cost more
-            return self.score_ids([h + t for h, t in parts], batch_size, progress)
+            return self.score_ids([h + t for h, t in parts], batch_size, progress, context_lengths)
         per_batch = max(1, batch_size * len(chunks) // len(parts))  # about `batch_size` answers a batch
         return self._score_packed(parts, chunks, length_batches(lengths, per_batch), progress)
 
@@ -230,11 +238,16 @@ class Scorer:
             claim_free_cores()
             rows = [(parts[chunks[c][0]][0], [parts[i][1] for i in chunks[c]]) for c in batch]
             ids, mask, positions, ends = pack_shared(rows, self.tokenizer.pad_token_id)
-            z = score_every_position(self.model, input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                     position_ids=positions.to(self.device)).float().cpu()  # (B, T)
-            for b, c in enumerate(batch):
-                index = chunks[c]
-                out[index] = z[b, ends[b, : len(index)]].numpy()
+            per_position, states = scores_and_states(self.model, input_ids=ids.to(self.device),
+                                                     attention_mask=mask.to(self.device),
+                                                     position_ids=positions.to(self.device))  # (B, T), (B, T, d)
+            rows = torch.cat([torch.full((len(chunks[c]),), b) for b, c in enumerate(batch)]).to(self.device)
+            at = torch.cat([ends[b, : len(chunks[c])] for b, c in enumerate(batch)]).to(self.device)
+            z = per_position[rows, at]
+            if self.context_head is not None:  # the shared part of a packed row is its context
+                shared = torch.tensor([len(parts[chunks[c][0]][0]) for c in batch], device=self.device)
+                z = z + self.context_head(states, shared, rows, at)
+            out[np.concatenate([chunks[c] for c in batch])] = z.float().cpu().numpy()
             if progress is not None:
                 progress(sum(len(chunks[c]) for c in batch))
         return out

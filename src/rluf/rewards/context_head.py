@@ -1,0 +1,71 @@
+"""The context head of P[Love]: the user's message sets how much each feature of the answer counts.
+
+    z = w . h_answer + b  +  (U mean_context(h) + c) . (V h_answer)          (rank r = model.context_rank)
+
+h_answer is the state the model's `score` head reads (the answer's last token) and mean_context(h) the mean of
+the same states over the context's tokens. A linear head on h_answer weighs a sign-off or a refusal alike for
+every user; the product lets what the user wrote scale each direction of the answer's state, which the last
+token's state alone did not learn from rare Love labels (docs/decisions/2026-12-07-context-head.md). V starts
+at zero, so training starts from the backbone's scalar head. Saved beside the HF weights as
+`context_head.safetensors`, so the folder stays a plain sequence-classification model for other tools.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HEAD_FILE = "context_head.safetensors"
+
+
+class ContextHead(nn.Module):
+    def __init__(self, hidden_size: int, rank: int):
+        super().__init__()
+        self.context = nn.Linear(hidden_size, rank)  # U, c
+        self.answer = nn.Linear(hidden_size, rank, bias=False)  # V
+        nn.init.zeros_(self.answer.weight)
+
+    def forward(self, states: torch.Tensor, context_lengths: torch.Tensor, rows: torch.Tensor,
+                ends: torch.Tensor) -> torch.Tensor:
+        """states (B, T, d); context_lengths (B,): each row's context tokens are its first ones; rows, ends (N,):
+        each answer's row and last position. Returns the interaction term of each answer, (N,)."""
+        T = states.shape[1]
+        in_context = (torch.arange(T, device=states.device)[None] < context_lengths[:, None]).to(states.dtype)
+        context = (states * in_context[..., None]).sum(1) / in_context.sum(1, keepdim=True).clamp(min=1)  # (B, d)
+        return (self.context(context[rows]) * self.answer(states[rows, ends])).sum(-1)
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in self.state_dict().items()}, folder / HEAD_FILE)
+
+    @classmethod
+    def load(cls, folder: Path, hidden_size: int, rank: int) -> ContextHead:
+        from safetensors.torch import load_file
+
+        head = cls(hidden_size, rank)
+        head.load_state_dict(load_file(folder / HEAD_FILE))
+        return head
+
+
+def context_head_of(model) -> ContextHead | None:
+    """The head attached to a reward model (`model.context_head`), through DDP and peft wrappers; None if none."""
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return getattr(inner, "context_head", None)
+
+
+def scores_and_states(model, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `score` head's output at every position (B, T) and the states it reads (B, T, d), from one call of
+    the whole model (so DDP and peft wrappers see the forward)."""
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hook = inner.score.register_forward_hook(lambda _module, args, out: seen.append((out[..., 0], args[0])))
+    try:
+        model(**inputs)
+    finally:
+        hook.remove()
+    return seen[-1]

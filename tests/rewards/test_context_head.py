@@ -1,0 +1,96 @@
+"""The context head of P[Love] (rluf.rewards.context_head): trained, saved beside the HF weights, scored alike
+packed and alone, and its product computed over the context's tokens only."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rluf.rewards import RewardConfig, Scorer, train_reward
+from rluf.rewards.context_head import HEAD_FILE, ContextHead
+from rluf.rewards.data import read_curated
+
+from .conftest import make_curated, one_thread, tiny_config
+
+
+@pytest.fixture(scope="module")
+def head_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("context_head")
+    data, _ = make_curated(root / "curated")
+    cfg = tiny_config()
+    cfg = RewardConfig.model_validate({**cfg.model_dump(), "model": {**cfg.model.model_dump(), "context_rank": 4}})
+    with one_thread():
+        report = train_reward("love", data, root / "model", cfg)
+    return {"data": data, "model": root / "model", "report": report}
+
+
+def test_trained_head_is_saved_beside_plain_hf_weights(head_run):
+    m = head_run["model"]
+    assert head_run["report"]["test"]["auroc"] > 0.7  # the warm opening is learned; chance is 0.5
+    assert json.loads((m / "rluf_reward.json").read_text())["context_rank"] == 4
+    assert not [k for k in load_file(m / "model.safetensors") if k.startswith("context_head")]
+    head = load_file(m / HEAD_FILE)
+    assert head["answer.weight"].shape == (4, head["context.weight"].shape[1])
+    assert head["answer.weight"].abs().sum() > 0  # trained away from its zero start
+
+
+def test_saved_head_scores_as_in_training_packed_or_alone(head_run):
+    scorer = Scorer.from_pretrained(head_run["model"], device="cpu", precision="fp32")
+    assert scorer.context_head is not None and scorer.shares_prompt
+    test = read_curated(head_run["data"])[0]["test"]
+    rows = pd.read_parquet(head_run["model"] / "test_scores.parquet")
+    np.testing.assert_allclose(scorer.score(test.contexts, test.responses, batch_size=7), rows["score"], rtol=1e-4,
+                               atol=1e-5)
+    ctx = [c for c in test.contexts[:5] for _ in range(3)]
+    rsp = [f"{r} {extra}" for r in test.responses[:5] for extra in ("", "indeed", "the green tree")]
+    packed = scorer.score(ctx, rsp, batch_size=4)
+    scorer.shares_prompt = False
+    np.testing.assert_allclose(packed, scorer.score(ctx, rsp, batch_size=4), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="context_lengths"):
+        scorer.score_ids([[1, 2, 3]])
+
+
+def test_head_multiplies_the_context_mean_by_the_answer_state():
+    torch.manual_seed(0)
+    head = ContextHead(hidden_size=3, rank=2)
+    states = torch.randn(2, 5, 3)
+    lengths, rows, ends = torch.tensor([2, 4]), torch.tensor([0, 1, 1]), torch.tensor([4, 4, 3])
+    assert torch.equal(head(states, lengths, rows, ends), torch.zeros(3))  # V starts at zero: the scalar head alone
+    torch.nn.init.normal_(head.answer.weight)
+    context = torch.stack([states[0, :2].mean(0), states[1, :4].mean(0)])
+    expected = torch.stack([head.context(context[r]) @ head.answer(states[r, e])
+                            for r, e in zip(rows, ends, strict=True)])
+    torch.testing.assert_close(head(states, lengths, rows, ends), expected)
+
+
+@pytest.mark.parametrize(("objective", "model", "message"), [
+    ("helpfulness", {}, "is for P\\[Love\\]"),
+    ("love", {"lora": {"enabled": True}}, "lora"),
+    ("love", {"backbone": "minilm"}, "decoder"),
+])
+def test_context_rank_where_it_cannot_work_is_a_clear_error(objective, model, message):
+    with pytest.raises(ValueError, match=message):
+        RewardConfig.model_validate({"objective": objective, "model": {"context_rank": 8, **model}})
+
+
+def test_head_learns_in_its_own_group_at_the_scaled_rate(tmp_path):
+    from rluf.rewards.backbone import load_backbone
+    from rluf.rewards.hf_trainer import LoveCollator, LoveTrainer, love_dataset, training_args
+    from rluf.rewards.love import attach_context_head
+
+    cfg = tiny_config(learning_rate=2e-4, context_head_lr_scale=5.0)
+    model, tokenizer, _ = load_backbone(cfg.model, ["a river", "the stone"], seed=0)
+    attach_context_head(model, 4, cfg.model.backbone)
+    data = love_dataset([[5, 6, 7], [5, 8]], np.array([1.0, 0.0]), np.ones(2), [2, 1])
+    trainer = LoveTrainer(model=model, args=training_args(cfg.train, tmp_path, "cpu", False), train_dataset=data,
+                          data_collator=LoveCollator(tokenizer.pad_token_id))
+    trainer.context_head_lr_scale = cfg.train.context_head_lr_scale
+    groups = trainer.create_optimizer().param_groups
+    head = {id(p) for p in model.context_head.parameters()}
+    assert [g["lr"] for g in groups] == [2e-4, 2e-4, pytest.approx(1e-3)]
+    assert {id(p) for p in groups[2]["params"]} == head
+    assert not head & {id(p) for g in groups[:2] for p in g["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
