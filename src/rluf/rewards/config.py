@@ -172,7 +172,4 @@ class RewardConfig(StrictModel):
             if self.model.lora.enabled:
                 raise ValueError("model.context_rank with model.lora: the adapters would freeze the context head; "
                                  "use one of them")
-            if self.model.backbone in MINILM_NAMES:
-                raise ValueError("model.context_rank needs a decoder backbone (a preset or a causal model folder); "
-                                 "minilm reads its first token, not the answer's last")
         return self

@@ -2,8 +2,9 @@
 
     z = w . h_answer + b  +  (U mean_context(h) + c) . (V h_answer)          (rank r = model.context_rank)
 
-h_answer is the state the model's `score` head reads (the answer's last token) and mean_context(h) the mean of
-the same states over the context's tokens. A linear head on h_answer weighs a sign-off or a refusal alike for
+h_answer is the state the model's own head reads (a decoder's `score`: the answer's last token; an encoder's
+`classifier`: its pooled first token) and mean_context(h) the mean of the last layer's states over the context's
+tokens. A linear head on h_answer weighs a sign-off or a refusal alike for
 every user; the product lets what the user wrote scale each direction of the answer's state, which the last
 token's state alone did not learn from rare Love labels (docs/decisions/2026-12-07-context-head.md). V starts
 at zero, so training starts from the backbone's scalar head. Saved beside the HF weights as
@@ -28,13 +29,13 @@ class ContextHead(nn.Module):
         nn.init.zeros_(self.answer.weight)
 
     def forward(self, states: torch.Tensor, context_lengths: torch.Tensor, rows: torch.Tensor,
-                ends: torch.Tensor) -> torch.Tensor:
-        """states (B, T, d); context_lengths (B,): each row's context tokens are its first ones; rows, ends (N,):
-        each answer's row and last position. Returns the interaction term of each answer, (N,)."""
+                answers: torch.Tensor) -> torch.Tensor:
+        """states (B, T, d); context_lengths (B,): each row's context tokens are its first ones; rows (N,) and
+        answers (N, d): each answer's row and state. Returns the interaction term of each answer, (N,)."""
         T = states.shape[1]
         in_context = (torch.arange(T, device=states.device)[None] < context_lengths[:, None]).to(states.dtype)
         context = (states * in_context[..., None]).sum(1) / in_context.sum(1, keepdim=True).clamp(min=1)  # (B, d)
-        return (self.context(context[rows]) * self.answer(states[rows, ends])).sum(-1)
+        return (self.context(context[rows]) * self.answer(answers)).sum(-1)
 
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file
@@ -50,18 +51,38 @@ class ContextHead(nn.Module):
         return head
 
 
+def _unwrap(model):
+    inner = getattr(model, "module", model)  # DDP
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner  # peft
+
+
 def context_head_of(model) -> ContextHead | None:
     """The head attached to a reward model (`model.context_head`), through DDP and peft wrappers; None if none."""
-    inner = getattr(model, "module", model)
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-    return getattr(inner, "context_head", None)
+    return getattr(_unwrap(model), "context_head", None)
+
+
+def rewards_with_head(model, context_lengths: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+    """Each right-padded row's reward, (B,): the model's own scalar plus its context head's term."""
+    head, inner = context_head_of(model), _unwrap(model)
+    rows = torch.arange(inputs["input_ids"].shape[0], device=inputs["input_ids"].device)
+    if hasattr(inner, "score"):  # a decoder: the answer's last token
+        per_position, states = scores_and_states(model, **inputs)  # (B, T), (B, T, d)
+        ends = inputs["attention_mask"].sum(1) - 1
+        return per_position[rows, ends] + head(states, context_lengths, rows, states[rows, ends])
+    seen: list[torch.Tensor] = []  # an encoder: what its classifier reads (BERT: the pooled first token)
+    hook = inner.classifier.register_forward_hook(lambda _module, args, _out: seen.append(args[0]))
+    try:
+        out = model(**inputs, output_hidden_states=True)
+    finally:
+        hook.remove()
+    pooled = seen[-1] if seen[-1].dim() == 2 else seen[-1][:, 0]  # heads that take every position read the first
+    return out.logits[:, 0] + head(out.hidden_states[-1], context_lengths, rows, pooled)
 
 
 def scores_and_states(model, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The `score` head's output at every position (B, T) and the states it reads (B, T, d), from one call of
     the whole model (so DDP and peft wrappers see the forward)."""
-    inner = getattr(model, "module", model)
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    inner = _unwrap(model)
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     hook = inner.score.register_forward_hook(lambda _module, args, out: seen.append((out[..., 0], args[0])))
     try:

@@ -17,7 +17,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from rluf.errors import ConfigError
 from rluf.parallel import claim_free_cores
 from rluf.rewards.config import TrainSection
-from rluf.rewards.context_head import context_head_of, scores_and_states
+from rluf.rewards.context_head import context_head_of, rewards_with_head
 from rluf.rewards.losses import bradley_terry_loss, love_bce_loss
 from rluf.rewards.scorer import pack_shared, pad_right, score_every_position
 from rluf.threads import training_is_thread_independent
@@ -231,10 +231,7 @@ class LoveTrainer(ResumableOrder, Trainer):
         if head is None:
             z = model(**inputs).logits[:, 0]  # (B, 1) -> (B,)
         else:  # rluf.rewards.context_head: w . h_answer + b + (U mean_context(h) + c) . (V h_answer)
-            context_lengths = inputs.pop("context_lengths")
-            per_position, states = scores_and_states(model, **inputs)  # (B, T), (B, T, d)
-            rows, ends = torch.arange(len(labels), device=labels.device), inputs["attention_mask"].sum(1) - 1
-            z = per_position[rows, ends] + head(states, context_lengths, rows, ends)
+            z = rewards_with_head(model, inputs.pop("context_lengths"), **inputs)
         loss = love_bce_loss(z, labels, weights)
         return (loss, {"logits": z}) if return_outputs else loss
 

@@ -104,9 +104,10 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
 
 def attach_context_head(model, rank: int, backbone: str) -> None:
     """`model.context_head` (rluf.rewards.context_head), trained with the model and saved beside it."""
-    if not hasattr(model, "score"):
-        raise ConfigError(f"model.context_rank needs a decoder with a `score` head; backbone {backbone!r} is a "
-                          f"{type(model).__name__}. Set model.context_rank: 0 or use a causal model")
+    if not (hasattr(model, "score") or hasattr(model, "classifier")):
+        raise ConfigError(f"model.context_rank needs a sequence classifier with a `score` (decoder) or "
+                          f"`classifier` (encoder) head; backbone {backbone!r} is a {type(model).__name__}. "
+                          "Set model.context_rank: 0")
     model.context_head = ContextHead(model.config.hidden_size, rank)
 
 

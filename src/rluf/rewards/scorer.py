@@ -27,7 +27,7 @@ from rluf.errors import DataError, ModelFolderError
 from rluf.parallel import claim_free_cores
 from rluf.rewards.backbone import check_scalar_head
 from rluf.rewards.calibration import apply_calibration, prior_shift
-from rluf.rewards.context_head import ContextHead, context_head_of, scores_and_states
+from rluf.rewards.context_head import ContextHead, context_head_of, rewards_with_head, scores_and_states
 from rluf.rewards.data import Chat, Encoder
 from rluf.utils import bf16_supported, length_batches, read_json, select_device
 
@@ -189,10 +189,8 @@ class Scorer:
             if self.context_head is None:
                 z = self.model(input_ids=ids, attention_mask=mask).logits[:, 0]  # (B, 1) -> (B,)
             else:
-                per_position, states = scores_and_states(self.model, input_ids=ids, attention_mask=mask)
-                rows, ends = torch.arange(len(idx), device=self.device), mask.sum(1) - 1
                 lengths = torch.tensor([context_lengths[i] for i in idx], device=self.device)
-                z = per_position[rows, ends] + self.context_head(states, lengths, rows, ends)
+                z = rewards_with_head(self.model, lengths, input_ids=ids, attention_mask=mask)
             out[idx] = z.float().cpu().numpy()
             if progress is not None:
                 progress(len(idx))
@@ -246,7 +244,7 @@ class Scorer:
             z = per_position[rows, at]
             if self.context_head is not None:  # the shared part of a packed row is its context
                 shared = torch.tensor([len(parts[chunks[c][0]][0]) for c in batch], device=self.device)
-                z = z + self.context_head(states, shared, rows, at)
+                z = z + self.context_head(states, shared, rows, states[rows, at])
             out[np.concatenate([chunks[c] for c in batch])] = z.float().cpu().numpy()
             if progress is not None:
                 progress(sum(len(chunks[c]) for c in batch))
