@@ -7,7 +7,8 @@
 Rows are sorted by token length and batched so that padding stays small; results come back in input order.
 Answers whose sequences start with the same context tokens (K candidates for one prompt, several policies'
 answers to one context) are read as one packed row by causal models (`pack_shared`), the context computed once;
-each score is its one-sequence score to float rounding.
+each score is its one-sequence score to float rounding. A P[Love] model with a context head
+(rluf.rewards.context_head) is read with it on either path.
 Scoring runs under `torch.inference_mode()` (no autograd records at all) and, with `precision`, in bf16: half the
 memory of the frozen weights (docs/crraft.md, "Capacity"). `auto` is bf16 only on a CUDA device that supports
 it, so on CPU the scores are the fp32 ones.
@@ -239,12 +240,12 @@ class Scorer:
             per_position, states = scores_and_states(self.model, input_ids=ids.to(self.device),
                                                      attention_mask=mask.to(self.device),
                                                      position_ids=positions.to(self.device))  # (B, T), (B, T, d)
-            rows = torch.cat([torch.full((len(chunks[c]),), b) for b, c in enumerate(batch)]).to(self.device)
+            row_of = torch.cat([torch.full((len(chunks[c]),), b) for b, c in enumerate(batch)]).to(self.device)
             at = torch.cat([ends[b, : len(chunks[c])] for b, c in enumerate(batch)]).to(self.device)
-            z = per_position[rows, at]
+            z = per_position[row_of, at]
             if self.context_head is not None:  # the shared part of a packed row is its context
                 shared = torch.tensor([len(parts[chunks[c][0]][0]) for c in batch], device=self.device)
-                z = z + self.context_head(states, shared, rows, states[rows, at])
+                z = z + self.context_head(states, shared, row_of, states[row_of, at])
             out[np.concatenate([chunks[c] for c in batch])] = z.float().cpu().numpy()
             if progress is not None:
                 progress(sum(len(chunks[c]) for c in batch))
