@@ -7,8 +7,8 @@ h_answer is the state the model's own head reads (a decoder's `score`: the answe
 tokens. A linear head on h_answer weighs a sign-off or a refusal alike for every user; the product lets what
 the user wrote scale each direction of the answer's state, which the last token's state alone did not learn
 from rare Love labels (docs/decisions/2026-12-07-context-head.md). V starts at zero, so training starts from
-the backbone's scalar head. Saved beside the HF weights as
-`context_head.safetensors`, so the folder stays a plain sequence-classification model for other tools.
+the backbone's scalar head. Saved beside the HF weights as `context_head.safetensors`, so the folder stays a
+plain sequence-classification model for other tools.
 """
 
 from __future__ import annotations

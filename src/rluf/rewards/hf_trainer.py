@@ -212,7 +212,7 @@ class LoveTrainer(ResumableOrder, Trainer):
     parameter group of its own, at `context_head_lr_scale` x the backbone's rate."""
 
     loss_is_scaled_for_ga = False  # our loss is a per-batch mean: let the Trainer divide by accumulation steps
-    context_head_lr_scale = 10.0  # set by `fit` from TrainSection
+    context_head_lr_scale = TrainSection.model_fields["context_head_lr_scale"].default  # `fit` sets the config's
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
