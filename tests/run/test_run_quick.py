@@ -48,7 +48,8 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     love_meta = json.loads((tmp_path / "reward_love" / "rluf_reward.json").read_text())
     assert love_meta["backbone"]["backbone"].endswith("/reward_helpfulness")  # started from the run's helpfulness model
     assert love_meta["context_messages"] == 1  # run_quick.yaml: P[Love] reads the answered user message only
-    assert love_meta["context_rank"] == 16 and (tmp_path / "reward_love" / "context_head.safetensors").is_file()
+    assert love_meta["context_rank"] == 16 and love_meta["context_overlap"]
+    assert (tmp_path / "reward_love" / "context_head.safetensors").is_file()
     html = (tmp_path / "report.html").read_text()
     assert "curate/test.parquet, conversations later in time" in html  # offline evaluation's prompt set
     assert "deployment&#x27;s own questions" in html  # the sweep's evaluation population

@@ -110,5 +110,6 @@ def save_reward_folder(model, tokenizer, meta: dict[str, Any], out: Path, report
 def base_meta(cfg: RewardConfig, backbone_info: dict[str, Any], device: str) -> dict[str, Any]:
     return {"objective": cfg.objective, "max_length": cfg.model.max_length,
             "context_messages": cfg.model.context_messages, "context_rank": cfg.model.context_rank,
+            "context_overlap": cfg.model.context_overlap,
             "backbone": backbone_info,
             "device": device, "config": cfg.model_dump(mode="json")}

@@ -54,6 +54,10 @@ class ModelSection(StrictModel):
         0, ge=0, description="P[Love] only: rank of the context head, which lets the context's tokens scale "
         "how the answer's features count (rluf.rewards.context_head); 0: the backbone's scalar head alone"
     )
+    context_overlap: bool = Field(
+        False, description="the context head also weighs each answer token by whether it occurs in the context (an "
+        "exact-match feature; rluf.rewards.context_head). Needs context_rank >= 1"
+    )
     lora: LoraSection = LoraSection()
 
     @field_validator("backbone")
@@ -165,6 +169,8 @@ class RewardConfig(StrictModel):
                 f"model.max_length = {self.model.max_length} but the minilm backbone has 512 positions; "
                 "set model.max_length <= 512"
             )
+        if self.model.context_overlap and not self.model.context_rank:
+            raise ValueError("model.context_overlap is part of the context head: set model.context_rank >= 1 too")
         if self.model.context_rank:
             if self.objective != "love":
                 raise ValueError(f"model.context_rank = {self.model.context_rank} is for P[Love] (objective: love), "

@@ -74,7 +74,7 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     parts = encoder.encode_parts(train.contexts, train.responses)
     context_lengths = None
     if cfg.model.context_rank:
-        attach_context_head(model, cfg.model.context_rank, cfg.model.backbone)
+        attach_context_head(model, cfg.model.context_rank, cfg.model.backbone, cfg.model.context_overlap)
         context_lengths = [len(head) for head, _ in parts]
     dataset = love_dataset([h + t for h, t in parts], train.labels, weights, context_lengths)
 
@@ -102,13 +102,13 @@ def train_love(data: str | Path, out: str | Path, config: RewardConfig | None = 
     return report
 
 
-def attach_context_head(model, rank: int, backbone: str) -> None:
+def attach_context_head(model, rank: int, backbone: str, overlap: bool = False) -> None:
     """`model.context_head` (rluf.rewards.context_head), trained with the model and saved beside it."""
     if not (hasattr(model, "score") or hasattr(model, "classifier")):
         raise ConfigError(f"model.context_rank needs a sequence classifier with a `score` (decoder) or "
                           f"`classifier` (encoder) head; backbone {backbone!r} is a {type(model).__name__}. "
                           "Set model.context_rank: 0")
-    model.context_head = ContextHead(model.config.hidden_size, rank)
+    model.context_head = ContextHead(model.config.hidden_size, rank, overlap)
 
 
 def calibrate(z_val: np.ndarray, val: LoveSplit, cfg: RewardConfig) -> dict[str, Any]:

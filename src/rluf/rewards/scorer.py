@@ -169,7 +169,8 @@ class Scorer:
             str(path), trust_remote_code=False, use_safetensors=True, dtype=score_dtype(precision, device)
         )
         if meta.get("context_rank"):
-            model.context_head = ContextHead.load(path, config.hidden_size, int(meta["context_rank"]))
+            model.context_head = ContextHead.load(path, config.hidden_size, int(meta["context_rank"]),
+                                                  bool(meta.get("context_overlap")))
         return cls(model, load_tokenizer(path), meta, device=device, precision=precision)
 
     # -- scoring --------------------------------------------------------------------------------------
@@ -245,7 +246,11 @@ class Scorer:
             z = per_position[row_of, at]
             if self.context_head is not None:  # the shared part of a packed row is its context
                 shared = torch.tensor([len(parts[chunks[c][0]][0]) for c in batch], device=self.device)
-                z = z + self.context_head(states, shared, row_of, states[row_of, at])
+                # each answer starts where the one before it ends (the first: after the shared part)
+                first = torch.cat([torch.cat([shared[b : b + 1], ends[b, : len(chunks[c]) - 1].to(self.device) + 1])
+                                   for b, c in enumerate(batch)])
+                z = z + self.context_head(states, shared, row_of, states[row_of, at], ids.to(self.device),
+                                          (first, at))
             out[np.concatenate([chunks[c] for c in batch])] = z.float().cpu().numpy()
             if progress is not None:
                 progress(sum(len(chunks[c]) for c in batch))
