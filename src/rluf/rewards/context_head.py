@@ -91,11 +91,12 @@ def rewards_with_head(model, context_lengths: torch.Tensor, **inputs: torch.Tens
     """Each right-padded row's reward, (B,): the model's own scalar plus its context head's term."""
     head, inner = context_head_of(model), _unwrap(model)
     rows = torch.arange(inputs["input_ids"].shape[0], device=inputs["input_ids"].device)
+    ends = inputs["attention_mask"].sum(1) - 1  # right padding: each row's answer ends at its last real token
+    spans = (context_lengths, ends)
     if hasattr(inner, "score"):  # a decoder: the answer's last token
         per_position, states = scores_and_states(model, **inputs)  # (B, T), (B, T, d)
-        ends = inputs["attention_mask"].sum(1) - 1
         return per_position[rows, ends] + head(states, context_lengths, rows, states[rows, ends],
-                                               inputs["input_ids"], (context_lengths, ends))
+                                               inputs["input_ids"], spans)
     seen: list[torch.Tensor] = []  # an encoder: what its classifier reads (BERT: the pooled first token)
     hook = inner.classifier.register_forward_hook(lambda _module, args, _out: seen.append(args[0]))
     try:
@@ -103,9 +104,7 @@ def rewards_with_head(model, context_lengths: torch.Tensor, **inputs: torch.Tens
     finally:
         hook.remove()
     pooled = seen[-1] if seen[-1].dim() == 2 else seen[-1][:, 0]  # heads that take every position read the first
-    ends = inputs["attention_mask"].sum(1) - 1
-    return out.logits[:, 0] + head(out.hidden_states[-1], context_lengths, rows, pooled, inputs["input_ids"],
-                                   (context_lengths, ends))
+    return out.logits[:, 0] + head(out.hidden_states[-1], context_lengths, rows, pooled, inputs["input_ids"], spans)
 
 
 def scores_and_states(model, **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

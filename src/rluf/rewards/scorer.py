@@ -237,20 +237,18 @@ class Scorer:
         for batch in batches:
             claim_free_cores()
             rows = [(parts[chunks[c][0]][0], [parts[i][1] for i in chunks[c]]) for c in batch]
-            ids, mask, positions, ends = pack_shared(rows, self.tokenizer.pad_token_id)
-            per_position, states = scores_and_states(self.model, input_ids=ids.to(self.device),
-                                                     attention_mask=mask.to(self.device),
-                                                     position_ids=positions.to(self.device))  # (B, T), (B, T, d)
+            ids, mask, positions, ends = (t.to(self.device) for t in pack_shared(rows, self.tokenizer.pad_token_id))
+            per_position, states = scores_and_states(self.model, input_ids=ids, attention_mask=mask,
+                                                     position_ids=positions)  # (B, T), (B, T, d)
             row_of = torch.cat([torch.full((len(chunks[c]),), b) for b, c in enumerate(batch)]).to(self.device)
-            at = torch.cat([ends[b, : len(chunks[c])] for b, c in enumerate(batch)]).to(self.device)
+            at = torch.cat([ends[b, : len(chunks[c])] for b, c in enumerate(batch)])
             z = per_position[row_of, at]
             if self.context_head is not None:  # the shared part of a packed row is its context
                 shared = torch.tensor([len(parts[chunks[c][0]][0]) for c in batch], device=self.device)
                 # each answer starts where the one before it ends (the first: after the shared part)
-                first = torch.cat([torch.cat([shared[b : b + 1], ends[b, : len(chunks[c]) - 1].to(self.device) + 1])
+                first = torch.cat([torch.cat([shared[b : b + 1], ends[b, : len(chunks[c]) - 1] + 1])
                                    for b, c in enumerate(batch)])
-                z = z + self.context_head(states, shared, row_of, states[row_of, at], ids.to(self.device),
-                                          (first, at))
+                z = z + self.context_head(states, shared, row_of, states[row_of, at], ids, (first, at))
             out[np.concatenate([chunks[c] for c in batch])] = z.float().cpu().numpy()
             if progress is not None:
                 progress(sum(len(chunks[c]) for c in batch))
