@@ -23,7 +23,7 @@ DAY = 86_400.0
 
 
 def session_starts(world: World, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """First session times: sybils arrive at any time of the deployment (the others as given)."""
+    """Each user's first visit: sybils arrive at any time of the deployment (the others as given)."""
     sybil = np.flatnonzero(world.user_kind == SYBIL)
     if len(sybil):
         t[sybil] = rng.uniform(0, world.cfg.time.horizon_days * DAY, len(sybil))
