@@ -16,7 +16,11 @@ their true p_love and weights) and the simulator's world, then prints:
      hidden state itself, fitted to the training labels;
   4. the regression of 2 again with features replaced by what the helpfulness model (the backbone P[Love]
      starts from, never trained on these rows) lets a linear probe read of them, one feature at a time and
-     all at once: which feature, read as the backbone reads it, costs the AUROC.
+     all at once: which feature, read as the backbone reads it, costs the AUROC;
+  5. length: Pearson r of each probability with the answer's length and its slope on length over the truth's
+     (`length_slope_ratio`), for the truth, P[Love], and the regressions of 2 fitted at the natural rate (the
+     curation weights, so their probabilities are calibrated): the r a calibrated model that weighs length
+     exactly as the labels do shows when it knows less than the truth.
 With --write, writes benchmarks/results/plove_gap.json.
 """
 
@@ -116,6 +120,29 @@ def read_by_backbone(H_train: np.ndarray, H_test: np.ndarray, F_train, F_test, y
             "all_read": fit(list(read))}
 
 
+def length_figures(F_train, F_test, segments, y, natural_w, scores: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Length r and slope ratio (see the module docstring, 5) of the truth, P[Love] and the feature regressions
+    fitted with the natural-rate weights."""
+    from sklearn.linear_model import LogisticRegression
+
+    from rluf.rewards.metrics import expected_metrics, length_slope_ratio, pearson
+
+    t, w, length = scores.true_p_love.to_numpy(), scores.weight.to_numpy(), scores.response_chars.to_numpy()
+    probs = {"truth": t, "p_love": scores.prob.to_numpy()}
+    for name, X_train, X_test in [("answer_features", F_train[FEATURES], F_test[FEATURES]),
+                                  ("with_segment_interactions", with_segments(F_train, segments),
+                                   with_segments(F_test, segments))]:
+        lr = LogisticRegression(C=1.0, max_iter=5000).fit(X_train, y, sample_weight=natural_w / natural_w.mean())
+        probs[name] = lr.predict_proba(X_test)[:, 1]
+    out = {}
+    for name, p in probs.items():
+        e = expected_metrics(t, p, w)
+        out[name] = {"auroc": round(e["auroc"], 4), "ece_relative": round(e["ece_relative"], 3),
+                     "length_r": round(pearson(p, length), 3),
+                     "length_slope_ratio": round(length_slope_ratio(p, t, length, w), 2)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a finished simulated `rluf run` folder")
@@ -160,6 +187,7 @@ def main() -> None:
                                                     .decision_function(with_segments(F_test, segments))),
         "bayes": round(read_json(run / "reward_love" / "eval.json")["expected"]["bayes"]["auroc"], 4),
     }
+    res["length"] = length_figures(F_train, F_test, segments, y, train.weight.to_numpy(), scores)
     res["hidden_state"] = {}
     half = len(test) // 2
     hidden = {}

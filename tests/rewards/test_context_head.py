@@ -39,6 +39,7 @@ def test_trained_head_is_saved_beside_plain_hf_weights(head_run):
     assert head["answer.weight"].abs().sum() > 0  # trained away from its zero start
     if head_run["overlap"]:
         assert head["seen.weight"].abs().sum() > 0 and head["new.weight"].abs().sum() > 0
+        assert head["new_answer.weight"].abs().sum() > 0
     else:
         assert "seen.weight" not in head
 
@@ -84,16 +85,38 @@ def test_overlap_term_means_each_answer_tokens_gate_by_whether_it_occurs_in_the_
     rows, first, last = torch.tensor([0, 0]), torch.tensor([2, 4]), torch.tensor([3, 6])
     z = head(states, torch.tensor([2]), rows, states[0, last], ids, (first, last))
     assert torch.equal(z, torch.zeros(2))  # the gates start at zero too
-    for gate in (head.answer, head.seen, head.new):
+    for gate in (head.answer, head.seen, head.new, head.new_answer):
         torch.nn.init.normal_(gate.weight)
     for gate in (head.seen, head.new):
         torch.nn.init.normal_(gate.bias)
-    seen, new = head.seen(states[0])[:, 0], head.new(states[0])[:, 0]  # (7,)
-    product = head.answer(states[0, last]) @ head.context(states[0, :2].mean(0))  # (2,)
+    context = states[0, :2].mean(0)
+    seen = head.seen(states[0])[:, 0]  # (7,)
+    new = head.new(states[0])[:, 0] + head.new_answer(states[0]) @ head.new_context(context)  # the user scales it
+    product = head.answer(states[0, last]) @ head.context(context)  # (2,)
     expected = product + torch.stack([(seen[2] + new[3]) / 2, (seen[4] + seen[5] + new[6]) / 3])
     torch.testing.assert_close(head(states, torch.tensor([2]), rows, states[0, last], ids, (first, last)), expected)
     with pytest.raises(ValueError, match="input_ids"):
         head(states, torch.tensor([2]), rows, states[0, last])
+
+
+
+def test_a_head_saved_without_the_new_tokens_product_loads_as_it_scored(tmp_path):
+    """Folders trained before the unseen tokens' product (no new_context / new_answer) load with Q = 0, which adds
+    nothing; weights of another shape or name are an error naming the file."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    head = ContextHead(hidden_size=3, rank=2, overlap=True)
+    old = {k: v for k, v in head.state_dict().items() if not k.startswith(("new_context", "new_answer"))}
+    save_file(old, tmp_path / HEAD_FILE)
+    loaded = ContextHead.load(tmp_path, 3, 2, overlap=True)
+    assert torch.equal(loaded.new_answer.weight, torch.zeros(2, 3))
+    torch.testing.assert_close(loaded.seen.weight, head.seen.weight)
+    with pytest.raises(RuntimeError, match=f"{HEAD_FILE}.*rank-4"):
+        ContextHead.load(tmp_path, 3, 4, overlap=True)
+    save_file({**old, "extra.weight": torch.zeros(1)}, tmp_path / HEAD_FILE)
+    with pytest.raises(RuntimeError, match="unexpected"):
+        ContextHead.load(tmp_path, 3, 2, overlap=True)
 
 
 @pytest.mark.parametrize(("objective", "model", "message"), [

@@ -2,7 +2,8 @@
 
     z = w . h_answer + b  +  (U mean_context(h) + c) . (V h_answer)          (rank r = model.context_rank)
           [ + mean over the answer's tokens t of (a_seen . h_t + a0 if token t occurs in the context,
-                                                  a_new . h_t + b0 otherwise) ]    (model.context_overlap)
+                                                  a_new . h_t + b0 + (W mean_context(h) + e) . (Q h_t)
+                                                  otherwise) ]                    (model.context_overlap)
 
 h_answer is the state the model's own head reads (a decoder's `score`: the answer's last token; an encoder's
 `classifier`: its pooled first token) and mean_context(h) the mean of the last layer's states over the context's
@@ -12,9 +13,11 @@ from rare Love labels (docs/decisions/2026-12-07-context-head.md). V starts at z
 the backbone's scalar head. The overlap term is the exact-match feature of reading-comprehension models (DrQA):
 whether each answer token appears in the user's message, weighed by what the token's state says it is. Whether a
 factual answer names the entity it was asked about is a copy check that a small backbone learns poorly from
-rare labels; the flag gives it for free (docs/decisions/2026-12-07-context-overlap.md). Its weights start at
-zero too. Saved beside the HF weights as `context_head.safetensors`, so the folder stays a plain
-sequence-classification model for other tools.
+rare labels; the flag gives it for free (docs/decisions/2026-12-07-context-overlap.md). The words an answer
+adds beyond the question (an opener, a sign-off) count by who asks, so their gate has a rank-r product with the
+context too (docs/decisions/2026-12-07-new-words-by-user.md). Its weights start at zero too (Q = 0). Saved
+beside the HF weights as `context_head.safetensors`, so the folder stays a plain sequence-classification model
+for other tools.
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ class ContextHead(nn.Module):
         if overlap:
             self.seen = nn.Linear(hidden_size, 1)  # a_seen, a0: answer tokens that occur in the context
             self.new = nn.Linear(hidden_size, 1)  # a_new, b0: the others
+            self.new_context = nn.Linear(hidden_size, rank)  # W, e: how the user scales the others
+            self.new_answer = nn.Linear(hidden_size, rank, bias=False)  # Q
             for gate in (self.seen, self.new):
                 nn.init.zeros_(gate.weight)
                 nn.init.zeros_(gate.bias)
+            nn.init.zeros_(self.new_answer.weight)
 
     def forward(self, states: torch.Tensor, context_lengths: torch.Tensor, rows: torch.Tensor,
                 answers: torch.Tensor, input_ids: torch.Tensor | None = None,
@@ -57,7 +63,8 @@ class ContextHead(nn.Module):
             if input_ids is None or spans is None:
                 raise ValueError("a context head with overlap needs the input_ids and each answer's token span")
             seen = ((input_ids[:, :, None] == input_ids[:, None, :]) & in_context[:, None, :]).any(-1)  # (B, T)
-            gate = torch.where(seen, self.seen(states)[..., 0], self.new(states)[..., 0])  # (B, T)
+            new = self.new(states)[..., 0] + (self.new_context(context)[:, None] * self.new_answer(states)).sum(-1)
+            gate = torch.where(seen, self.seen(states)[..., 0], new)  # (B, T)
             first, last = spans
             in_answer = ((positions[None] >= first[:, None]) & (positions[None] <= last[:, None])).to(states.dtype)
             z = z + (gate[rows] * in_answer).sum(-1) / in_answer.sum(-1).clamp(min=1)
@@ -73,7 +80,14 @@ class ContextHead(nn.Module):
         from safetensors.torch import load_file
 
         head = cls(hidden_size, rank, overlap)
-        head.load_state_dict(load_file(folder / HEAD_FILE))
+        what = f"{folder / HEAD_FILE}: weights do not fit a rank-{rank} context head (overlap {overlap})"
+        try:
+            missing, unexpected = head.load_state_dict(load_file(folder / HEAD_FILE), strict=False)
+        except RuntimeError as e:  # shapes
+            raise RuntimeError(f"{what}: {e}") from e
+        # heads saved before the new tokens' product had no new_context / new_answer: Q = 0 scores as they did
+        if unexpected or any(not k.startswith(("new_context.", "new_answer.")) for k in missing):
+            raise RuntimeError(f"{what}: missing {missing}, unexpected {unexpected}")
         return head
 
 
