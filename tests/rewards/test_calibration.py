@@ -67,3 +67,32 @@ def test_refinement_skipped_with_too_few_validation_positives(tmp_path):
     assert out["validation_after"]["log_loss"] == pytest.approx(out["validation_before"]["log_loss"])
     cfg = RewardConfig.model_validate({"calibration": {"min_positives": 2}})
     assert calibrate(z, val, cfg)["params"]["method"] == "temperature"
+
+
+def test_centred_isotonic_bends_where_platt_cannot_and_keeps_every_ranking():
+    """Scores too steep at the top (the true logit is z/2 above 0, z below): centred isotonic follows the bend,
+    Platt's single line cannot; the map is strictly increasing, so the AUROC is the scores' own."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(-3, 2, 60000)
+    true_p = expit(np.where(z > 0, z / 2, z))
+    y = (rng.random(len(z)) < true_p).astype(float)
+    w = np.ones_like(z)
+    cir, platt = fit_calibration("centred_isotonic", z, y, w), fit_calibration("platt", z, y, w)
+    assert cir["method"] == "centred_isotonic" and len(cir["x"]) >= 5
+    grid = np.linspace(-12, 8, 400)  # beyond the fitted points too: Platt's slope carries on
+    assert np.all(np.diff(apply_calibration(cir, grid)) > 0)
+    z_new = rng.normal(-3, 2, 20000)
+    p_true = expit(np.where(z_new > 0, z_new / 2, z_new))
+    err = {name: np.mean(np.abs(apply_calibration(prm, z_new) - p_true)) for name, prm in
+           (("cir", cir), ("platt", platt))}
+    assert err["cir"] < 0.7 * err["platt"]  # measured 0.0043 against 0.0079
+    y_new = (rng.random(len(z_new)) < p_true).astype(float)
+    assert roc_auc_score(y_new, apply_calibration(cir, z_new)) == pytest.approx(roc_auc_score(y_new, z_new), abs=1e-12)
+
+
+def test_centred_isotonic_one_block_falls_back_to_platt():
+    z = np.linspace(-2, 2, 200)
+    y = np.r_[np.ones(100), np.zeros(100)]  # decreasing in z: isotonic pools everything into one block
+    assert fit_calibration("centred_isotonic", z, y, np.ones(200))["method"] == "platt"

@@ -49,7 +49,7 @@ def test_quick_loop_runs_resumes_and_reports(tmp_path):
     assert love_meta["backbone"]["backbone"].endswith("/reward_helpfulness")  # started from the run's helpfulness model
     assert love_meta["context_messages"] == 1  # run_quick.yaml: P[Love] reads the answered user message only
     assert love_meta["context_rank"] == 16 and love_meta["context_overlap"]
-    assert love_meta["calibration"]["params"]["method"] == "platt"  # run_quick.yaml
+    assert love_meta["calibration"]["params"]["method"] == "centred_isotonic"  # run_quick.yaml
     assert (tmp_path / "reward_love" / "context_head.safetensors").is_file()
     html = (tmp_path / "report.html").read_text()
     assert "curate/test.parquet, conversations later in time" in html  # offline evaluation's prompt set

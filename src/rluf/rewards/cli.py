@@ -41,7 +41,8 @@ def train_reward(
     learning_rate: float | None = typer.Option(None, "--learning-rate", help="AdamW peak rate (default: the "
                                                "backbone's own: 1e-3 for presets, 5e-5 for minilm and folders)"),
     max_train_examples: int | None = typer.Option(None, "--max-train-examples"),
-    calibration: str | None = typer.Option(None, "--calibration", help="none | temperature | platt | isotonic"),
+    calibration: str | None = typer.Option(None, "--calibration",
+                                           help="none | temperature | platt | isotonic | centred_isotonic"),
     lora: bool | None = typer.Option(None, "--lora/--no-lora", help="train LoRA adapters (merged on save)"),
     device: str | None = typer.Option(None, "--device"),
     seed: int | None = typer.Option(None, "--seed"),

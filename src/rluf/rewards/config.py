@@ -113,10 +113,11 @@ class TrainSection(StrictModel):
 class CalibrationSection(StrictModel):
     """Refinement on the validation split after the prior correction (the correction itself is always applied)."""
 
-    method: Literal["none", "temperature", "platt", "isotonic"] = Field(
+    method: Literal["none", "temperature", "platt", "isotonic", "centred_isotonic"] = Field(
         "temperature",
-        description="temperature: z/T; platt: a*z + b; isotonic: a monotone step map (sklearn); all fit "
-        "with the sample weights, i.e. at the natural rate",
+        description="temperature: z/T; platt: a*z + b; isotonic: a monotone step map (sklearn); centred_isotonic: "
+        "isotonic on 100 equal-mass bins through its blocks' centres, strictly increasing; all fit with the "
+        "sample weights, i.e. at the natural rate",
     )
     ece_bins: int = Field(15, ge=2, description="equal-mass bins for the expected calibration error")
     min_positives: int = Field(
