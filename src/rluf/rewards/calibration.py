@@ -102,4 +102,4 @@ def _fit_centred_isotonic(z: np.ndarray, y: np.ndarray, w: np.ndarray, max_bins:
     if len(x) < 2:
         return platt
     return {"method": "centred_isotonic", "x": x.tolist(), "logit": logit(fitted[starts]).tolist(),
-            "slope": platt["a"]}
+            "slope": max(platt["a"], 0.0)}  # never decreasing beyond the ends, whatever Platt's line did
