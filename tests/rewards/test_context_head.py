@@ -99,7 +99,6 @@ def test_overlap_term_means_each_answer_tokens_gate_by_whether_it_occurs_in_the_
         head(states, torch.tensor([2]), rows, states[0, last])
 
 
-
 def test_a_head_saved_without_the_new_tokens_product_loads_as_it_scored(tmp_path):
     """Folders trained before the unseen tokens' product (no new_context / new_answer) load with Q = 0, which adds
     nothing; weights of another shape or name are an error naming the file."""

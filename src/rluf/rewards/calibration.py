@@ -84,11 +84,13 @@ def _fit_centred_isotonic(z: np.ndarray, y: np.ndarray, w: np.ndarray, max_bins:
     """Centred isotonic regression on equal-mass bins (see the module docstring); Platt where it has one block."""
     from sklearn.isotonic import IsotonicRegression
 
+    from rluf.rewards.metrics import equal_mass_bins
+
     platt = fit_calibration("platt", z, y, w)
     order = np.argsort(z, kind="stable")
     z, y, w = z[order], y[order], w[order]
     n_bins = int(min(max_bins, max(2, len(z) // 50)))
-    bins = np.minimum((np.cumsum(w) / np.sum(w) * n_bins - 1e-9).astype(int), n_bins - 1)
+    bins = equal_mass_bins(w, n_bins)
     mass = np.bincount(bins, w, n_bins)
     keep = mass > 0
     z_bin = (np.bincount(bins, w * z, n_bins) / np.where(keep, mass, 1))[keep]

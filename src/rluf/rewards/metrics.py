@@ -12,6 +12,12 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 
+def equal_mass_bins(w: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin index (0 .. n_bins - 1) of each row of rows already sorted by score, each bin holding about 1/n_bins of
+    the weight w: its weighted quantile position, cut into n_bins."""
+    return np.minimum((np.cumsum(w) / np.sum(w) * n_bins - 1e-9).astype(int), n_bins - 1)
+
+
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None, n_bins: int = 15) -> float:
     """ECE = sum_b (W_b / W) * |mean_w(p in b) - mean_w(y in b)| over equal-mass bins of p.
 
@@ -22,8 +28,7 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, w: np.ndarray | Non
     w = np.ones_like(p) if w is None else np.asarray(w, float)
     order = np.argsort(p, kind="stable")
     y, p, w = y[order], p[order], w[order]
-    cum = np.cumsum(w) / np.sum(w)  # (N,) weighted quantile position of each prediction
-    bins = np.minimum((cum * n_bins - 1e-9).astype(int), n_bins - 1)
+    bins = equal_mass_bins(w, n_bins)
     ece = 0.0
     for b in np.unique(bins):
         m = bins == b
