@@ -82,6 +82,12 @@ def main() -> None:
     ap.add_argument("--label", default="shipped", help="the key of the figures in the results file")
     ap.add_argument("--write", action="store_true", help="merge into benchmarks/results/plove_population.json")
     args = ap.parse_args()
+    model = args.model or args.run / "reward_love"
+    for need in (args.run / "run_config.json", args.run / "simulate" / "truth", args.run / "curate" / "test.parquet",
+                 model / "rluf_reward.json"):
+        if not need.exists():
+            ap.error(f"{need} not found: --run must be a finished simulated `rluf run` folder (and --model a P[Love] "
+                     "folder)")
 
     from rluf.rewards import Scorer
     from rluf.rewards.data import read_curated
@@ -89,7 +95,7 @@ def main() -> None:
     from rluf.threads import available_cpus
 
     t0 = time.time()
-    run, model = args.run, args.model or args.run / "reward_love"
+    run = args.run
     cur = curate_more(run, args.work or run / "curate_more", args.negatives)
     test = read_curated(cur)[0]["test"]
     scorer = Scorer.from_pretrained(model, device="cpu")
