@@ -57,7 +57,8 @@ def figures(t: np.ndarray, p: np.ndarray, w: np.ndarray, length: np.ndarray) -> 
 
 
 def run_sized_parts(t, p, w, y, n_negatives: int, seed: int = 0) -> dict[str, list[float]]:
-    """AUROC and ECE / rate on disjoint parts: every positive and ~n_negatives negatives each, reweighted."""
+    """AUROC and ECE / rate on disjoint parts: every positive and ~n_negatives negatives each, reweighted. The
+    parts share the positives, so this is the spread from the negatives' draw alone."""
     from rluf.rewards.metrics import expected_metrics
 
     neg = np.random.default_rng(seed).permutation(np.flatnonzero(y == 0))
@@ -98,7 +99,7 @@ def main() -> None:
     run = args.run
     cur = curate_more(run, args.work or run / "curate_more", args.negatives)
     test = read_curated(cur)[0]["test"]
-    scorer = Scorer.from_pretrained(model, device="cpu")
+    scorer = Scorer.from_pretrained(model)  # auto device: a GPU where there is one
     p = scorer.prob_from_raw(scorer.score(test.contexts, test.responses))
     t = check_truth(load_true_p_love(run / "simulate" / "truth"), test)
     length = np.array([len(r) for r in test.responses], dtype=float)
