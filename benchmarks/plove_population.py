@@ -30,19 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "plove_population.json"
 
 
-def curate_more(run: Path, out: Path, negatives: int) -> Path:
-    """The run's curation with `sample.eval_max_negatives` = negatives, into `out` (kept when already there)."""
+def curate_more(run: Path, cfg, out: Path, negatives: int) -> Path:
+    """The run's curation (`cfg`: its RunConfig) with `sample.eval_max_negatives` = negatives, into `out` (kept
+    when already there)."""
     from rluf.config import deep_merge
-    from rluf.run.config import RunConfig
     from rluf.run.pipeline import curate_config
     from rluf.signals.curate import curate
 
     if (out / "manifest.json").is_file():
         return out
-    cfg = RunConfig.model_validate(json.loads((run / "run_config.json").read_text()))
-    cc = curate_config(cfg)
-    cc = type(cc).model_validate(deep_merge(cc.model_dump(mode="json"), {"sample": {"eval_max_negatives": negatives}}))
-    curate(run / "simulate" / "logs", out, cc, truth_dir=run / "simulate" / "truth")
+    more = cfg.model_copy(update={"curate": deep_merge(cfg.curate, {"sample": {"eval_max_negatives": negatives}})})
+    curate(run / "simulate" / "logs", out, curate_config(more), truth_dir=run / "simulate" / "truth")
     return out
 
 
@@ -93,11 +91,13 @@ def main() -> None:
     from rluf.rewards import Scorer
     from rluf.rewards.data import read_curated
     from rluf.rewards.love import check_truth, load_true_p_love
+    from rluf.run.config import RunConfig
     from rluf.threads import available_cpus
 
     t0 = time.time()
     run = args.run
-    cur = curate_more(run, args.work or run / "curate_more", args.negatives)
+    cfg = RunConfig.model_validate(json.loads((run / "run_config.json").read_text()))
+    cur = curate_more(run, cfg, args.work or run / "curate_more", args.negatives)
     test = read_curated(cur)[0]["test"]
     scorer = Scorer.from_pretrained(model)  # auto device: a GPU where there is one
     p = scorer.prob_from_raw(scorer.score(test.contexts, test.responses))
@@ -107,7 +107,7 @@ def main() -> None:
     n_run_negatives = int((run_test.label == 0).sum())
     parts = run_sized_parts(t, p, test.weights, test.labels, n_run_negatives)
     own = json.loads((model / "eval.json").read_text())
-    seed = json.loads((run / "run_config.json").read_text())["seed"]
+    seed = cfg.seed
     res = {"run": str(run), "model": str(model), "seed": seed, "rows": len(test),
            "positives": int(test.labels.sum()), "run_test_rows": len(run_test),
            "all": {k: round(v, 4) for k, v in figures(t, p, test.weights, length).items()},
